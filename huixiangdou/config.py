@@ -1,0 +1,298 @@
+"""One typed configuration object, loaded once from config.ini (TOML) and passed down.
+
+Every key is declared here with its type and default; unknown sections or keys and wrong types raise
+ConfigError naming the key and the file. Nothing else in the package reads config.ini or the environment
+for settings (API keys excepted, which may come from the environment by design).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, malformed, or holds a bad key or value."""
+
+
+@dataclass
+class FeatureStoreConfig:
+    repo_dir: str = 'repodir'
+    work_dir: str = 'workdir'
+    reject_throttle: float = -1.0
+    embedding_model_path: str = ''
+    embedding_api_model: str = 'BAAI/bge-m3'
+    reranker_model_path: str = ''
+    api_token: str = ''
+    api_rpm: int = 1000
+    api_tpm: int = 40000
+    chunk_size: int = 256
+    chunk_overlap: int = 32
+    max_file_size_mb: float = 50.0
+    embedding_batch_size: int = 64
+    reject_dense_weight: float = 0.5
+    good_questions: str = 'resource/good_questions.json'
+    bad_questions: str = 'resource/bad_questions.json'
+
+    def validate(self) -> None:
+        if self.chunk_size < 16:
+            raise ConfigError(f'[feature_store] chunk_size must be >= 16, got {self.chunk_size}')
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ConfigError(
+                f'[feature_store] chunk_overlap must be in [0, chunk_size), got {self.chunk_overlap}')
+        if not 0.0 <= self.reject_dense_weight <= 1.0:
+            raise ConfigError(
+                f'[feature_store] reject_dense_weight must be in [0, 1], got {self.reject_dense_weight}')
+        if self.embedding_batch_size < 1:
+            raise ConfigError(
+                f'[feature_store] embedding_batch_size must be >= 1, got {self.embedding_batch_size}')
+
+    @property
+    def resolved_api_token(self) -> str:
+        return self.api_token or os.environ.get('HUIXIANGDOU_API_TOKEN', '')
+
+
+@dataclass
+class WebSearchConfig:
+    engine: str = 'serper'
+    serper_x_api_key: str = ''
+    serper_base_url: str = 'https://google.serper.dev'
+    duckduckgo_base_url: str = 'https://html.duckduckgo.com'
+    domain_partial_order: list[str] = field(default_factory=lambda: [
+        'arxiv.org', 'openai.com', 'pytorch.org', 'readthedocs.io', 'nvidia.com',
+        'stackoverflow.com', 'juejin.cn', 'zhuanlan.zhihu.com', 'www.cnblogs.com'])
+    save_dir: str = 'logs/web_search_result'
+    timeout: float = 10.0
+
+    def validate(self) -> None:
+        if self.engine not in ('serper', 'duckduckgo'):
+            raise ConfigError(f'[web_search] engine must be "serper" or "duckduckgo", got {self.engine!r}')
+
+
+@dataclass
+class LLMServerConfig:
+    host: str = '127.0.0.1'
+    local_llm_bind_port: int = 8888
+    local_llm_path: str = ''
+    local_llm_max_text_length: int = 3000
+    local_llm_max_new_tokens: int = 256
+    local_llm_queue_size: int = 16
+    local_llm_timeout: float = 300.0
+    remote_type: str = 'kimi'
+    remote_api_key: str = ''
+    remote_base_url: str = ''
+    remote_llm_model: str = 'auto'
+    remote_llm_max_text_length: int = 0
+    remote_timeout: float = 60.0
+    remote_max_retries: int = 4
+    rpm: int = 500
+    tpm: int = 20000
+    max_body_size: int = 4 * 1024 * 1024
+
+    def validate(self) -> None:
+        if not 0 < self.local_llm_bind_port < 65536:
+            raise ConfigError(f'[llm.server] local_llm_bind_port out of range: {self.local_llm_bind_port}')
+
+
+@dataclass
+class LLMConfig:
+    enable_local: int = 1
+    enable_remote: int = 0
+    client_url: str = 'http://127.0.0.1:8888/inference'
+    client_timeout: float = 120.0
+    server: LLMServerConfig = field(default_factory=LLMServerConfig)
+
+    def validate(self) -> None:
+        if not (self.enable_local or self.enable_remote):
+            raise ConfigError('[llm] enable_local and enable_remote are both 0: enable at least one backend')
+
+
+@dataclass
+class WorkTimeConfig:
+    enable: int = 0
+    start: str = '08:00:00'
+    end: str = '22:00:00'
+    has_weekday: int = 1
+
+    def validate(self) -> None:
+        import datetime
+        for key in ('start', 'end'):
+            try:
+                datetime.time.fromisoformat(getattr(self, key))
+            except ValueError:
+                raise ConfigError(f'[worker.time] {key} must look like "08:30:00", got {getattr(self, key)!r}')
+
+
+@dataclass
+class WorkerConfig:
+    enable_intention: int = 0
+    enable_rerank: int = 0
+    enable_web_search: int = 0
+    enable_check: int = 0
+    retrieve_top_k: int = 5
+    context_max_length: int = 2000
+    min_query_length: int = 4
+    language: str = 'auto'
+    save_path: str = 'logs/work.txt'
+    time: WorkTimeConfig = field(default_factory=WorkTimeConfig)
+
+    def validate(self) -> None:
+        if self.retrieve_top_k < 1:
+            raise ConfigError(f'[worker] retrieve_top_k must be >= 1, got {self.retrieve_top_k}')
+        if self.language not in ('auto', 'zh', 'en'):
+            raise ConfigError(f'[worker] language must be auto, zh or en, got {self.language!r}')
+
+
+@dataclass
+class GroupConfig:
+    """Per-group settings, from a sub-section keyed by the group's id."""
+    name: str = ''
+    introduction: str = ''
+
+
+@dataclass
+class LarkGroupConfig:
+    app_id: str = ''
+    app_secret: str = ''
+    encrypt_key: str = ''
+    verification_token: str = ''
+    host: str = '127.0.0.1'
+    port: int = 6666
+    path: str = '/event'
+    base_url: str = 'https://open.feishu.cn'
+    only_at_bot: int = 0
+    revoke_words: list[str] = field(default_factory=lambda: ['撤回', 'revoke'])
+    groups: dict[str, GroupConfig] = field(default_factory=dict)
+
+
+@dataclass
+class WechatPersonalConfig:
+    host: str = '0.0.0.0'
+    bind_port: int = 9527
+    token: str = ''
+
+
+@dataclass
+class WechatWkteamConfig:
+    account: str = ''
+    password: str = ''
+    base_url: str = 'http://api.wkteam.cn'
+    api_token: str = ''
+    wid: str = ''
+    callback_host: str = '0.0.0.0'
+    callback_port: int = 9528
+    history_size: int = 20
+    groups: dict[str, GroupConfig] = field(default_factory=dict)
+
+
+FRONTEND_TYPES = ('none', 'lark', 'lark_group', 'wechat_personal', 'wechat_wkteam')
+
+
+@dataclass
+class FrontendConfig:
+    type: str = 'none'
+    webhook_url: str = ''
+    webhook_secret: str = ''
+    message_process_policy: str = 'immediate'
+    merge_seconds: float = 5.0
+    reply_rate_per_minute: int = 10
+    group_queue_size: int = 32
+    max_body_size: int = 1024 * 1024
+    lark_group: LarkGroupConfig = field(default_factory=LarkGroupConfig)
+    wechat_personal: WechatPersonalConfig = field(default_factory=WechatPersonalConfig)
+    wechat_wkteam: WechatWkteamConfig = field(default_factory=WechatWkteamConfig)
+
+    def validate(self) -> None:
+        if self.type not in FRONTEND_TYPES:
+            raise ConfigError(f'[frontend] type must be one of {", ".join(FRONTEND_TYPES)}, got {self.type!r}')
+        if self.message_process_policy not in ('immediate', 'merge'):
+            raise ConfigError('[frontend] message_process_policy must be "immediate" or "merge", '
+                              f'got {self.message_process_policy!r}')
+
+
+@dataclass
+class Config:
+    feature_store: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
+    web_search: WebSearchConfig = field(default_factory=WebSearchConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    # Directory relative paths are resolved against (the folder holding config.ini).
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def path(self, value: str | os.PathLike) -> Path:
+        """Resolve a path from the config against the config file's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def _convert(value, tp, where: str):
+    """Check/convert one TOML value to the declared field type."""
+    origin = typing.get_origin(tp)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f'{where} must be a number, got {value!r}')
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool):
+            return int(value)
+        if not isinstance(value, int):
+            raise ConfigError(f'{where} must be an integer, got {value!r}')
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f'{where} must be a string, got {value!r}')
+        return value
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f'{where} must be a list, got {value!r}')
+        return [_convert(v, item_tp, f'{where}[{i}]') for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f'{where} must be a table (section), got {value!r}')
+        return _build(tp, value, where)
+    raise ConfigError(f'{where}: unsupported type {tp}')  # pragma: no cover - programming error
+
+
+def _build(cls, table: dict, where: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.name != 'base_dir'}
+    has_groups = 'groups' in names
+    kwargs = {}
+    groups = {}
+    for key, value in table.items():
+        if key in names and key != 'groups':
+            kwargs[key] = _convert(value, hints[key], f'{where}.{key}' if where else key)
+        elif has_groups and isinstance(value, dict):
+            # Sub-sections keyed by a group id hold per-group settings.
+            groups[str(key)] = _build(GroupConfig, value, f'{where}.{key}')
+        else:
+            known = ', '.join(sorted(n for n in names if n != 'groups'))
+            raise ConfigError(f'unknown key {key!r} in [{where or "top level"}]; known keys: {known}')
+    if has_groups:
+        kwargs['groups'] = groups
+    obj = cls(**kwargs)
+    if hasattr(obj, 'validate'):
+        obj.validate()
+    return obj
+
+
+def load_config(path: str | os.PathLike = 'config.ini') -> Config:
+    """Read and validate config.ini; raise ConfigError with the file and key on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f'config file {path} not found: pass --config with the path to config.ini')
+    try:
+        table = tomllib.loads(path.read_text(encoding='utf-8'))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f'{path}: not valid TOML: {exc}') from exc
+    try:
+        config = _build(Config, table, '')
+    except ConfigError as exc:
+        raise ConfigError(f'{path}: {exc}') from None
+    config.base_dir = path.resolve().parent
+    return config

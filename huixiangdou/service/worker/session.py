@@ -1,0 +1,57 @@
+"""The data that flows through the worker pipeline: the error codes and the session object.
+
+Each stage reads and updates one Session; frontends read `code`, `reply` and `references`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class ErrorCode(Enum):
+    SUCCESS = 0
+    NOT_A_QUESTION = 1
+    QUESTION_TOO_SHORT = 2
+    UNRELATED = 3
+    NO_SEARCH_RESULT = 4
+    BAD_ANSWER = 5
+    SECURITY = 6
+    LLM_ERROR = 7
+    NOT_WORK_TIME = 8
+    INTERNAL_ERROR = 9
+
+    def __str__(self) -> str:
+        return f'ErrorCode.{self.name}'
+
+    @property
+    def should_reply(self) -> bool:
+        """Only a successful answer is sent to the group; everything else stays silent."""
+        return self is ErrorCode.SUCCESS
+
+
+@dataclass
+class Session:
+    """One question on its way through the pipeline.
+
+    `history` holds earlier (user, assistant) turns of the same conversation; `group_id` and
+    `group_name` identify the chat; `debug` collects what each stage saw, keyed by stage name.
+    """
+    query: str
+    history: list[tuple[str, str]] = field(default_factory=list)
+    group_id: str = ''
+    group_name: str = ''
+    code: ErrorCode | None = None
+    reply: str = ''
+    references: list[str] = field(default_factory=list)
+    language: str = 'en'
+    debug: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.code is not None
+
+    def finish(self, code: ErrorCode, reply: str = '') -> 'Session':
+        self.code = code
+        if reply:
+            self.reply = reply
+        return self
