@@ -33,7 +33,7 @@ class FeatureStoreConfig:
     chunk_overlap: int = 32
     max_file_size_mb: float = 50.0
     embedding_batch_size: int = 64
-    reject_dense_weight: float = 0.5
+    reject_dense_weight: float = -1.0
     good_questions: str = 'resource/good_questions.json'
     bad_questions: str = 'resource/bad_questions.json'
 
@@ -43,9 +43,9 @@ class FeatureStoreConfig:
         if not 0 <= self.chunk_overlap < self.chunk_size:
             raise ConfigError(
                 f'[feature_store] chunk_overlap must be in [0, chunk_size), got {self.chunk_overlap}')
-        if not 0.0 <= self.reject_dense_weight <= 1.0:
-            raise ConfigError(
-                f'[feature_store] reject_dense_weight must be in [0, 1], got {self.reject_dense_weight}')
+        if self.reject_dense_weight != -1 and not 0.0 <= self.reject_dense_weight <= 1.0:
+            raise ConfigError('[feature_store] reject_dense_weight must be -1 (calibrate) or in [0, 1], '
+                              f'got {self.reject_dense_weight}')
         if self.embedding_batch_size < 1:
             raise ConfigError(
                 f'[feature_store] embedding_batch_size must be >= 1, got {self.embedding_batch_size}')
@@ -167,12 +167,27 @@ class LarkGroupConfig:
     revoke_words: list[str] = field(default_factory=lambda: ['撤回', 'revoke'])
     groups: dict[str, GroupConfig] = field(default_factory=dict)
 
+    def validate(self) -> None:
+        _check_port('[frontend.lark_group] port', self.port)
+        _check_path('[frontend.lark_group] path', self.path)
+        if not self.base_url.startswith(('http://', 'https://')):
+            raise ConfigError(f'[frontend.lark_group] base_url must start with http:// or https://, '
+                              f'got {self.base_url!r}')
+
 
 @dataclass
 class WechatPersonalConfig:
     host: str = '0.0.0.0'
     bind_port: int = 9527
     token: str = ''
+    path: str = '/huixiangdou/message'
+    reply_timeout: float = 120.0
+
+    def validate(self) -> None:
+        _check_port('[frontend.wechat_personal] bind_port', self.bind_port)
+        _check_path('[frontend.wechat_personal] path', self.path)
+        if self.reply_timeout <= 0:
+            raise ConfigError(f'[frontend.wechat_personal] reply_timeout must be > 0, got {self.reply_timeout}')
 
 
 @dataclass
@@ -184,11 +199,29 @@ class WechatWkteamConfig:
     wid: str = ''
     callback_host: str = '0.0.0.0'
     callback_port: int = 9528
+    callback_path: str = '/callback'
     history_size: int = 20
+    revoke_words: list[str] = field(default_factory=lambda: ['撤回', 'revoke'])
     groups: dict[str, GroupConfig] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        _check_port('[frontend.wechat_wkteam] callback_port', self.callback_port)
+        _check_path('[frontend.wechat_wkteam] callback_path', self.callback_path)
+        if self.history_size < 0:
+            raise ConfigError(f'[frontend.wechat_wkteam] history_size must be >= 0, got {self.history_size}')
 
 
 FRONTEND_TYPES = ('none', 'lark', 'lark_group', 'wechat_personal', 'wechat_wkteam')
+
+
+def _check_port(where: str, port: int) -> None:
+    if not 0 < port < 65536:
+        raise ConfigError(f'{where} must be in 1..65535, got {port}')
+
+
+def _check_path(where: str, path: str) -> None:
+    if not path.startswith('/'):
+        raise ConfigError(f'{where} must start with "/", got {path!r}')
 
 
 @dataclass
@@ -211,6 +244,17 @@ class FrontendConfig:
         if self.message_process_policy not in ('immediate', 'merge'):
             raise ConfigError('[frontend] message_process_policy must be "immediate" or "merge", '
                               f'got {self.message_process_policy!r}')
+        if self.merge_seconds < 0:
+            raise ConfigError(f'[frontend] merge_seconds must be >= 0, got {self.merge_seconds}')
+        if self.reply_rate_per_minute < 1:
+            raise ConfigError(f'[frontend] reply_rate_per_minute must be >= 1, got {self.reply_rate_per_minute}')
+        if self.group_queue_size < 1:
+            raise ConfigError(f'[frontend] group_queue_size must be >= 1, got {self.group_queue_size}')
+        if self.max_body_size < 1024:
+            raise ConfigError(f'[frontend] max_body_size must be >= 1024 bytes, got {self.max_body_size}')
+        if self.type == 'lark' and not self.webhook_url:
+            raise ConfigError('[frontend] type = "lark" needs webhook_url: copy it from the custom bot '
+                              'settings of your Lark group')
 
 
 @dataclass

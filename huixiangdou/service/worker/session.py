@@ -30,6 +30,14 @@ class ErrorCode(Enum):
 
 
 @dataclass
+class Passage:
+    """A piece of context for the answer: a chunk of the knowledge base or a web page."""
+    text: str
+    reference: str
+    score: float = 0.0
+
+
+@dataclass
 class Session:
     """One question on its way through the pipeline.
 
@@ -44,6 +52,7 @@ class Session:
     reply: str = ''
     references: list[str] = field(default_factory=list)
     language: str = 'en'
+    passages: list[Passage] = field(default_factory=list)
     debug: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -1,0 +1,118 @@
+"""Entry point: `python -m huixiangdou.main [--standalone] [--query Q]`.
+
+Builds the feature store if it is missing, starts the hybrid LLM server (with --standalone), then runs
+the configured frontend or answers the sample queries. Nothing else lives here.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from loguru import logger
+
+from huixiangdou.config import Config, ConfigError, load_config
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='python -m huixiangdou.main',
+        description='Run the huixiangdou assistant: answer sample queries, one --query, or serve the '
+                    'group-chat frontend selected by [frontend] type in config.ini.')
+    parser.add_argument('--config', default='config.ini', help='config file (TOML), default: %(default)s')
+    parser.add_argument('--standalone', action='store_true',
+                        help='also start the hybrid LLM server as a subprocess (stopped on exit)')
+    parser.add_argument('--query', action='append',
+                        help='a question to answer (repeatable); default: resource/sample_queries.json')
+    parser.add_argument('--verbose', action='store_true', help='debug logs, with per-stage details')
+    return parser.parse_args(argv)
+
+
+def ensure_feature_store(config: Config, config_path: Path) -> None:
+    """Build the store first when workdir has none, with the builder's own progress output."""
+    from huixiangdou.service.feature_store.store import CURRENT
+
+    work_dir = config.path(config.feature_store.work_dir)
+    if (work_dir / CURRENT).exists():
+        return
+    logger.info('no feature store in {}: building it first', work_dir)
+    from huixiangdou.service.feature_store.__main__ import main as build_main
+
+    code = build_main(['--config', str(config_path)])
+    if code != 0:
+        raise SystemExit(code)
+
+
+def sample_queries(config: Config) -> list[str]:
+    path = config.path('resource/sample_queries.json')
+    if path.is_file():
+        return json.loads(path.read_text(encoding='utf-8'))
+    return ['How do I rebuild the feature store?', '今天中午吃什么？']
+
+
+def format_session(session) -> str:
+    refs = ', '.join(session.references)
+    reply = session.reply.replace('\n', ' ')
+    return f'{session.code} | Query: {session.query} | Reply: {reply} | References: {refs}'
+
+
+async def answer(config: Config, queries: list[str]) -> None:
+    from huixiangdou.service.worker.pipeline import Worker
+    from huixiangdou.service.worker.session import Session
+
+    worker = Worker.from_config(config)
+    try:
+        for query in queries:
+            session = await worker.run(Session(query=query))
+            print(format_session(session), flush=True)
+    finally:
+        await worker.close()
+
+
+async def serve_frontend(config: Config) -> None:
+    from huixiangdou.frontend import run_frontend
+    from huixiangdou.service.worker.pipeline import Worker
+
+    worker = Worker.from_config(config)
+    try:
+        await run_frontend(config, worker)
+    finally:
+        await worker.close()
+
+
+def run(config: Config, args: argparse.Namespace) -> None:
+    if config.frontend.type != 'none' and not args.query:
+        asyncio.run(serve_frontend(config))
+    else:
+        asyncio.run(answer(config, args.query or sample_queries(config)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    logger.remove()
+    logger.add(sys.stderr, level='DEBUG' if args.verbose else 'INFO')
+    try:
+        config = load_config(args.config)
+        ensure_feature_store(config, Path(args.config))
+        if args.standalone:
+            from huixiangdou.service.llm_client import start_server
+
+            with start_server(Path(args.config), config):
+                run(config, args)
+        else:
+            run(config, args)
+        return 0
+    except ConfigError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('stopped', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Sparse BM25 index (bm25s) over word tokens from huixiangdou.primitive.tokenizer, plus term coverage.
+
+`coverage` measures how much of a query's IDF weight a chunk contains, a bounded [0, 1] score the reject
+stage combines with the dense cosine. It does not tokenize: callers pass token lists.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+
+class SparseIndex:
+    """BM25 over pre-tokenised chunks.
+
+    Usage:
+        >>> index = SparseIndex([['安装', 'torch'], ['飞书', '机器人'], ['重建', '索引']])
+        >>> [int(i) for i in index.search(['飞书', '机器人', '配置'], k=1)[1]]
+        [1]
+        >>> round(index.coverage(['飞书', '机器人'], 1), 2)
+        1.0
+    """
+
+    TOKENS_FILE = 'sparse_tokens.json'
+
+    def __init__(self, corpus_tokens: list[list[str]]):
+        self.corpus_tokens = corpus_tokens
+        self._doc_sets = [frozenset(t) for t in corpus_tokens]
+        df = Counter(t for s in self._doc_sets for t in s)
+        n = max(len(corpus_tokens), 1)
+        self._idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
+        # A term the corpus never saw weighs as much as the rarest one: it is evidence of a new topic.
+        self._unseen_idf = math.log(1 + (n + 0.5) / 0.5)
+        self._bm25 = bm25s.BM25()
+        if corpus_tokens:
+            self._bm25.index([t or [''] for t in corpus_tokens], show_progress=False)
+
+    def __len__(self) -> int:
+        return len(self.corpus_tokens)
+
+    def idf(self, token: str) -> float:
+        return self._idf.get(token, self._unseen_idf)
+
+    def search(self, query_tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (bm25 scores, row ids), best first; empty arrays when nothing matches."""
+        if not self.corpus_tokens or not query_tokens:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        scores = self._bm25.get_scores(query_tokens)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind='stable')]
+        keep = scores[top] > 0
+        return scores[top][keep].astype(np.float32), top[keep].astype(np.int64)
+
+    def coverage(self, query_tokens: list[str], row: int) -> float:
+        """Share of the query's IDF weight whose terms occur in chunk `row` (0..1)."""
+        terms = set(query_tokens)
+        if not terms:
+            return 0.0
+        total = sum(self.idf(t) for t in terms)
+        hit = sum(self.idf(t) for t in terms if t in self._doc_sets[row])
+        return hit / total if total > 0 else 0.0
+
+    def save(self, folder: Path) -> None:
+        with open(Path(folder) / self.TOKENS_FILE, 'w', encoding='utf-8') as f:
+            json.dump(self.corpus_tokens, f, ensure_ascii=False, separators=(',', ':'))
+
+    @classmethod
+    def load(cls, folder: Path) -> 'SparseIndex':
+        with open(Path(folder) / cls.TOKENS_FILE, encoding='utf-8') as f:
+            return cls(json.load(f))

@@ -1,0 +1,67 @@
+"""Word tokenizer for the sparse (BM25) index and the reject score: jieba for Chinese, words for English.
+
+It lowercases, splits code identifiers (snake_case, camelCase) and drops punctuation and stopwords;
+it does not count model tokens (the embedder's tokenizer does that).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+
+import jieba
+
+jieba.setLogLevel(logging.WARNING)
+
+_CJK = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]')
+# Runs of CJK text, or ASCII-ish words (letters, digits, dots and dashes inside, e.g. "v1.2", "utf-8").
+_SEGMENT = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[A-Za-z0-9_]+(?:[.\-][A-Za-z0-9_]+)*')
+_CAMEL = re.compile(r'[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+')
+
+STOPWORDS = frozenset("""
+a an the and or but if then else of to in on at by for with from as is are was were be been being am
+do does did doing have has had having i me my we our you your he she it its they them their this that
+these those what which who whom how why when where there here can could should would will shall may might
+must not no yes so too very just also about into over under up down out off again once all any both each
+few more most other some such only own same than s t don isn aren wasn weren hasn haven didn doesn
+hi hello hey thanks thank please pls ok okay
+的 了 是 在 我 有 和 就 不 人 都 一 一个 上 也 很 到 说 要 去 你 会 着 没有 看 好 自己 这 那 吗 呢 吧 啊 呀 哦 嗯
+么 什么 怎么 怎么办 为什么 如何 请问 一下 大家 这个 那个 我们 你们 他们 她 他 它 还是 或者 但是 因为 所以
+如果 然后 可以 能 能不能 可不可以 没 把 被 给 让 对 从 与 及 等 之 其 而 又 或 呀 啦 哈 哈哈 嘛 哇 喔
+""".split())
+
+
+@lru_cache(maxsize=1)
+def _warm() -> None:
+    jieba.initialize()
+
+
+def _split_word(word: str) -> list[str]:
+    """Lowercase a word; also emit the parts of snake_case / camelCase identifiers."""
+    lower = word.lower()
+    parts = [p.lower() for piece in word.split('_') for p in _CAMEL.findall(piece)]
+    if len(parts) > 1:
+        return [lower] + parts
+    return [lower]
+
+
+def tokenize(text: str) -> list[str]:
+    """Words of `text` for BM25: Chinese via jieba, English and code words lowercased, stopwords dropped."""
+    _warm()
+    tokens: list[str] = []
+    for match in _SEGMENT.finditer(text):
+        segment = match.group()
+        if _CJK.match(segment):
+            words = jieba.lcut(segment, HMM=False) if len(segment) > 1 else [segment]
+            tokens.extend(w for w in words if w not in STOPWORDS)
+        else:
+            tokens.extend(w for w in _split_word(segment) if w not in STOPWORDS)
+    return tokens
+
+
+def is_chinese(text: str, min_ratio: float = 0.1) -> bool:
+    """True when at least `min_ratio` of the non-space characters are CJK ideographs."""
+    chars = [c for c in text if not c.isspace()]
+    if not chars:
+        return False
+    return sum(1 for c in chars if _CJK.match(c)) / len(chars) >= min_ratio

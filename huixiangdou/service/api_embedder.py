@@ -1,0 +1,128 @@
+"""Embeddings from an OpenAI-compatible /v1/embeddings API (SiliconCloud style), rate-limited; and the
+factory that picks the local or the API embedder from [feature_store] embedding_model_path.
+
+It does not load local models itself (huixiangdou.primitive.embedder does).
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+from loguru import logger
+
+from huixiangdou.config import Config
+from huixiangdou.primitive.embedder import EmbedderError, LocalEmbedder, default_model_path
+from huixiangdou.primitive.splitter import HFTokenCounter
+
+
+class MinuteLimiter:
+    """Blocks until one more request of `tokens` fits in the last minute's rpm / tpm budget."""
+
+    def __init__(self, rpm: int, tpm: int, clock=time.monotonic, sleep=time.sleep):
+        self.rpm, self.tpm = max(rpm, 1), max(tpm, 1)
+        self.clock, self.sleep = clock, sleep
+        self._events: deque[tuple[float, int]] = deque()
+
+    def acquire(self, tokens: int) -> None:
+        tokens = min(tokens, self.tpm)
+        while True:
+            now = self.clock()
+            while self._events and now - self._events[0][0] >= 60.0:
+                self._events.popleft()
+            used = sum(t for _, t in self._events)
+            if len(self._events) < self.rpm and used + tokens <= self.tpm:
+                self._events.append((now, tokens))
+                return
+            self.sleep(max(0.05, 60.0 - (now - self._events[0][0])))
+
+
+class ApiEmbedder:
+    """Embed texts through an OpenAI-compatible embeddings endpoint.
+
+    Usage:
+        embedder = ApiEmbedder('https://api.siliconflow.cn/v1/embeddings', api_key='sk-...',
+                               model='BAAI/bge-m3')
+        embedder.warm_up()                      # one request to learn the dimension
+        vectors = embedder.encode(['如何重建索引?'])
+    """
+
+    def __init__(self, url: str, api_key: str, model: str, batch_size: int = 32, rpm: int = 1000,
+                 tpm: int = 40000, max_retries: int = 4, timeout: float = 60.0):
+        if not url.startswith(('http://', 'https://')):
+            raise ValueError(f'embedding API url must start with http:// or https://, got {url!r}')
+        if not api_key:
+            raise EmbedderError('an embeddings API needs a key: set [feature_store] api_token or the '
+                                'HUIXIANGDOU_API_TOKEN environment variable')
+        base = url.rstrip('/')
+        self.base_url = base[:-len('/embeddings')] if base.endswith('/embeddings') else base
+        self.model = model
+        self.model_id = f'{self.base_url}#{model}'
+        self.batch_size = batch_size
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.limiter = MinuteLimiter(rpm, tpm)
+        self._api_key = api_key
+        self._client = None
+        self._dimension: int | None = None
+        self._counter: HFTokenCounter | None = None
+
+    def warm_up(self) -> None:
+        if self._client is None:
+            import openai
+            # The SDK retries 429/5xx/connection errors with backoff and honours Retry-After.
+            self._client = openai.OpenAI(base_url=self.base_url, api_key=self._api_key,
+                                         max_retries=self.max_retries, timeout=self.timeout)
+        if self._dimension is None:
+            self._dimension = int(self._request(['dimension probe']).shape[1])
+
+    @property
+    def dimension(self) -> int:
+        self.warm_up()
+        return self._dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return 510
+
+    @property
+    def counter(self) -> HFTokenCounter:
+        # The remote tokenizer is unknown; the bundled WordPiece tokenizer counts CJK characters and
+        # English words about as multilingual models do, which is close enough for a chunk bound.
+        if self._counter is None:
+            from transformers import AutoTokenizer
+            self._counter = HFTokenCounter(AutoTokenizer.from_pretrained(str(default_model_path())))
+        return self._counter
+
+    def _request(self, texts: list[str]) -> np.ndarray:
+        import openai
+        self.limiter.acquire(sum(len(t) for t in texts))
+        try:
+            response = self._client.embeddings.create(model=self.model, input=texts)
+        except openai.APIError as exc:
+            raise EmbedderError(f'embeddings API {self.base_url} failed: {exc.__class__.__name__}: '
+                                f'{getattr(exc, "message", exc)}') from exc
+        data = sorted(response.data, key=lambda d: d.index)
+        vectors = np.asarray([d.embedding for d in data], dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
+
+    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        self.warm_up()
+        if not texts:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        parts = [self._request(texts[i:i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        logger.debug('embedded {} texts through {}', len(texts), self.base_url)
+        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+
+def make_embedder(config: Config):
+    """LocalEmbedder for a folder / Hugging Face id / '' (bundled default); ApiEmbedder for a URL."""
+    fs = config.feature_store
+    path = fs.embedding_model_path
+    if path.startswith(('http://', 'https://')):
+        return ApiEmbedder(path, fs.resolved_api_token, fs.embedding_api_model,
+                           batch_size=min(fs.embedding_batch_size, 32), rpm=fs.api_rpm, tpm=fs.api_tpm)
+    if path and config.path(path).exists():
+        path = str(config.path(path))
+    return LocalEmbedder(path, batch_size=fs.embedding_batch_size)

@@ -1,0 +1,250 @@
+"""Builds the feature store: walk repodir, parse, chunk, embed, index, calibrate, save atomically.
+
+Only new or changed files are parsed and embedded again (by content hash); one bad file is skipped and
+reported, never fatal. Querying a built store is in store.py; thresholds are chosen in calibration.py.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from loguru import logger
+from tqdm import tqdm
+
+from huixiangdou.config import FeatureStoreConfig
+from huixiangdou.primitive.chunk import Chunk
+from huixiangdou.primitive.documents import ParseError, parse_file
+from huixiangdou.primitive.documents.walker import walk_repo
+from huixiangdou.primitive.sparse_index import SparseIndex
+from huixiangdou.primitive.splitter import TextSplitter, embedding_text
+from huixiangdou.primitive.tokenizer import tokenize
+from huixiangdou.service.feature_store import calibration
+from huixiangdou.service.feature_store.store import (CURRENT, FeatureStore, FileRecord, Manifest,
+                                                     StoreError)
+
+
+class BuildError(RuntimeError):
+    """The build cannot start or produced nothing: the message says what to fix."""
+
+
+@dataclass
+class BuildReport:
+    repo_dir: str
+    work_dir: str
+    indexed: list[str] = field(default_factory=list)      # parsed and embedded in this run
+    reused: list[str] = field(default_factory=list)       # unchanged since the last build
+    deleted: list[str] = field(default_factory=list)      # gone from repodir, dropped
+    skipped: list[dict] = field(default_factory=list)     # {"source", "reason"}
+    chunks: int = 0
+    new_chunks: int = 0
+    seconds: float = 0.0
+    parse_seconds: float = 0.0
+    embed_seconds: float = 0.0
+    calibration: dict = field(default_factory=dict)
+    examples: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def chunk_tokens(chunk: Chunk) -> list[str]:
+    """BM25 words of a chunk: its text, its anchor, and its file name (e.g. 安装.md → 安装)."""
+    return tokenize(f'{Path(chunk.source).stem}\n{chunk.anchor}\n{chunk.text}')
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class _Previous:
+    """Rows of the last build, reusable for files whose content hash is unchanged."""
+    manifest: Manifest
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    tokens: list[list[str]]
+
+
+def _load_previous(work_dir: Path, manifest: Manifest) -> _Previous | None:
+    folder = FeatureStore.current_folder(work_dir)
+    try:
+        with open(folder / 'chunks.jsonl', encoding='utf-8') as f:
+            chunks = [Chunk(**json.loads(line)) for line in f if line.strip()]
+        vectors = np.load(folder / 'vectors.npy')
+        with open(folder / SparseIndex.TOKENS_FILE, encoding='utf-8') as f:
+            tokens = json.load(f)
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning('previous store in {} unreadable ({}); rebuilding everything', folder, exc)
+        return None
+    if not len(chunks) == len(vectors) == len(tokens):
+        return None
+    return _Previous(manifest, chunks, vectors, tokens)
+
+
+class FeatureStoreBuilder:
+    """Build or update the store in `work_dir` from `repo_dir`.
+
+    Usage:
+        builder = FeatureStoreBuilder(config.feature_store, make_embedder(config))
+        report = builder.build(Path('repodir'), Path('workdir'),
+                               good=Path('resource/good_questions.json'),
+                               bad=Path('resource/bad_questions.json'))
+    """
+
+    def __init__(self, config: FeatureStoreConfig, embedder, progress: bool = True):
+        self.config = config
+        self.embedder = embedder
+        self.progress = progress
+
+    def _splitter(self) -> TextSplitter:
+        size = min(self.config.chunk_size, self.embedder.max_tokens)
+        overlap = min(self.config.chunk_overlap, size // 2)
+        return TextSplitter(self.embedder.counter, chunk_size=size, chunk_overlap=overlap)
+
+    def _previous(self, work_dir: Path, rebuild: bool) -> _Previous | None:
+        if rebuild or not (work_dir / CURRENT).exists():
+            return None
+        try:
+            manifest = FeatureStore.read_manifest(work_dir)
+        except (StoreError, OSError, ValueError, TypeError) as exc:
+            logger.warning('previous store unusable ({}); rebuilding everything', exc)
+            return None
+        same = (manifest.embedding_model == self.embedder.model_id
+                and manifest.chunk_size == self.config.chunk_size
+                and manifest.chunk_overlap == self.config.chunk_overlap)
+        if not same:
+            logger.info('model or chunk settings changed since the last build; rebuilding everything')
+            return None
+        return _load_previous(work_dir, manifest)
+
+    def build(self, repo_dir: Path, work_dir: Path, rebuild: bool = False,
+              good: Path | None = None, bad: Path | None = None) -> BuildReport:
+        start = time.perf_counter()
+        repo_dir, work_dir = Path(repo_dir), Path(work_dir)
+        report = BuildReport(str(repo_dir), str(work_dir))
+        walk = walk_repo(repo_dir, int(self.config.max_file_size_mb * 1024 * 1024))
+        report.skipped = [{'source': s.source, 'reason': s.reason} for s in walk.skipped]
+        if not walk.files:
+            raise BuildError(f'{repo_dir} has no supported documents to index (put md, txt, pdf, docx, '
+                             'xlsx, pptx, html or source files there, or fix [feature_store] repo_dir)')
+        self.embedder.warm_up()
+        previous = self._previous(work_dir, rebuild)
+        splitter = self._splitter()
+
+        # Each entry: (source, FileRecord-without-rows, chunks, vectors-or-None, tokens-or-None)
+        plan: list[tuple[str, str, int, list[Chunk], np.ndarray | None, list[list[str]] | None]] = []
+        parse_start = time.perf_counter()
+        files = tqdm(walk.files, desc='parse', unit='file', disable=not self.progress)
+        for entry in files:
+            try:
+                digest = file_sha256(entry.path)
+            except OSError as exc:
+                report.skipped.append({'source': entry.source, 'reason': f'cannot read: {exc.strerror}'})
+                continue
+            old = previous.manifest.files.get(entry.source) if previous else None
+            if old is not None and old.sha256 == digest:
+                rows = slice(old.first, old.first + old.count)
+                plan.append((entry.source, digest, entry.size, previous.chunks[rows],
+                             previous.vectors[rows], previous.tokens[rows]))
+                report.reused.append(entry.source)
+                continue
+            try:
+                document = parse_file(entry.path, entry.source)
+                chunks = splitter.split(document)
+            except ParseError as exc:
+                report.skipped.append({'source': entry.source, 'reason': str(exc)})
+                logger.warning('skipped {}: {}', entry.source, exc)
+                continue
+            except Exception as exc:  # boundary: one broken file must not stop the build
+                report.skipped.append({'source': entry.source,
+                                       'reason': f'parser failed: {exc.__class__.__name__}: {exc}'})
+                logger.exception('parser failed on {}', entry.source)
+                continue
+            if not chunks:
+                report.skipped.append({'source': entry.source, 'reason': 'no text'})
+                continue
+            plan.append((entry.source, digest, entry.size, chunks, None, None))
+            report.indexed.append(entry.source)
+        report.parse_seconds = time.perf_counter() - parse_start
+        if previous:
+            present = {p[0] for p in plan} | {s['source'] for s in report.skipped}
+            report.deleted = sorted(set(previous.manifest.files) - present)
+        if not plan:
+            raise BuildError(f'none of the documents in {repo_dir} could be parsed; see the skipped list')
+
+        new_chunks = [c for p in plan if p[4] is None for c in p[3]]
+        report.new_chunks = len(new_chunks)
+        embed_start = time.perf_counter()
+        new_vectors = self._embed([embedding_text(c) for c in new_chunks])
+        report.embed_seconds = time.perf_counter() - embed_start
+        new_tokens = [chunk_tokens(c) for c in new_chunks]
+
+        chunks: list[Chunk] = []
+        vectors: list[np.ndarray] = []
+        tokens: list[list[str]] = []
+        files_meta: dict[str, FileRecord] = {}
+        cursor = 0
+        for source, digest, size, file_chunks, file_vectors, file_tokens in plan:
+            if file_vectors is None:
+                n = len(file_chunks)
+                file_vectors = new_vectors[cursor:cursor + n]
+                file_tokens = new_tokens[cursor:cursor + n]
+                cursor += n
+            files_meta[source] = FileRecord(digest, size, len(chunks), len(file_chunks))
+            chunks.extend(file_chunks)
+            vectors.append(file_vectors)
+            tokens.extend(file_tokens)
+        matrix = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
+        manifest = Manifest(embedding_model=self.embedder.model_id, dimension=self.embedder.dimension,
+                            chunk_size=self.config.chunk_size, chunk_overlap=self.config.chunk_overlap,
+                            files=files_meta, built_at=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
+        store = FeatureStore(manifest, chunks, matrix, SparseIndex(tokens), self.embedder)
+        report.chunks = len(chunks)
+        if good and bad:
+            self._calibrate(store, Path(good), Path(bad), report)
+        report.seconds = time.perf_counter() - start
+        manifest.build_seconds = round(report.seconds, 3)
+        store.save(work_dir, report.to_json())
+        return report
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        step = max(self.config.embedding_batch_size * 8, 256)
+        parts = []
+        with tqdm(total=len(texts), desc='embed', unit='chunk', disable=not self.progress) as bar:
+            for i in range(0, len(texts), step):
+                parts.append(self.embedder.encode(texts[i:i + step]))
+                bar.update(min(step, len(texts) - i))
+        return np.concatenate(parts)
+
+    def _calibrate(self, store: FeatureStore, good: Path, bad: Path, report: BuildReport) -> None:
+        good_q = calibration.load_questions(good)
+        bad_q = calibration.load_questions(bad)
+        g = store.reject_scores(good_q, weight=1.0)
+        b = store.reject_scores(bad_q, weight=1.0)
+        arr = lambda scores, attr: np.array([getattr(s, attr) for s in scores])  # noqa: E731
+        fixed = None if self.config.reject_dense_weight == -1 else self.config.reject_dense_weight
+        best = calibration.calibrate(arr(g, 'cosine'), arr(g, 'coverage'),
+                                     arr(b, 'cosine'), arr(b, 'coverage'), weight=fixed)
+        dense = calibration.best_threshold(arr(g, 'cosine'), arr(b, 'cosine'), 1.0)
+        sparse = calibration.best_threshold(arr(g, 'coverage'), arr(b, 'coverage'), 0.0)
+        store.manifest.reject_threshold = best.threshold
+        store.manifest.reject_dense_weight = best.weight
+        store.manifest.calibration = {
+            'good_questions': len(good_q), 'bad_questions': len(bad_q),
+            'combined': best.to_json(), 'dense_only': dense.to_json(), 'sparse_only': sparse.to_json()}
+        report.calibration = store.manifest.calibration
+        w = best.weight
+        scored = [(q, w * s.cosine + (1 - w) * s.coverage) for q, s in zip(good_q + bad_q, g + b)]
+        accepted = sorted((x for x in scored if x[1] >= best.threshold), key=lambda x: -x[1])
+        rejected = sorted((x for x in scored if x[1] < best.threshold), key=lambda x: x[1])
+        report.examples = {'accepted': [q for q, _ in accepted[:3]], 'rejected': [q for q, _ in rejected[:3]]}

@@ -1,0 +1,257 @@
+"""A built feature store on disk: chunks, vectors, dense and sparse indexes, manifest; and its queries.
+
+Each build is written to a fresh `store-*` folder and published by atomically replacing `CURRENT`, so
+a crash mid-build leaves the previous store loadable. Building is in builder.py; this module only
+reads, writes and queries.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from loguru import logger
+
+from huixiangdou.primitive.chunk import Chunk
+from huixiangdou.primitive.dense_index import DenseIndex, FaissIndex
+from huixiangdou.primitive.sparse_index import SparseIndex
+from huixiangdou.primitive.tokenizer import tokenize
+
+FORMAT_VERSION = 1
+CURRENT = 'CURRENT'
+
+
+class StoreError(RuntimeError):
+    """The feature store is missing, damaged, or does not fit the configuration."""
+
+
+@dataclass
+class FileRecord:
+    """Where one source file's chunks sit in the store, and the content hash they came from."""
+    sha256: str
+    size: int
+    first: int
+    count: int
+
+
+@dataclass
+class Manifest:
+    embedding_model: str
+    dimension: int
+    chunk_size: int
+    chunk_overlap: int
+    files: dict[str, FileRecord] = field(default_factory=dict)
+    reject_threshold: float | None = None
+    reject_dense_weight: float = 0.5
+    calibration: dict = field(default_factory=dict)
+    built_at: str = ''
+    build_seconds: float = 0.0
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> 'Manifest':
+        data = dict(data)
+        data['files'] = {k: FileRecord(**v) for k, v in data.get('files', {}).items()}
+        return cls(**data)
+
+
+@dataclass
+class RejectScore:
+    """Evidence that a query is about the knowledge base; `score` = w * cosine + (1 - w) * coverage."""
+    cosine: float
+    coverage: float
+    score: float
+    best: Chunk | None
+
+
+@dataclass
+class ScoredChunk:
+    chunk: Chunk
+    row: int
+    cosine: float = 0.0
+    bm25: float = 0.0
+    fused: float = 0.0
+
+
+def _write_json(path: Path, data) -> None:
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(data, f, ensure_ascii=False, indent=1)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex}.tmp')
+    with open(tmp, 'w', encoding='utf-8') as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class FeatureStore:
+    """A loaded store. `reject_score(query)` and `search(query)` are what the worker calls.
+
+    Usage:
+        store = FeatureStore.load(Path('workdir'), embedder)   # embedder must match the manifest
+        store.reject_score('如何重建索引?').score >= store.threshold
+    """
+
+    def __init__(self, manifest: Manifest, chunks: list[Chunk], vectors: np.ndarray,
+                 sparse: SparseIndex, embedder, folder: Path | None = None,
+                 dense: DenseIndex | None = None):
+        self.manifest = manifest
+        self.chunks = chunks
+        self.vectors = vectors
+        self.sparse = sparse
+        self.embedder = embedder
+        self.folder = folder
+        if dense is None:
+            dense = FaissIndex(manifest.dimension)
+            dense.add(vectors)
+        self.dense = dense
+
+    # -- queries -------------------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        return self.manifest.reject_threshold if self.manifest.reject_threshold is not None else 0.0
+
+    def embed_queries(self, queries: list[str]) -> np.ndarray:
+        return self.embedder.encode(queries)
+
+    def reject_scores(self, queries: list[str], weight: float | None = None,
+                      vectors: np.ndarray | None = None) -> list[RejectScore]:
+        """Score many queries at once (embedding batched); see reject_score."""
+        w = self.manifest.reject_dense_weight if weight is None else weight
+        if vectors is None:
+            vectors = self.embed_queries(queries)
+        k = min(5, max(len(self.chunks), 1))
+        dense_scores, dense_ids = self.dense.search(vectors, k)
+        out = []
+        for qi, query in enumerate(queries):
+            tokens = tokenize(query)
+            _, sparse_ids = self.sparse.search(tokens, k)
+            rows = [int(r) for r in dense_ids[qi] if r >= 0] + [int(r) for r in sparse_ids]
+            cosine = float(max(dense_scores[qi][0], 0.0)) if len(self.chunks) else 0.0
+            coverage, best_row = 0.0, (rows[0] if rows else None)
+            for r in rows:
+                c = self.sparse.coverage(tokens, r)
+                if c > coverage:
+                    coverage = c
+            score = w * cosine + (1 - w) * coverage
+            out.append(RejectScore(cosine, coverage, score,
+                                   self.chunks[best_row] if best_row is not None else None))
+        return out
+
+    def reject_score(self, query: str) -> RejectScore:
+        """How strongly the store's best matches support `query`: dense cosine and BM25 term coverage."""
+        return self.reject_scores([query])[0]
+
+    def search(self, query: str, k: int = 5, candidates: int = 20) -> list[ScoredChunk]:
+        """Dense + BM25 retrieval fused by reciprocal rank (RRF, k=60), best first."""
+        vector = self.embed_queries([query])
+        n = min(candidates, len(self.chunks))
+        if n == 0:
+            return []
+        d_scores, d_ids = self.dense.search(vector, n)
+        s_scores, s_ids = self.sparse.search(tokenize(query), n)
+        found: dict[int, ScoredChunk] = {}
+        for rank, (row, score) in enumerate(zip(d_ids[0], d_scores[0])):
+            if row < 0:
+                continue
+            item = found.setdefault(int(row), ScoredChunk(self.chunks[row], int(row)))
+            item.cosine = float(score)
+            item.fused += 1.0 / (60 + rank + 1)
+        for rank, (row, score) in enumerate(zip(s_ids, s_scores)):
+            item = found.setdefault(int(row), ScoredChunk(self.chunks[row], int(row)))
+            item.bm25 = float(score)
+            item.fused += 1.0 / (60 + rank + 1)
+        ranked = sorted(found.values(), key=lambda s: s.fused, reverse=True)
+        for item in ranked:
+            if item.cosine == 0.0:
+                item.cosine = float(self.vectors[item.row] @ vector[0])
+        return ranked[:k]
+
+    # -- disk ----------------------------------------------------------------------------------
+    def save(self, work_dir: Path, report: dict | None = None) -> Path:
+        """Write into a new version folder, then point CURRENT at it (atomic); prune old versions."""
+        work_dir.mkdir(parents=True, exist_ok=True)
+        name = f'store-{time.strftime("%Y%m%dT%H%M%S")}-{uuid.uuid4().hex[:6]}'
+        folder = work_dir / name
+        tmp = work_dir / f'.{name}.partial'
+        tmp.mkdir()
+        with open(tmp / 'chunks.jsonl', 'w', encoding='utf-8') as f:
+            for c in self.chunks:
+                f.write(json.dumps({'text': c.text, 'source': c.source, 'anchor': c.anchor},
+                                   ensure_ascii=False) + '\n')
+        np.save(tmp / 'vectors.npy', self.vectors)
+        self.dense.save(tmp)
+        self.sparse.save(tmp)
+        if report is not None:
+            _write_json(tmp / 'report.json', report)
+        _write_json(tmp / 'manifest.json', self.manifest.to_json())
+        os.replace(tmp, folder)
+        _atomic_write_text(work_dir / CURRENT, name + '\n')
+        if report is not None:
+            _atomic_write_text(work_dir / 'report.json', json.dumps(report, ensure_ascii=False, indent=1))
+        self.folder = folder
+        for old in work_dir.iterdir():
+            if old.name != name and (old.name.startswith('store-') or
+                                     (old.name.startswith('.store-') and old.name.endswith('.partial'))):
+                shutil.rmtree(old, ignore_errors=True)
+        logger.info('feature store saved to {} ({} chunks)', folder, len(self.chunks))
+        return folder
+
+    @staticmethod
+    def current_folder(work_dir: Path) -> Path:
+        pointer = work_dir / CURRENT
+        if not pointer.is_file():
+            raise StoreError(f'no feature store in {work_dir}: build one with '
+                             '`python -m huixiangdou.service.feature_store`')
+        folder = work_dir / pointer.read_text(encoding='utf-8').strip()
+        if not (folder / 'manifest.json').is_file():
+            raise StoreError(f'feature store {folder} is damaged (no manifest.json): rebuild with '
+                             '`python -m huixiangdou.service.feature_store --rebuild`')
+        return folder
+
+    @staticmethod
+    def read_manifest(work_dir: Path) -> Manifest:
+        folder = FeatureStore.current_folder(work_dir)
+        with open(folder / 'manifest.json', encoding='utf-8') as f:
+            return Manifest.from_json(json.load(f))
+
+    @classmethod
+    def load(cls, work_dir: Path, embedder, check_model: bool = True) -> 'FeatureStore':
+        folder = cls.current_folder(work_dir)
+        manifest = cls.read_manifest(work_dir)
+        if manifest.format_version != FORMAT_VERSION:
+            raise StoreError(f'{folder} has store format {manifest.format_version}, this version reads '
+                             f'{FORMAT_VERSION}: run the feature store with --rebuild')
+        if check_model:
+            check_compatible(manifest, embedder)
+        try:
+            with open(folder / 'chunks.jsonl', encoding='utf-8') as f:
+                chunks = [Chunk(**json.loads(line)) for line in f if line.strip()]
+            vectors = np.load(folder / 'vectors.npy')
+            sparse = SparseIndex.load(folder)
+            dense = FaissIndex.load(folder)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise StoreError(f'feature store {folder} is damaged ({exc}): rebuild with --rebuild') from exc
+        if not len(chunks) == len(vectors) == len(sparse) == len(dense):
+            raise StoreError(f'feature store {folder} is inconsistent: rebuild with --rebuild')
+        return cls(manifest, chunks, vectors, sparse, embedder, folder, dense)
+
+
+def check_compatible(manifest: Manifest, embedder) -> None:
+    """Refuse to mix vectors of two models: the message says how to fix it."""
+    if manifest.embedding_model != embedder.model_id or manifest.dimension != embedder.dimension:
+        raise StoreError(
+            f'workdir was built with {manifest.embedding_model} ({manifest.dimension} dims); this config '
+            f'asks for {embedder.model_id} ({embedder.dimension} dims): run '
+            '`python -m huixiangdou.service.feature_store --rebuild`')

@@ -1,0 +1,192 @@
+"""The remote backend: any OpenAI-compatible chat API (presets in presets.py) through the official
+openai SDK, with our own retries, rpm/tpm budget and a hard deadline per request.
+
+It does not trim prompts or fall back to another backend (router.py does).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import AsyncIterator
+
+import openai
+from loguru import logger
+
+from huixiangdou.config import LLMServerConfig
+from huixiangdou.service.llm.backend import (BackendUnavailable, ChatMessage, LLMBackend, LLMError,
+                                             RateLimited, UpstreamTimeout)
+from huixiangdou.service.llm.presets import PRESETS
+from huixiangdou.service.llm.rate_limit import MinuteWindowLimiter, estimate_tokens
+from huixiangdou.service.llm.retry import backoff_delay, parse_retry_after
+
+
+class _Retryable(Exception):
+    """One failed attempt that may succeed if tried again."""
+
+    def __init__(self, error: LLMError, retry_after: float | None = None):
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class OpenAICompatibleBackend(LLMBackend):
+    """Chat completions from a remote OpenAI-compatible service.
+
+    Usage:
+        backend = OpenAICompatibleBackend(config.llm.server)   # remote_type = "deepseek", key in env
+        backend.warm_up()
+        text = await backend.generate([ChatMessage('user', '你好')])
+    """
+
+    name = 'remote'
+
+    def __init__(self, config: LLMServerConfig):
+        if config.remote_type not in PRESETS:
+            raise ValueError(f'[llm.server] remote_type {config.remote_type!r} is not one of '
+                             f'{", ".join(PRESETS)}')
+        if config.remote_timeout <= 0:
+            raise ValueError(f'[llm.server] remote_timeout must be > 0, got {config.remote_timeout}')
+        preset = PRESETS[config.remote_type]
+        self.preset_name = config.remote_type
+        self.base_url = (config.remote_base_url or preset.base_url).rstrip('/')
+        self.model = preset.model if config.remote_llm_model in ('', 'auto') else config.remote_llm_model
+        self.max_text_length = config.remote_llm_max_text_length or preset.context_length
+        self.max_new_tokens = config.remote_max_new_tokens
+        self.timeout = config.remote_timeout
+        self.max_retries = config.remote_max_retries
+        self.retry_base_delay = config.remote_retry_base_delay
+        self.retry_max_delay = config.remote_retry_max_delay
+        # A key in config.ini wins; the preset's environment variable is the documented fallback.
+        self._api_key = config.remote_api_key or os.environ.get(preset.api_key_env, '')
+        if not self._api_key:
+            if preset.needs_key:
+                raise BackendUnavailable(
+                    f'remote backend {config.remote_type!r} needs an API key: set [llm.server] remote_api_key '
+                    f'or the {preset.api_key_env} environment variable')
+            self._api_key = 'EMPTY'
+        self.limiter = MinuteWindowLimiter(config.rpm, config.tpm)
+        self._client: openai.AsyncOpenAI | None = None
+        self._model_lock = asyncio.Lock()
+
+    def warm_up(self) -> None:
+        if self._client is None:
+            # Retries are ours (deadline-aware, logged per backend); the SDK's are switched off.
+            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
+                                              max_retries=0, timeout=self.timeout)
+        logger.info(f'remote backend ready: preset={self.preset_name} base_url={self.base_url} '
+                    f'model={self.model}')
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def _resolved_model(self, deadline: float) -> str:
+        """Self-hosted presets say model 'auto': ask the server which model it serves (once)."""
+        if self.model != 'auto':
+            return self.model
+        async with self._model_lock:
+            if self.model == 'auto':
+                page = await self._attempt(lambda: self._client.models.list(), deadline)
+                ids = [m.id for m in page.data]
+                if not ids:
+                    raise BackendUnavailable(f'{self.base_url}/models lists no model: set remote_llm_model')
+                self.model = ids[0]
+                logger.info(f'remote backend serves model {self.model}')
+        return self.model
+
+    def _payload(self, messages: list[ChatMessage], max_new_tokens: int | None) -> dict:
+        payload = {'messages': [{'role': m.role, 'content': m.content} for m in messages]}
+        limit = max_new_tokens or self.max_new_tokens
+        if limit:
+            payload['max_tokens'] = limit
+        return payload
+
+    async def _attempt(self, call, deadline: float):
+        """Run one SDK call within the deadline and translate its failure into our errors."""
+        loop = asyncio.get_running_loop()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise UpstreamTimeout(f'remote {self.base_url} gave no answer within {self.timeout:g}s')
+        try:
+            async with asyncio.timeout(remaining):
+                return await call()
+        except (TimeoutError, openai.APITimeoutError) as exc:
+            raise _Retryable(UpstreamTimeout(
+                f'remote {self.base_url} gave no answer within {self.timeout:g}s '
+                '(raise [llm.server] remote_timeout if the model is slow)')) from exc
+        except openai.RateLimitError as exc:
+            raise _Retryable(RateLimited(f'remote {self.base_url} answered 429 (rate limited)'),
+                             parse_retry_after(exc.response.headers.get('retry-after'))) from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code >= 500:
+                raise _Retryable(BackendUnavailable(
+                    f'remote {self.base_url} answered {exc.status_code}'),
+                    parse_retry_after(exc.response.headers.get('retry-after'))) from exc
+            hint = (': check remote_api_key or the preset\'s key variable' if exc.status_code in (401, 403)
+                    else '')
+            raise BackendUnavailable(f'remote {self.base_url} refused the request '
+                                     f'({exc.status_code}){hint}') from exc
+        except openai.APIConnectionError as exc:
+            raise _Retryable(BackendUnavailable(f'cannot reach remote {self.base_url}: {exc}')) from exc
+
+    async def _with_retries(self, call, deadline: float, messages: list[ChatMessage]):
+        loop = asyncio.get_running_loop()
+        tokens = estimate_tokens(''.join(m.content for m in messages))
+        for attempt in range(self.max_retries + 1):
+            await self.limiter.acquire(tokens, deadline=deadline)
+            try:
+                return await self._attempt(call, deadline)
+            except _Retryable as failure:
+                error = failure.error
+                delay = backoff_delay(attempt, self.retry_base_delay, self.retry_max_delay, failure.retry_after)
+                left = deadline - loop.time()
+                if attempt >= self.max_retries or delay >= left:
+                    if isinstance(error, UpstreamTimeout) or left <= 0:
+                        raise UpstreamTimeout(str(error)) from None
+                    if isinstance(error, RateLimited):
+                        raise RateLimited(f'{error}; gave up after {attempt + 1} attempts', failure.retry_after)
+                    raise type(error)(f'{error}; gave up after {attempt + 1} attempts') from None
+                logger.warning(f'backend=remote attempt={attempt + 1} failed ({error}); retrying in {delay:.2f}s')
+                await asyncio.sleep(delay)
+        raise AssertionError('unreachable')  # pragma: no cover
+
+    def _ensure_client(self) -> None:
+        if self._client is None:
+            raise BackendUnavailable('remote backend used before warm_up(): call warm_up() first')
+
+    async def generate(self, messages: list[ChatMessage], max_new_tokens: int | None = None) -> str:
+        self._ensure_client()
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        model = await self._resolved_model(deadline)
+        payload = self._payload(messages, max_new_tokens)
+        completion = await self._with_retries(
+            lambda: self._client.chat.completions.create(model=model, **payload), deadline, messages)
+        if not completion.choices:
+            raise BackendUnavailable(f'remote {self.base_url} answered with no choices')
+        return completion.choices[0].message.content or ''
+
+    async def stream(self, messages: list[ChatMessage], max_new_tokens: int | None = None) -> AsyncIterator[str]:
+        self._ensure_client()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        model = await self._resolved_model(deadline)
+        payload = self._payload(messages, max_new_tokens)
+        # Retries cover opening the stream only: once text has gone out it cannot be taken back.
+        response = await self._with_retries(
+            lambda: self._client.chat.completions.create(model=model, stream=True, **payload),
+            deadline, messages)
+        try:
+            iterator = response.__aiter__()
+            while True:
+                try:
+                    chunk = await self._attempt(iterator.__anext__, deadline)
+                except StopAsyncIteration:
+                    return
+                except _Retryable as failure:
+                    raise failure.error from None
+                for choice in chunk.choices:
+                    if choice.delta is not None and choice.delta.content:
+                        yield choice.delta.content
+        finally:
+            await response.close()

@@ -1,0 +1,143 @@
+"""The worker: runs a message through the stages (work time → preprocess → reject → intention →
+retrieve → rerank → web search → generate → check) and returns the session, or streams it.
+
+Stages live one per module; this module only wires them from the config and drives them.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from loguru import logger
+
+from huixiangdou.config import Config, WorkerConfig
+from huixiangdou.service.worker.check import Check
+from huixiangdou.service.worker.generate import Generate
+from huixiangdou.service.worker.intention import Intention
+from huixiangdou.service.worker.online_search import OnlineSearch
+from huixiangdou.service.worker.preprocess import Preprocess
+from huixiangdou.service.worker.reject import Reject
+from huixiangdou.service.worker.rerank import Rerank
+from huixiangdou.service.worker.retrieve import Retrieve
+from huixiangdou.service.worker.session import ErrorCode, Session
+from huixiangdou.service.worker.work_time import WorkTime
+
+
+@dataclass
+class WorkerEvent:
+    """One step of a streamed answer: a stage finished, a piece of the answer, or the end."""
+    kind: str            # 'stage' | 'token' | 'done'
+    session: Session
+    stage: str = ''
+    text: str = ''
+
+
+class Worker:
+    """Answer group messages from the feature store with an LLM.
+
+    Usage:
+        worker = Worker.from_config(load_config('config.ini'))
+        session = await worker.run(Session(query='如何重建索引？'))
+        if session.code.should_reply: send(session.reply, session.references)
+    """
+
+    def __init__(self, config: WorkerConfig, store, llm, reranker=None, web_search=None,
+                 threshold_override: float = -1.0):
+        if config.enable_rerank and reranker is None:
+            raise ValueError('[worker] enable_rerank = 1 needs [feature_store] reranker_model_path')
+        if config.enable_web_search and web_search is None:
+            raise ValueError('[worker] enable_web_search = 1 needs a web search client')
+        self.config = config
+        self.store = store
+        self.llm = llm
+        before: list = [WorkTime(config.time), Preprocess(config.min_query_length, config.language),
+                        Reject(store, threshold_override)]
+        if config.enable_intention:
+            before.append(Intention(llm))
+        before.append(Retrieve(store, config.retrieve_top_k))
+        if config.enable_rerank:
+            before.append(Rerank(reranker, config.retrieve_top_k))
+        if config.enable_web_search:
+            before.append(OnlineSearch(web_search))
+        self.before_generate = before
+        self.generate = Generate(llm, config.context_max_length)
+        self.after_generate = [Check(llm)] if config.enable_check else []
+
+    @classmethod
+    def from_config(cls, config: Config) -> 'Worker':
+        """Load the feature store (built beforehand) and connect to the LLM server."""
+        from huixiangdou.service.api_embedder import make_embedder
+        from huixiangdou.service.feature_store import FeatureStore
+        from huixiangdou.service.llm_client import LLMClient
+
+        store = FeatureStore.load(config.path(config.feature_store.work_dir), make_embedder(config))
+        reranker = web_search = None
+        if config.worker.enable_rerank and config.feature_store.reranker_model_path:
+            from huixiangdou.service.reranker import Reranker
+            reranker = Reranker(config.feature_store.reranker_model_path,
+                                api_token=config.feature_store.resolved_api_token)
+            reranker.warm_up()
+        if config.worker.enable_web_search:
+            from huixiangdou.service.web_search import WebSearch
+            web_search = WebSearch(config.web_search)
+        return cls(config.worker, store, LLMClient(config.llm), reranker, web_search,
+                   config.feature_store.reject_throttle)
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.before_generate] + [self.generate.name] + \
+            [s.name for s in self.after_generate]
+
+    async def _run_stages(self, stages: list, session: Session) -> bool:
+        for stage in stages:
+            started = time.perf_counter()
+            await stage.run(session)
+            session.debug.setdefault('ms', {})[stage.name] = round((time.perf_counter() - started) * 1000, 2)
+            if session.done:
+                return False
+        return True
+
+    async def run(self, session: Session) -> Session:
+        try:
+            if await self._run_stages(self.before_generate, session):
+                await self.generate.run(session)
+                if not session.done:
+                    await self._run_stages(self.after_generate, session)
+            if not session.done:
+                session.finish(ErrorCode.SUCCESS)
+        except Exception:  # boundary: a frontend must get a session back, never an exception
+            logger.exception('worker failed on group={} query={!r}', session.group_id, session.query[:80])
+            session.finish(ErrorCode.INTERNAL_ERROR)
+        logger.info('group={} code={} query={!r}', session.group_id, session.code, session.query[:80])
+        return session
+
+    async def stream(self, session: Session) -> AsyncIterator[WorkerEvent]:
+        """Like run, but yields an event after each stage and each piece of the answer as it comes."""
+        try:
+            for stage in self.before_generate:
+                await stage.run(session)
+                yield WorkerEvent('stage', session, stage.name)
+                if session.done:
+                    break
+            else:
+                async for piece in self.generate.stream(session):
+                    yield WorkerEvent('token', session, self.generate.name, piece)
+                yield WorkerEvent('stage', session, self.generate.name)
+                if not session.done:
+                    for stage in self.after_generate:
+                        await stage.run(session)
+                        yield WorkerEvent('stage', session, stage.name)
+                        if session.done:
+                            break
+            if not session.done:
+                session.finish(ErrorCode.SUCCESS)
+        except Exception:  # boundary, as in run
+            logger.exception('worker stream failed on group={}', session.group_id)
+            session.finish(ErrorCode.INTERNAL_ERROR)
+        yield WorkerEvent('done', session)
+
+    async def close(self) -> None:
+        close = getattr(self.llm, 'close', None)
+        if close is not None:
+            await close()

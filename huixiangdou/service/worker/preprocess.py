@@ -1,0 +1,55 @@
+"""Preprocess stage: strip @mentions and quoted replies, detect the language, drop what is no question.
+
+It does not judge the topic (that is the reject stage).
+"""
+from __future__ import annotations
+
+import re
+
+from huixiangdou.primitive.tokenizer import is_chinese
+from huixiangdou.service.worker.session import ErrorCode, Session
+
+# WeChat quotes a replied-to message as 「name：text」 followed by a dashed separator line.
+_WECHAT_QUOTE = re.compile(r'「[^」]*」\s*\n?\s*(?:-\s*){3,}\s*', re.S)
+_MARKDOWN_QUOTE = re.compile(r'^\s*>.*$', re.M)
+# @name, ended by the special spaces chat apps put after a mention, or by whitespace.
+_MENTION = re.compile(r'@[^\s\u2005\u2002@]{1,32}[\u2005\u2002 ]?')
+_URL = re.compile(r'https?://\S+')
+# Placeholders chat apps send for media, e.g. [图片] [Image] [动画表情] [捂脸].
+_PLACEHOLDER = re.compile(r'\[[^\[\]\s]{1,8}\]')
+_EMOJI = re.compile('[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0F\u200d]')
+_WORDY = re.compile(r'[\w\u4e00-\u9fff]')
+
+
+def clean_query(text: str) -> str:
+    text = _WECHAT_QUOTE.sub('', text)
+    text = _MARKDOWN_QUOTE.sub('', text)
+    text = _MENTION.sub('', text)
+    return text.strip()
+
+
+def is_not_a_question(text: str) -> bool:
+    """Only media placeholders, links and emoji: nothing to answer."""
+    rest = _EMOJI.sub('', _PLACEHOLDER.sub('', _URL.sub('', text)))
+    return not _WORDY.search(rest)
+
+
+class Preprocess:
+    name = 'preprocess'
+
+    def __init__(self, min_query_length: int = 4, language: str = 'auto'):
+        if min_query_length < 1:
+            raise ValueError(f'min_query_length must be >= 1, got {min_query_length}')
+        self.min_query_length = min_query_length
+        self.language = language
+
+    async def run(self, session: Session) -> None:
+        original = session.query
+        session.query = clean_query(original)
+        session.language = self.language if self.language != 'auto' else (
+            'zh' if is_chinese(session.query or original) else 'en')
+        session.debug[self.name] = {'original': original, 'cleaned': session.query}
+        if is_not_a_question(session.query):
+            session.finish(ErrorCode.NOT_A_QUESTION)
+        elif len(session.query) < self.min_query_length:
+            session.finish(ErrorCode.QUESTION_TOO_SHORT)

@@ -1,0 +1,49 @@
+"""Prompt templates of the worker's LLM stages, in Chinese and English, chosen by the query's language.
+
+Templates only; the stages fill and send them.
+"""
+from __future__ import annotations
+
+PROMPTS: dict[str, dict[str, str]] = {
+    'zh': {
+        'system': '你是群聊里的知识助手“茴香豆”，只根据给出的资料回答问题，回答简洁、准确。',
+        'generate': (
+            '请根据下面编号的资料回答问题。资料里没有的内容不要编造；引用资料时在句末标注编号，例如 [1]。\n'
+            '资料：\n{context}\n\n问题：{query}\n回答：'),
+        'intention': (
+            '判断下面这句群聊消息是不是一个需要回答的问题，并给出它的主题。\n'
+            '只输出一行 JSON，例如 {{"is_question": true, "topic": "安装", "kind": "question"}}，'
+            'kind 取值 question、greeting（打招呼、感谢、闲聊）或 identity（问你是谁）。\n消息：{query}'),
+        'relevance': (
+            '问题：{query}\n回答：{reply}\n'
+            '这个回答和问题相关、有帮助吗？请只输出 0 到 10 之间的一个整数，10 表示非常相关。'),
+        'security': (
+            '下面这段将要发到群里的文字是否含有违法、暴力、色情、辱骂、政治敏感或泄露隐私（如密码、密钥）的内容？'
+            '只输出 yes 或 no。\n文字：{reply}'),
+    },
+    'en': {
+        'system': 'You are HuixiangDou, a knowledge assistant in a group chat. Answer only from the '
+                  'given material, briefly and accurately.',
+        'generate': (
+            'Answer the question using the numbered passages below. Do not invent anything the passages '
+            'do not say; cite passages with their number in brackets, e.g. [1].\n'
+            'Passages:\n{context}\n\nQuestion: {query}\nAnswer:'),
+        'intention': (
+            'Decide whether this group-chat message is a question that needs an answer, and its topic.\n'
+            'Output one line of JSON only, e.g. {{"is_question": true, "topic": "install", '
+            '"kind": "question"}}; kind is question, greeting (hello, thanks, small talk) or identity '
+            '(asking who you are).\nMessage: {query}'),
+        'relevance': (
+            'Question: {query}\nAnswer: {reply}\n'
+            'Is the answer relevant and helpful for the question? Output one integer from 0 to 10 only, '
+            '10 meaning fully relevant.'),
+        'security': (
+            'Does the following text, about to be posted in a group, contain illegal, violent, sexual, '
+            'abusive or politically sensitive content, or leak private data (passwords, keys)? '
+            'Output yes or no only.\nText: {reply}'),
+    },
+}
+
+
+def prompt(language: str, name: str, **values: str) -> str:
+    return PROMPTS['zh' if language == 'zh' else 'en'][name].format(**values)

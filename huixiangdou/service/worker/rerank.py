@@ -1,0 +1,23 @@
+"""Rerank stage (optional): a cross-encoder (local or /v1/rerank API) reorders the retrieved passages."""
+from __future__ import annotations
+
+from huixiangdou.service.worker.session import Session
+
+
+class Rerank:
+    name = 'rerank'
+
+    def __init__(self, reranker, top_k: int = 5):
+        self.reranker = reranker
+        self.top_k = top_k
+
+    async def run(self, session: Session) -> None:
+        if not session.passages:
+            return
+        scores = await self.reranker.rerank(session.query, [p.text for p in session.passages])
+        for passage, score in zip(session.passages, scores):
+            passage.score = float(score)
+        session.passages.sort(key=lambda p: p.score, reverse=True)
+        session.passages = session.passages[:self.top_k]
+        session.debug[self.name] = [{'reference': p.reference, 'score': round(p.score, 4)}
+                                    for p in session.passages]

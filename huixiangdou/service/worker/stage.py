@@ -1,0 +1,27 @@
+"""The shape every pipeline stage has: a name and one async entry point that updates the session.
+
+A stage finishes the session (session.finish(code)) to stop the pipeline; otherwise the next one runs.
+"""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Protocol, TypeVar
+
+from huixiangdou.service.worker.session import Session
+
+T = TypeVar('T')
+
+# CPU work (embedding a query, scoring) runs here, one at a time, so the event loop never blocks and
+# concurrent queries do not oversubscribe the cores.
+_CPU = ThreadPoolExecutor(max_workers=1, thread_name_prefix='huixiangdou-cpu')
+
+
+async def run_cpu(fn: Callable[..., T], *args) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_CPU, fn, *args)
+
+
+class Stage(Protocol):
+    name: str
+
+    async def run(self, session: Session) -> None: ...
