@@ -66,10 +66,28 @@ class WebSearchConfig:
         'stackoverflow.com', 'juejin.cn', 'zhuanlan.zhihu.com', 'www.cnblogs.com'])
     save_dir: str = 'logs/web_search_result'
     timeout: float = 10.0
+    max_retries: int = 2
+    fetch_pages: int = 2
+    max_page_chars: int = 4000
 
     def validate(self) -> None:
         if self.engine not in ('serper', 'duckduckgo'):
             raise ConfigError(f'[web_search] engine must be "serper" or "duckduckgo", got {self.engine!r}')
+        if self.timeout <= 0:
+            raise ConfigError(f'[web_search] timeout must be > 0 seconds, got {self.timeout}')
+        for key in ('max_retries', 'fetch_pages'):
+            if getattr(self, key) < 0:
+                raise ConfigError(f'[web_search] {key} must be >= 0, got {getattr(self, key)}')
+        if self.max_page_chars < 100:
+            raise ConfigError(f'[web_search] max_page_chars must be >= 100, got {self.max_page_chars}')
+        for key in ('serper_base_url', 'duckduckgo_base_url'):
+            if not getattr(self, key).startswith(('http://', 'https://')):
+                raise ConfigError(f'[web_search] {key} must start with http:// or https://, '
+                                  f'got {getattr(self, key)!r}')
+
+    @property
+    def resolved_serper_x_api_key(self) -> str:
+        return self.serper_x_api_key or os.environ.get('SERPER_API_KEY', '')
 
 
 @dataclass
@@ -88,6 +106,9 @@ class LLMServerConfig:
     remote_llm_max_text_length: int = 0
     remote_timeout: float = 60.0
     remote_max_retries: int = 4
+    remote_max_new_tokens: int = 0
+    remote_retry_base_delay: float = 1.0
+    remote_retry_max_delay: float = 30.0
     rpm: int = 500
     tpm: int = 20000
     max_body_size: int = 4 * 1024 * 1024
@@ -95,6 +116,23 @@ class LLMServerConfig:
     def validate(self) -> None:
         if not 0 < self.local_llm_bind_port < 65536:
             raise ConfigError(f'[llm.server] local_llm_bind_port out of range: {self.local_llm_bind_port}')
+        from huixiangdou.service.llm.presets import PRESETS  # a data table; imports nothing heavy
+        if self.remote_type not in PRESETS:
+            raise ConfigError(f'[llm.server] remote_type must be one of {", ".join(PRESETS)}, '
+                              f'got {self.remote_type!r}')
+        for key in ('local_llm_max_text_length', 'local_llm_max_new_tokens', 'local_llm_queue_size', 'rpm',
+                    'tpm', 'max_body_size'):
+            if getattr(self, key) < 1:
+                raise ConfigError(f'[llm.server] {key} must be >= 1, got {getattr(self, key)}')
+        for key in ('local_llm_timeout', 'remote_timeout'):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f'[llm.server] {key} must be > 0, got {getattr(self, key)}')
+        for key in ('remote_max_retries', 'remote_max_new_tokens', 'remote_llm_max_text_length'):
+            if getattr(self, key) < 0:
+                raise ConfigError(f'[llm.server] {key} must be >= 0, got {getattr(self, key)}')
+        if self.remote_retry_base_delay < 0 or self.remote_retry_max_delay < self.remote_retry_base_delay:
+            raise ConfigError('[llm.server] need 0 <= remote_retry_base_delay <= remote_retry_max_delay, got '
+                              f'{self.remote_retry_base_delay} and {self.remote_retry_max_delay}')
 
 
 @dataclass
@@ -103,11 +141,17 @@ class LLMConfig:
     enable_remote: int = 0
     client_url: str = 'http://127.0.0.1:8888/inference'
     client_timeout: float = 120.0
+    client_max_retries: int = 2
     server: LLMServerConfig = field(default_factory=LLMServerConfig)
 
     def validate(self) -> None:
         if not (self.enable_local or self.enable_remote):
             raise ConfigError('[llm] enable_local and enable_remote are both 0: enable at least one backend')
+        if not self.client_url.startswith(('http://', 'https://')):
+            raise ConfigError(f'[llm] client_url must start with http:// or https://, got {self.client_url!r}')
+        if self.client_timeout <= 0 or self.client_max_retries < 0:
+            raise ConfigError('[llm] client_timeout must be > 0 and client_max_retries >= 0, got '
+                              f'{self.client_timeout} and {self.client_max_retries}')
 
 
 @dataclass

@@ -28,3 +28,38 @@ def unused_port() -> int:
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+def write_config(path: Path, **sections: dict) -> Path:
+    """Write a config.ini (TOML) from {section: {key: value}}; dotted names give nested tables."""
+    import json as _json
+    lines = []
+    for name, values in sections.items():
+        lines.append(f'[{name}]')
+        for key, value in values.items():
+            lines.append(f'{key} = {_json.dumps(value, ensure_ascii=False)}')
+        lines.append('')
+    path.write_text('\n'.join(lines), encoding='utf-8')
+    return path
+
+
+@pytest.fixture(scope='session')
+def embedder():
+    """The real default embedding model, loaded once per test run."""
+    from huixiangdou.primitive.embedder import LocalEmbedder
+    model = LocalEmbedder('')
+    model.warm_up()
+    return model
+
+
+@pytest.fixture(scope='session')
+def sample_store(tmp_path_factory, embedder):
+    """The shipped sample knowledge base built once, calibrated with the shipped question sets."""
+    from huixiangdou.config import FeatureStoreConfig
+    from huixiangdou.service.feature_store.builder import FeatureStoreBuilder
+
+    work_dir = tmp_path_factory.mktemp('sample_workdir')
+    builder = FeatureStoreBuilder(FeatureStoreConfig(), embedder, progress=False)
+    report = builder.build(REPO_ROOT / 'repodir', work_dir, good=REPO_ROOT / 'resource/good_questions.json',
+                           bad=REPO_ROOT / 'resource/bad_questions.json')
+    return work_dir, report

@@ -55,3 +55,9 @@ class MessageMerger:
         for key in list(self._pending):
             self._pending[key][1].cancel()
             self._flush(key)
+
+    def cancel_all(self) -> None:
+        """Forget every buffered message without answering it."""
+        for _, timer in self._pending.values():
+            timer.cancel()
+        self._pending.clear()

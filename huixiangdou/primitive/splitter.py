@@ -18,9 +18,9 @@ _SENTENCE = re.compile(
     r'.*?(?:[。！？；…!?;]+[”’"\'）)\]」』]*\s*|\.(?=\s)\s*|\n\s*|\Z)', re.S)
 # Code is cut before top-level definitions.
 _CODE_DEF = re.compile(
-    r'^(?=(?:async\s+def|def|class|func|fn|pub\s+fn|function|export\s+|public\s|private\s|protected\s|'
-    r'static\s|struct\s|impl\s|interface\s|type\s+\w+\s+struct|#\s|[A-Za-z_][\w\s\*&:<>,]*\([^;]*\)\s*\{)\S)',
-    re.M)
+    r'^(?=(?:async\s+def|def|class|func|fn|pub\s+fn|pub\s+struct|function|export|public|private|'
+    r'protected|static|struct|impl|interface|type|package|@\w+)\b)', re.M)
+_LINE = re.compile(r'.*?(?:\n|\Z)', re.S)
 _FENCE = re.compile(r'^(```|~~~)', re.M)
 
 
@@ -112,22 +112,22 @@ class TextSplitter:
         if section.kind == 'code':
             return _cut_before(_CODE_DEF, text)
         if section.kind == 'table':
-            return _pieces(re.compile(r'.*?(?:\n|\Z)', re.S), text)
+            return _pieces(_LINE, text)
         if section.kind == 'markdown':
             return _markdown_blocks(text)
         return _pieces(_PARAGRAPH, text)
 
-    def _refine(self, unit: str, budget: int, count: int) -> list[str]:
-        """Break a unit longer than the budget: sentences or lines first, token windows last."""
+    def _refine(self, unit: str, budget: int, count: int, kind: str) -> list[str]:
+        """Break a unit longer than the budget: sentences (lines for code), token windows last."""
         if count <= budget:
             return [unit]
-        for pattern in (_SENTENCE, re.compile(r'.*?(?:\n|\Z)', re.S)):
+        for pattern in ((_LINE,) if kind in ('code', 'table') else (_SENTENCE, _LINE)):
             parts = _pieces(pattern, unit)
             if len(parts) > 1:
                 counts = self.counter.count(parts)
                 out: list[str] = []
                 for part, n in zip(parts, counts):
-                    out.extend(self._refine(part, budget, n))
+                    out.extend(self._refine(part, budget, n, kind))
                 return out
         return self._token_windows(unit, budget)
 
@@ -144,7 +144,7 @@ class TextSplitter:
         counts = self.counter.count(units)
         fine: list[str] = []
         for unit, n in zip(units, counts):
-            fine.extend(self._refine(unit, budget, n))
+            fine.extend(self._refine(unit, budget, n, section.kind))
         fine_counts = self.counter.count(fine)
         for text in self._pack(fine, fine_counts, budget):
             # Sums of unit counts approximate the joined count; re-check and cut any chunk that grew.

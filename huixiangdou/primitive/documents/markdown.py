@@ -16,6 +16,8 @@ from huixiangdou.primitive.documents.text_decoding import read_text
 _LINK = re.compile(r'!?\[([^\]]*)\]\([^)]*\)')
 # Lines that may matter to the parser start with one of these (after up to 3 spaces of indent).
 _INTERESTING = frozenset(' #`~=-')
+# A setext underline under these is a thematic break or table text, not a heading.
+_NOT_PARAGRAPH = ('- ', '* ', '+ ', '|', '>', '<')
 
 
 def parse_markdown(path: Path, source: str) -> Document:
@@ -63,7 +65,7 @@ def split_markdown(text: str) -> list:
     for line in lines[start:]:
         if not line or line[0] not in _INTERESTING:
             outline.add(line)
-            prev_plain = bool(line.strip()) and not fence
+            prev_plain = not fence and bool(line.strip()) and not line.startswith(_NOT_PARAGRAPH)
             continue
         body = line.lstrip(' ')
         if len(line) - len(body) > 3:  # indented code block
@@ -96,5 +98,5 @@ def split_markdown(text: str) -> list:
                 prev_plain = False
                 continue
         outline.add(line)
-        prev_plain = bool(body.strip()) and not body.startswith(('- ', '* ', '+ ', '|', '>'))
+        prev_plain = bool(body.strip()) and not body.startswith(_NOT_PARAGRAPH)
     return outline.finish()

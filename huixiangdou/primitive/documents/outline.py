@@ -27,7 +27,7 @@ class Outline:
         self._sections: list[Section] = []
         self._path: list[tuple[int, str]] = []
         self._lines: list[str] = []
-        self._has_body = False
+        self._body_lines = 0  # non-blank body lines since the last flush
 
     @property
     def anchor(self) -> str:
@@ -35,7 +35,7 @@ class Outline:
 
     def heading(self, level: int, title: str, line: str | None = None) -> None:
         """Start a section under heading `title`; `line` is the heading as it appears in the text."""
-        if self._has_body:
+        if self._body_lines:
             self._flush()
         title = ' '.join(title.split())[:_MAX_TITLE]
         while self._path and self._path[-1][0] >= level:
@@ -48,12 +48,19 @@ class Outline:
     def add(self, line: str) -> None:
         """Append a body line (may hold several lines, e.g. a code block)."""
         self._lines.append(line)
-        if not self._has_body and line.strip():
-            self._has_body = True
+        if line.strip():
+            self._body_lines += 1
+
+    def pop_last_line(self) -> str:
+        """Take back the last body line (a setext heading's title, known only at its underline)."""
+        line = self._lines.pop()
+        if line.strip():
+            self._body_lines -= 1
+        return line
 
     def add_block(self, text: str, kind: str) -> None:
         """Append a Section of its own kind (a table) under the current heading."""
-        if self._has_body:
+        if self._body_lines:
             self._flush()
         pending = '\n'.join(line for line in self._lines if line.strip())
         self._lines.clear()
@@ -71,4 +78,4 @@ class Outline:
         if text.strip():
             self._sections.append(Section(text=text, anchor=self.anchor, kind=self._kind))
         self._lines.clear()
-        self._has_body = False
+        self._body_lines = 0

@@ -123,7 +123,9 @@ class FeatureStore:
         return self.manifest.reject_threshold if self.manifest.reject_threshold is not None else 0.0
 
     def embed_queries(self, queries: list[str]) -> np.ndarray:
-        return self.embedder.encode(queries)
+        # Asymmetric models (e5) embed queries differently from passages.
+        encode = getattr(self.embedder, 'encode_queries', None) or self.embedder.encode
+        return encode(queries)
 
     def reject_scores(self, queries: list[str], weight: float | None = None,
                       vectors: np.ndarray | None = None) -> list[RejectScore]:

@@ -1,0 +1,40 @@
+"""Reads a platform callback's JSON body with a size limit, turning bad input into CallbackRejected.
+
+Shared by the Lark, WeChat and wkteam servers; authentication is each server's own job.
+"""
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from huixiangdou.frontend.errors import CallbackRejected
+
+
+async def read_json_body(request: web.Request, max_size: int) -> tuple[bytes, dict]:
+    """Return (raw bytes, parsed object); 413 over `max_size`, 400 for anything but a JSON object."""
+    if request.content_length is not None and request.content_length > max_size:
+        raise CallbackRejected(413, f'body of {request.content_length} bytes exceeds {max_size}')
+    # Read in chunks and stop past the limit, so a chunked upload without Content-Length cannot
+    # make us buffer more than max_size.
+    chunks, size = [], 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > max_size:
+            raise CallbackRejected(413, f'body exceeds {max_size} bytes')
+        chunks.append(chunk)
+    raw = b''.join(chunks)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise CallbackRejected(400, 'body is not valid JSON') from None
+    if not isinstance(body, dict):
+        raise CallbackRejected(400, 'body must be a JSON object')
+    return raw, body
+
+
+def rejection_response(exc: CallbackRejected) -> web.Response:
+    return web.json_response({'error': exc.reason}, status=exc.status)

@@ -1,0 +1,156 @@
+"""The `lark` frontend: answers questions and posts them to a Lark custom-bot webhook (send-only).
+
+A custom bot cannot receive messages, so questions come from an async source (stdin by default);
+for a two-way bot use `lark_group`.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import AsyncIterator, Callable
+
+import aiohttp
+from loguru import logger
+
+from huixiangdou.config import FrontendConfig
+from huixiangdou.frontend.errors import LarkApiError
+from huixiangdou.frontend.group_dispatcher import GroupDispatcher
+from huixiangdou.frontend.group_message import GroupMessage, Outcome, OutcomeStatus, Responder
+from huixiangdou.frontend.lark_crypto import webhook_sign
+from huixiangdou.frontend.lark_post import answer_post
+
+# Custom-bot codes worth another try: 11232 = sending too frequently. Others (19021 bad signature,
+# 19022 IP not allowed, 19024 keyword missing, 9499 bad request) fail the same way every time.
+RETRYABLE_WEBHOOK_CODES = {11232}
+WEBHOOK_GROUP_ID = 'lark_webhook'
+
+
+class LarkWebhookSender:
+    """Posts rich-text answers to a custom-bot webhook, signed when the bot has a secret.
+
+    Usage:
+        sender = LarkWebhookSender('https://open.feishu.cn/open-apis/bot/v2/hook/xxx', secret='...')
+        await sender.warm_up()
+        await sender.send('pip install huixiangdou', ['docs/install.md#Install'], question='如何安装？')
+        await sender.close()
+    """
+
+    def __init__(self, webhook_url: str, secret: str = '', *, max_retries: int = 3, retry_delay: float = 1.0,
+                 timeout: float = 10.0, clock: Callable[[], float] = time.time):
+        if not webhook_url.startswith(('http://', 'https://')):
+            raise ValueError('webhook_url must be the http(s) URL of a Lark custom bot, '
+                             f'got {webhook_url[:40]!r}')
+        if max_retries < 0:
+            raise ValueError(f'max_retries must be >= 0, got {max_retries}')
+        self.webhook_url = webhook_url
+        self._secret = secret
+        self.max_retries = max_retries
+        self.retry_delay = retry_delay
+        self.timeout = timeout
+        self._clock = clock
+        self._http: aiohttp.ClientSession | None = None
+
+    async def warm_up(self) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _body(self, reply: str, references: list[str], question: str, title: str) -> dict:
+        body: dict = {'msg_type': 'post', 'content': {'post': answer_post(reply, references, question, title)}}
+        if self._secret:
+            timestamp = str(int(self._clock()))
+            body['timestamp'] = timestamp
+            body['sign'] = webhook_sign(timestamp, self._secret)
+        return body
+
+    async def send(self, reply: str, references: list[str] | None = None, question: str = '',
+                   title: str = 'HuixiangDou') -> None:
+        """Post one answer; retry rate limits and transient failures, raise LarkApiError otherwise."""
+        await self.warm_up()
+        attempt = 0
+        while True:
+            # Re-signed per attempt: Lark rejects timestamps that drift from its clock.
+            body = self._body(reply, references or [], question, title)
+            try:
+                await self._post_once(body)
+                return
+            except LarkApiError as exc:
+                if not exc.retryable or attempt >= self.max_retries:
+                    logger.error('lark webhook: giving up after {} attempt(s): code={} msg={}',
+                                 attempt + 1, exc.code, exc.msg)
+                    raise
+                logger.warning('lark webhook: code={} msg={}; retrying', exc.code, exc.msg)
+            await asyncio.sleep(self.retry_delay * 2 ** attempt)
+            attempt += 1
+
+    async def _post_once(self, body: dict) -> None:
+        assert self._http is not None
+        try:
+            async with self._http.post(self.webhook_url, json=body) as resp:
+                status = resp.status
+                try:
+                    data = await resp.json(content_type=None)
+                except ValueError:
+                    data = None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise LarkApiError('webhook post', 'network', f'{type(exc).__name__}: {exc}', retryable=True) from None
+        if not isinstance(data, dict):
+            raise LarkApiError('webhook post', f'http {status}', 'response is not JSON',
+                               retryable=status == 429 or status >= 500)
+        # Newer webhooks answer {"code", "msg"}; older ones {"StatusCode", "StatusMessage"}.
+        code = data.get('code', data.get('StatusCode', 0 if status == 200 else status))
+        if code != 0 or status != 200:
+            msg = str(data.get('msg', data.get('StatusMessage', '')))
+            raise LarkApiError('webhook post', code, msg,
+                               retryable=code in RETRYABLE_WEBHOOK_CODES or status == 429 or status >= 500)
+
+
+async def stdin_questions() -> AsyncIterator[str]:
+    """Lines typed on standard input, read in a thread so the event loop never blocks."""
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            return
+        if line.strip():
+            yield line.strip()
+
+
+async def run_lark_webhook(config: FrontendConfig, responder: Responder,
+                           questions: AsyncIterator[str] | None = None,
+                           sender: LarkWebhookSender | None = None) -> None:
+    """Answer each question from `questions` (stdin by default) and post answers to the webhook."""
+    sender = sender or LarkWebhookSender(config.webhook_url, config.webhook_secret)
+    await sender.warm_up()
+
+    async def on_outcome(outcome: Outcome) -> None:
+        if outcome.status is OutcomeStatus.ANSWERED:
+            try:
+                await sender.send(outcome.reply, outcome.references, question=outcome.message.text)
+            except LarkApiError:
+                pass  # already logged with the reason by send(); the next question still goes out
+
+    dispatcher = GroupDispatcher.from_config(config, responder, on_outcome)
+    logger.info('lark webhook frontend: reading questions, one per line')
+    try:
+        async for number, text in _numbered(questions or stdin_questions()):
+            dispatcher.submit(GroupMessage(group_id=WEBHOOK_GROUP_ID, text=text, message_id=str(number)))
+            # One question at a time: input (often a piped file) is faster than the LLM and would
+            # otherwise overflow the queue.
+            await dispatcher.wait_idle()
+        await dispatcher.close()  # end of input: answer what is queued, then return
+    finally:
+        await dispatcher.abort()
+        await sender.close()
+
+
+async def _numbered(source: AsyncIterator[str]) -> AsyncIterator[tuple[int, str]]:
+    number = 0
+    async for item in source:
+        number += 1
+        yield number, item

@@ -1,0 +1,146 @@
+"""A small client for the Lark Open Platform calls the group bot needs: token, bot info, reply, recall.
+
+Plain aiohttp instead of the lark-oapi SDK: four JSON calls do not justify a large synchronous-first
+dependency, and a configurable base URL lets tests point it at a local fake. No event handling here.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Callable
+
+import aiohttp
+from loguru import logger
+
+from huixiangdou.frontend.errors import LarkApiError
+
+TOKEN_PATH = '/open-apis/auth/v3/tenant_access_token/internal'
+# Codes meaning "your tenant_access_token is missing, invalid or expired": fetch a new one, try again.
+TOKEN_INVALID_CODES = {99991661, 99991663, 99991664, 99991668}
+# 99991400 = request frequency limit.
+RETRYABLE_CODES = {99991400}
+
+
+class LarkOpenApi:
+    """Tenant-token-authenticated calls to `base_url` (https://open.feishu.cn or open.larksuite.com).
+
+    The token is fetched on first use and cached until shortly before `expire`; a token the server
+    rejects early is refreshed once and the call repeated.
+
+    Usage:
+        api = LarkOpenApi('cli_xxx', app_secret, 'https://open.feishu.cn')
+        await api.warm_up()
+        new_id = await api.reply('om_asked', {'zh_cn': {'title': '', 'content': [[...]]}})
+        await api.recall(new_id)
+    """
+
+    def __init__(self, app_id: str, app_secret: str, base_url: str, *, timeout: float = 10.0,
+                 max_retries: int = 2, retry_delay: float = 0.5, clock: Callable[[], float] = time.monotonic):
+        if not app_id or not app_secret:
+            raise ValueError('[frontend.lark_group] app_id and app_secret are required: copy them from '
+                             '"Credentials & Basic Info" of your app in the Lark developer console')
+        if not base_url.startswith(('http://', 'https://')):
+            raise ValueError(f'base_url must start with http:// or https://, got {base_url!r}')
+        self.app_id = app_id
+        self._app_secret = app_secret
+        self.base_url = base_url.rstrip('/')
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.retry_delay = retry_delay
+        self._clock = clock
+        self._http: aiohttp.ClientSession | None = None
+        self._token = ''
+        self._token_refresh_at = 0.0
+        self._token_lock = asyncio.Lock()
+
+    async def warm_up(self) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def _request(self, method: str, path: str, action: str, *, body: dict | None = None,
+                       token: str = '') -> dict:
+        await self.warm_up()
+        assert self._http is not None
+        headers = {'Authorization': f'Bearer {token}'} if token else {}
+        try:
+            async with self._http.request(method, self.base_url + path, json=body, headers=headers) as resp:
+                status = resp.status
+                try:
+                    data = await resp.json(content_type=None)
+                except (ValueError, json.JSONDecodeError):
+                    data = None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise LarkApiError(action, 'network', f'{type(exc).__name__}: {exc}', retryable=True) from None
+        if not isinstance(data, dict):
+            raise LarkApiError(action, f'http {status}', 'response is not JSON',
+                               retryable=status == 429 or status >= 500)
+        code = data.get('code', -1)
+        if code != 0:
+            raise LarkApiError(action, code, str(data.get('msg', '')),
+                               retryable=code in RETRYABLE_CODES or status == 429 or status >= 500)
+        return data
+
+    async def tenant_token(self, force: bool = False) -> str:
+        """The cached tenant_access_token, fetched again when close to expiry or when forced."""
+        async with self._token_lock:
+            if force or not self._token or self._clock() >= self._token_refresh_at:
+                data = await self._request('POST', TOKEN_PATH, 'tenant_access_token',
+                                           body={'app_id': self.app_id, 'app_secret': self._app_secret})
+                expire = float(data.get('expire', 0))
+                self._token = str(data.get('tenant_access_token', ''))
+                if not self._token:
+                    raise LarkApiError('tenant_access_token', 'empty', 'no tenant_access_token in the answer')
+                # Refresh a little early so a request never carries a token that expires in flight.
+                self._token_refresh_at = self._clock() + expire - min(300.0, expire * 0.1)
+                logger.info('lark: fetched tenant_access_token for app {} (valid {:.0f}s)', self.app_id, expire)
+            return self._token
+
+    async def call(self, method: str, path: str, action: str, body: dict | None = None) -> dict:
+        """An authenticated call with one token refresh and retries for rate limits and 5xx."""
+        attempt = 0
+        refreshed = False
+        while True:
+            token = await self.tenant_token()
+            try:
+                return await self._request(method, path, action, body=body, token=token)
+            except LarkApiError as exc:
+                if exc.code in TOKEN_INVALID_CODES and not refreshed:
+                    logger.info('lark {}: token rejected (code={}); fetching a new one', action, exc.code)
+                    refreshed = True
+                    await self.tenant_token(force=True)
+                    continue
+                if not exc.retryable or attempt >= self.max_retries:
+                    logger.error('lark {} failed: code={} msg={}', action, exc.code, exc.msg)
+                    raise
+                logger.warning('lark {}: code={} msg={}; retrying', action, exc.code, exc.msg)
+            await asyncio.sleep(self.retry_delay * 2 ** attempt)
+            attempt += 1
+
+    async def bot_open_id(self) -> str:
+        data = await self.call('GET', '/open-apis/bot/v3/info', 'bot info')
+        open_id = (data.get('bot') or {}).get('open_id', '')
+        if not open_id:
+            raise LarkApiError('bot info', 'empty', 'no bot.open_id: enable the "Bot" feature of the app')
+        return open_id
+
+    async def reply(self, message_id: str, post: dict, *, in_thread: bool = True, uuid: str = '') -> str:
+        """Reply to `message_id` with rich text; returns the new message's id.
+
+        `uuid` makes Lark drop a second identical request within an hour, so a retry after a lost
+        response does not post the answer twice.
+        """
+        body = {'msg_type': 'post', 'content': json.dumps(post, ensure_ascii=False),
+                'reply_in_thread': in_thread}
+        if uuid:
+            body['uuid'] = uuid[:50]
+        data = await self.call('POST', f'/open-apis/im/v1/messages/{message_id}/reply', 'reply', body)
+        return str((data.get('data') or {}).get('message_id', ''))
+
+    async def recall(self, message_id: str) -> None:
+        await self.call('DELETE', f'/open-apis/im/v1/messages/{message_id}', 'recall')

@@ -1,0 +1,94 @@
+"""A small client for the wkteam WeChat API: log in, send a group text, revoke a sent message.
+
+Shapes as documented in docs/frontend_wechat_wkteam.md (success is code "1000"); no callback handling here.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+from loguru import logger
+
+from huixiangdou.frontend.errors import WkteamApiError
+
+SUCCESS = '1000'
+
+
+@dataclass
+class SentMessage:
+    """What wkteam returns for a sent message; all three ids are needed to revoke it."""
+    group_id: str
+    msg_id: int
+    new_msg_id: int
+    create_time: int
+
+
+class WkteamApi:
+    """Usage:
+        api = WkteamApi('http://api.wkteam.cn', api_token=token)
+        await api.warm_up()
+        sent = await api.send_text(wid, '43925126702@chatroom', 'pip install huixiangdou')
+        await api.revoke(wid, sent)
+    """
+
+    def __init__(self, base_url: str, *, api_token: str = '', account: str = '', password: str = '',
+                 timeout: float = 10.0):
+        if not base_url.startswith(('http://', 'https://')):
+            raise ValueError(f'[frontend.wechat_wkteam] base_url must start with http(s)://, got {base_url!r}')
+        if not api_token and not (account and password):
+            raise ValueError('[frontend.wechat_wkteam] set api_token, or account and password to log in')
+        self.base_url = base_url.rstrip('/')
+        self._token = api_token
+        self.account = account
+        self._password = password
+        self.timeout = timeout
+        self._http: aiohttp.ClientSession | None = None
+
+    async def warm_up(self) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        if not self._token:
+            await self.login()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def _post(self, path: str, action: str, body: dict) -> dict:
+        if self._http is None:
+            raise RuntimeError('WkteamApi.warm_up() must be called before use')
+        headers = {'Authorization': self._token} if self._token else {}
+        try:
+            async with self._http.post(self.base_url + path, json=body, headers=headers) as resp:
+                status = resp.status
+                try:
+                    data = await resp.json(content_type=None)
+                except ValueError:
+                    data = None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise WkteamApiError(action, 'network', f'{type(exc).__name__}: {exc}') from None
+        if not isinstance(data, dict):
+            raise WkteamApiError(action, f'http {status}', 'response is not JSON')
+        if str(data.get('code')) != SUCCESS:
+            raise WkteamApiError(action, data.get('code', ''), str(data.get('message', '')))
+        return data
+
+    async def login(self) -> None:
+        data = await self._post('/member/login', 'login', {'account': self.account, 'password': self._password})
+        token = (data.get('data') or {}).get('Authorization', '')
+        if not token:
+            raise WkteamApiError('login', 'empty', 'no Authorization in the login answer')
+        self._token = token
+        logger.info('wkteam: logged in as {}', self.account)
+
+    async def send_text(self, wid: str, group_id: str, content: str) -> SentMessage:
+        data = await self._post('/sendText', 'sendText', {'wId': wid, 'wcId': group_id, 'content': content})
+        sent = data.get('data') or {}
+        return SentMessage(group_id=group_id, msg_id=int(sent.get('msgId', 0)),
+                           new_msg_id=int(sent.get('newMsgId', 0)), create_time=int(sent.get('createTime', 0)))
+
+    async def revoke(self, wid: str, sent: SentMessage) -> None:
+        await self._post('/revokeMsg', 'revokeMsg', {'wId': wid, 'wcId': sent.group_id, 'msgId': sent.msg_id,
+                                                     'newMsgId': sent.new_msg_id, 'createTime': sent.create_time})

@@ -1,0 +1,82 @@
+"""Chooses a parser by file suffix and turns every failure into a ParseError with a human reason.
+
+This is the boundary: no library exception escapes parse_file. It does not walk directories
+(walker.py does) or cut text into chunks (the splitter does).
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Callable
+
+from huixiangdou.primitive.chunk import Document
+from huixiangdou.primitive.documents.errors import ParseError
+
+_CODE_SUFFIXES = (
+    '.py', '.pyi', '.c', '.cc', '.cpp', '.cxx', '.h', '.hh', '.hpp', '.hxx', '.cu', '.cuh',
+    '.js', '.mjs', '.cjs', '.ts', '.tsx', '.jsx', '.vue', '.go', '.rs', '.java', '.kt', '.scala',
+    '.swift', '.rb', '.php', '.lua', '.r', '.m', '.sh', '.bash', '.zsh', '.ps1', '.bat',
+    '.yaml', '.yml', '.toml', '.json', '.jsonl', '.ini', '.cfg', '.conf', '.sql', '.proto',
+    '.cmake', '.gradle',
+)
+
+# suffix -> (module in this package, function); modules are imported on first use so that walking a
+# repository does not pay for importing PyMuPDF, python-docx, openpyxl, python-pptx and bs4.
+_PARSERS: dict[str, tuple[str, str]] = {
+    '.md': ('markdown', 'parse_markdown'),
+    '.markdown': ('markdown', 'parse_markdown'),
+    '.txt': ('plain_text', 'parse_plain_text'),
+    '.text': ('plain_text', 'parse_plain_text'),
+    '.rst': ('plain_text', 'parse_rst'),
+    '.pdf': ('pdf', 'parse_pdf'),
+    '.docx': ('word', 'parse_docx'),
+    '.xlsx': ('spreadsheet', 'parse_xlsx'),
+    '.csv': ('spreadsheet', 'parse_csv'),
+    '.tsv': ('spreadsheet', 'parse_csv'),
+    '.pptx': ('slides', 'parse_pptx'),
+    '.html': ('webpage', 'parse_html'),
+    '.htm': ('webpage', 'parse_html'),
+    **{suffix: ('code', 'parse_code') for suffix in _CODE_SUFFIXES},
+}
+
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_PARSERS)
+
+
+def _parser(suffix: str) -> Callable[[Path, str], Document]:
+    module_name, function = _PARSERS[suffix]
+    module = importlib.import_module(f'{__package__}.{module_name}')
+    return getattr(module, function)
+
+
+def parse_file(path: Path, source: str) -> Document:
+    """Parse one file into a Document; `source` is its path relative to repodir, for citations.
+
+    Raises ParseError (only) when the file cannot be parsed; its message is the reason to report.
+
+    >>> parse_file(Path('docs/install.md'), 'docs/install.md').sections[0].anchor  # doctest: +SKIP
+    'Installation'
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _PARSERS:
+        raise ParseError(f'unsupported file type {suffix or "(no extension)"}')
+    try:
+        if path.stat().st_size == 0:
+            raise ParseError('empty file')
+        document = _parser(suffix)(path, source)
+    except ParseError:
+        raise
+    except PermissionError as exc:
+        raise ParseError('permission denied') from exc
+    except OSError as exc:
+        raise ParseError(f'could not read the file: {exc.strerror or exc}') from exc
+    except MemoryError as exc:
+        raise ParseError('too large to parse in memory') from exc
+    except Exception as exc:  # any library failure on a malformed file is a reason to skip it
+        detail = str(exc)[:200]
+        raise ParseError(f'could not parse this {suffix[1:].upper()} file '
+                         f'({type(exc).__name__}: {detail})') from exc
+    sections = [s for s in document.sections if s.text.strip()]
+    if not sections:
+        raise ParseError('no text')
+    return Document(source=source, sections=sections)

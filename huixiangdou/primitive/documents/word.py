@@ -1,0 +1,92 @@
+"""Parses Word .docx files (python-docx): paragraphs and tables in document order, headings as anchors.
+
+Tables become Sections of kind "table" with rows rendered "cell | cell"; it does not read headers,
+footers, footnotes, comments or text boxes.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import docx
+from docx.table import Table
+from docx.text.paragraph import Paragraph
+
+from huixiangdou.primitive.chunk import Document
+from huixiangdou.primitive.documents.office_file import check_office_file
+from huixiangdou.primitive.documents.outline import Outline
+
+# Built-in heading style names, in English and as Chinese Word/WPS writes them ("标题 1").
+_HEADING_STYLE = re.compile(r'^(?:heading|标题)\s*(\d)$', re.I)
+_TITLE_STYLES = frozenset({'title', '标题'})
+
+
+def parse_docx(path: Path, source: str) -> Document:
+    check_office_file(path)
+    document = docx.Document(str(path))
+    outline = Outline('text')
+    for block in document.iter_inner_content():
+        if isinstance(block, Paragraph):
+            text = block.text.strip()
+            if not text:
+                outline.add('')
+                continue
+            level = _heading_level(block)
+            if level is None:
+                outline.add(text)
+            else:
+                outline.heading(level, text, text)
+        elif isinstance(block, Table):
+            rows = render_table(block)
+            if rows:
+                outline.add_block('\n'.join(rows), 'table')
+    return Document(source=source, sections=outline.finish())
+
+
+def _outline_level(element) -> int | None:
+    values = element.xpath('./w:pPr/w:outlineLvl/@w:val')
+    if values and values[0].isdigit() and int(values[0]) < 9:  # 9 means body text
+        return int(values[0]) + 1
+    return None
+
+
+def _heading_level(paragraph: Paragraph) -> int | None:
+    """Heading level (0 for a title, 1-9 for headings), or None for body text."""
+    level = _outline_level(paragraph._p)
+    if level is not None:
+        return level
+    style = paragraph.style
+    for _ in range(5):  # follow a few based-on links; custom heading styles derive from built-ins
+        if style is None:
+            return None
+        name = (style.name or '').strip()
+        if name.lower() in _TITLE_STYLES:
+            return 0
+        match = _HEADING_STYLE.match(name)
+        if match:
+            return int(match.group(1))
+        level = _outline_level(style.element)
+        if level is not None:
+            return level
+        style = style.base_style
+    return None
+
+
+def render_table(table: Table) -> list[str]:
+    """One "cell | cell" line per non-empty row; a merged cell is written once."""
+    lines = []
+    for row in table.rows:
+        try:
+            cells = row.cells
+        except (ValueError, IndexError):  # malformed grid spans: read the raw cells instead
+            texts = [' '.join(''.join(tc.itertext()).split()) for tc in row._tr.tc_lst]
+        else:
+            seen, texts = set(), []
+            for cell in cells:
+                if id(cell._tc) in seen:
+                    continue
+                seen.add(id(cell._tc))
+                texts.append(' '.join(cell.text.split()))
+        if any(texts):
+            lines.append(' | '.join(texts))
+    return lines

@@ -1,0 +1,124 @@
+"""The repo walker on real directory trees: sorted output, hidden dirs, skip reasons, symlink loops,
+broken links, FIFOs and unreadable files, without hanging or crashing."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from huixiangdou.primitive.documents import RepoDirError, walk_repo
+
+MB = 1024 * 1024
+LIMIT = 50 * MB
+
+
+def _touch(path: Path, text: str = '内容') -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding='utf-8')
+    return path
+
+
+def _reasons(result) -> dict[str, str]:
+    return {s.source: s.reason for s in result.skipped}
+
+
+def test_lists_supported_files_sorted_with_relative_posix_sources(tmp_path):
+    _touch(tmp_path / 'zh' / '安装.md')
+    _touch(tmp_path / 'b.txt', 'hello')
+    _touch(tmp_path / 'a' / 'z.py')
+    _touch(tmp_path / 'a' / 'deep' / 'x.PDF')
+    result = walk_repo(tmp_path, LIMIT)
+    assert [f.source for f in result.files] == ['a/deep/x.PDF', 'a/z.py', 'b.txt', 'zh/安装.md']
+    entry = result.files[2]
+    assert entry.path == tmp_path.resolve() / 'b.txt' and entry.path.is_absolute()
+    assert entry.size == 5
+    assert result.skipped == []
+
+
+def test_hidden_and_cache_directories_are_not_walked(tmp_path):
+    _touch(tmp_path / '.git' / 'config.ini')
+    _touch(tmp_path / 'docs' / '.cache' / 'a.md')
+    _touch(tmp_path / 'node_modules' / 'lib' / 'index.js')
+    _touch(tmp_path / 'src' / '__pycache__' / 'm.py')
+    _touch(tmp_path / 'docs' / 'keep.md')
+    result = walk_repo(tmp_path, LIMIT)
+    assert [f.source for f in result.files] == ['docs/keep.md']
+    assert result.skipped == []
+
+
+def test_skip_reasons_for_unsupported_empty_and_oversized(tmp_path):
+    _touch(tmp_path / 'photo.xyz')
+    (tmp_path / 'empty.md').write_bytes(b'')
+    big = tmp_path / 'huge.txt'
+    with open(big, 'wb') as f:  # sparse: 51 MB on paper, no disk written
+        f.truncate(51 * MB)
+    _touch(tmp_path / 'ok.md')
+    result = walk_repo(tmp_path, LIMIT)
+    reasons = _reasons(result)
+    assert reasons['photo.xyz'] == 'unsupported file type .xyz'
+    assert reasons['empty.md'] == 'empty file'
+    assert reasons['huge.txt'].startswith('larger than the 50 MB limit')
+    assert [f.source for f in result.files] == ['ok.md']
+
+
+def test_symlink_loop_is_reported_not_followed(tmp_path):
+    _touch(tmp_path / 'docs' / 'a.md')
+    (tmp_path / 'docs' / 'loop').symlink_to(tmp_path / 'docs', target_is_directory=True)
+    (tmp_path / 'root_link').symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / 'self').symlink_to(tmp_path / 'self')
+    result = walk_repo(tmp_path, LIMIT)
+    reasons = _reasons(result)
+    assert reasons['docs/loop'].startswith('symlink loop')
+    assert reasons['root_link'].startswith('symlink loop')
+    assert reasons['self'] == 'symlink loop'
+    assert [f.source for f in result.files] == ['docs/a.md']
+
+
+def test_broken_symlink_is_reported(tmp_path):
+    (tmp_path / 'gone.md').symlink_to(tmp_path / 'nowhere.md')
+    assert _reasons(walk_repo(tmp_path, LIMIT)) == {
+        'gone.md': 'broken symlink (its target does not exist)'}
+
+
+def test_symlinked_directory_outside_is_followed_once(tmp_path):
+    outside = tmp_path / 'outside'
+    _touch(outside / '手册.md')
+    repo = tmp_path / 'repo'
+    repo.mkdir()
+    (repo / 'linked').symlink_to(outside, target_is_directory=True)
+    (repo / 'linked_again').symlink_to(outside, target_is_directory=True)
+    result = walk_repo(repo, LIMIT)
+    assert [f.source for f in result.files] == ['linked/手册.md']
+    assert result.files[0].path == repo.resolve() / 'linked' / '手册.md'
+    assert _reasons(result)['linked_again'] == 'same directory as linked, already included'
+
+
+def test_fifo_is_skipped_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / 'pipe.txt')
+    assert _reasons(walk_repo(tmp_path, LIMIT)) == {'pipe.txt': 'not a regular file'}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root can read a chmod 000 file, so nothing is denied')
+def test_unreadable_file_and_directory_are_reported(tmp_path):
+    secret = _touch(tmp_path / 'secret.md')
+    secret.chmod(0)
+    locked = tmp_path / 'locked'
+    _touch(locked / 'inside.md')
+    locked.chmod(0)
+    try:
+        reasons = _reasons(walk_repo(tmp_path, LIMIT))
+    finally:
+        secret.chmod(0o644)
+        locked.chmod(0o755)
+    assert reasons['secret.md'] == 'permission denied'
+    assert reasons['locked'] == 'directory permission denied'
+
+
+def test_missing_or_non_directory_repo_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(RepoDirError, match='does not exist.*repo_dir in config.ini'):
+        walk_repo(tmp_path / 'missing', LIMIT)
+    with pytest.raises(RepoDirError, match='is not a directory'):
+        walk_repo(_touch(tmp_path / 'file.md'), LIMIT)
+    with pytest.raises(ValueError, match='max_file_size'):
+        walk_repo(tmp_path, 0)

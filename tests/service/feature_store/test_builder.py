@@ -1,0 +1,121 @@
+"""Building, saving, loading and incrementally updating the feature store with the real model."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from huixiangdou.config import FeatureStoreConfig
+from huixiangdou.primitive.e5_embedder import E5Embedder
+from huixiangdou.service.feature_store.builder import BuildError, FeatureStoreBuilder
+from huixiangdou.service.feature_store.store import CURRENT, FeatureStore, StoreError
+
+DOCS = {
+    'install.md': '# Install\n\nCreate a virtualenv and run bash install.sh. Torch is pinned to 2.13.0.\n\n'
+                  '# Ports\n\nThe LLM server listens on port 8888; change local_llm_bind_port if it is taken.\n',
+    'zh/飞书.md': '# 飞书群机器人\n\n在开放平台创建应用，填写 app_id、app_secret 和加密密钥 encrypt_key。\n'
+                 '事件回调地址需要公网可达，收到 url_verification 时原样返回 challenge。\n',
+    'notes.txt': 'Rebuild the index with --rebuild when you change the embedding model.\n',
+}
+
+
+def make_repo(root: Path, docs: dict[str, str] = DOCS) -> Path:
+    for name, text in docs.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding='utf-8')
+    return root
+
+
+@pytest.fixture
+def builder(embedder):
+    return FeatureStoreBuilder(FeatureStoreConfig(chunk_size=128, chunk_overlap=16), embedder, progress=False)
+
+
+def test_build_save_load_and_search(tmp_path, builder, embedder):
+    repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
+    report = builder.build(repo, work)
+    assert sorted(report.indexed) == sorted(DOCS) and report.chunks >= 3
+    store = FeatureStore.load(work, embedder)
+    assert len(store.chunks) == report.chunks
+    hits = store.search('飞书的加密密钥填在哪里', k=2)
+    assert hits[0].chunk.source == 'zh/飞书.md' and hits[0].chunk.anchor == '飞书群机器人'
+    assert store.search('which port does the LLM server use', k=1)[0].chunk.reference == 'install.md#Ports'
+    manifest = json.loads((store.folder / 'manifest.json').read_text())
+    assert manifest['embedding_model'] == embedder.model_id and manifest['dimension'] == 384
+    assert set(manifest['files']) == set(DOCS)
+
+
+def test_incremental_rebuild_touches_only_changed_files(tmp_path, builder):
+    repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
+    first = builder.build(repo, work)
+    (repo / 'notes.txt').write_text('Rebuild with --rebuild. Also: GBK files are decoded.\n', encoding='utf-8')
+    (repo / 'new.md').write_text('# FAQ\n\nCUDA out of memory: use a smaller local model.\n', encoding='utf-8')
+    (repo / 'install.md').unlink()
+    second = builder.build(repo, work)
+    assert sorted(second.indexed) == ['new.md', 'notes.txt']
+    assert second.reused == ['zh/飞书.md'] and second.deleted == ['install.md']
+    assert second.new_chunks == 2
+    third = builder.build(repo, work, rebuild=True)
+    assert len(third.indexed) == 3 and third.reused == [] and third.chunks == second.chunks
+    assert first.chunks != second.chunks or first.indexed != second.indexed
+
+
+def test_store_built_with_another_model_says_rebuild(tmp_path, builder):
+    repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
+    builder.build(repo, work)
+    with pytest.raises(StoreError, match='--rebuild') as err:
+        FeatureStore.load(work, E5Embedder())
+    assert 'all-MiniLM-L6-v2' in str(err.value)
+
+
+def test_missing_store_says_how_to_build(tmp_path, embedder):
+    with pytest.raises(StoreError, match='python -m huixiangdou.service.feature_store'):
+        FeatureStore.load(tmp_path, embedder)
+
+
+def test_empty_repo_is_an_error(tmp_path, builder):
+    (tmp_path / 'repo').mkdir()
+    with pytest.raises(BuildError, match='no supported documents'):
+        builder.build(tmp_path / 'repo', tmp_path / 'work')
+
+
+def test_leftover_partial_write_does_not_break_loading(tmp_path, builder, embedder):
+    repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
+    builder.build(repo, work)
+    before = (work / CURRENT).read_text()
+    # What a crash in the middle of saving leaves behind: a half-written version folder.
+    partial = work / '.store-20990101T000000-dead00.partial'
+    partial.mkdir()
+    (partial / 'chunks.jsonl').write_text('{"text": "half', encoding='utf-8')
+    assert len(FeatureStore.load(work, embedder).chunks) > 0
+    builder.build(repo, work, rebuild=True)
+    assert not partial.exists() and (work / CURRENT).read_text() != before
+
+
+def test_killed_build_leaves_previous_store_loadable(tmp_path, builder, embedder):
+    repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
+    builder.build(repo, work)
+    before = (work / CURRENT).read_text()
+    # A bigger corpus so the second build is still embedding when it is killed.
+    for i in range(60):
+        (repo / f'bulk{i}.md').write_text(f'# Part {i}\n\n' + 'Some text about huixiangdou. ' * 400,
+                                          encoding='utf-8')
+    proc = subprocess.Popen([sys.executable, '-m', 'huixiangdou.service.feature_store', '--config',
+                             str(Path(__file__).resolve().parents[3] / 'config.ini'), '--repo-dir', str(repo),
+                             '--work-dir', str(work), '--rebuild'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    seen = ''
+    while time.time() < deadline and 'embed' not in seen:
+        seen += proc.stderr.read(64)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (work / CURRENT).read_text() == before
+    assert len(FeatureStore.load(work, embedder).chunks) > 0

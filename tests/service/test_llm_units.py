@@ -1,0 +1,88 @@
+"""Trimming, rpm/tpm budgets, backoff and presets: the pure parts of the LLM service."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from huixiangdou.config import ConfigError, LLMServerConfig
+from huixiangdou.service.llm.backend import ChatMessage, RateLimited
+from huixiangdou.service.llm.presets import PRESETS
+from huixiangdou.service.llm.rate_limit import MinuteWindowLimiter, estimate_tokens
+from huixiangdou.service.llm.retry import backoff_delay, parse_retry_after
+from huixiangdou.service.llm.trimming import conversation_length, trim_messages
+
+
+def test_trim_drops_oldest_history_first_and_keeps_the_question():
+    history = [ChatMessage('user', f'旧问题{i}' * 20) for i in range(3)]
+    history = [m for pair in zip(history, [ChatMessage('assistant', 'a' * 60)] * 3) for m in pair]
+    messages = [ChatMessage('system', '你是助手')] + history + [ChatMessage('user', '最新的问题是什么?')]
+    trimmed = trim_messages(messages, 200)
+    assert conversation_length(trimmed) <= 200
+    assert trimmed[0].content == '你是助手'
+    assert trimmed[-1].content == '最新的问题是什么?'
+    assert history[0] not in trimmed and history[-1] in trimmed  # newest turn survives
+
+
+def test_trim_cuts_the_middle_of_a_long_prompt_and_keeps_its_end():
+    prompt = '材料:' + '很长的上下文' * 500 + '\n问题: 如何安装 HuixiangDou?'
+    trimmed = trim_messages([ChatMessage('user', prompt)], 300)
+    assert len(trimmed[0].content) <= 300
+    assert trimmed[0].content.endswith('问题: 如何安装 HuixiangDou?')
+    assert trimmed[0].content.startswith('材料:')
+
+
+def test_trim_leaves_short_conversations_alone():
+    messages = [ChatMessage('user', 'hi'), ChatMessage('assistant', 'hello'), ChatMessage('user', 'bye')]
+    assert trim_messages(messages, 1000) == messages
+
+
+def test_token_estimate_counts_chinese_per_character():
+    assert estimate_tokens('你好世界') == 4
+    assert estimate_tokens('a' * 40) == 10
+
+
+async def test_limiter_refuses_past_the_deadline_when_rpm_is_spent():
+    now = [100.0]
+    limiter = MinuteWindowLimiter(rpm=2, tpm=10_000, clock=lambda: now[0])
+    await limiter.acquire(10, deadline=now[0] + 1)
+    await limiter.acquire(10, deadline=now[0] + 1)
+    with pytest.raises(RateLimited) as info:
+        await limiter.acquire(10, deadline=now[0] + 1)
+    assert info.value.retry_after == pytest.approx(60.0)
+    now[0] += 60.0  # the window slides: the budget comes back
+    await limiter.acquire(10, deadline=now[0] + 1)
+
+
+async def test_limiter_counts_tokens_per_minute():
+    now = [0.0]
+    limiter = MinuteWindowLimiter(rpm=100, tpm=100, clock=lambda: now[0])
+    await limiter.acquire(80)
+    assert limiter.wait_time(30) == pytest.approx(60.0)
+    assert limiter.wait_time(20) == 0.0
+
+
+def test_backoff_grows_with_jitter_and_retry_after_wins():
+    rng = random.Random(0)
+    delays = [backoff_delay(a, 1.0, 30.0, rng=rng) for a in range(6)]
+    assert 0.5 <= delays[0] <= 1.0 and 8.0 <= delays[4] <= 16.0 and delays[5] <= 30.0
+    assert backoff_delay(3, 1.0, 30.0, retry_after=2.5) == 2.5
+
+
+def test_retry_after_parses_seconds_and_dates():
+    assert parse_retry_after('7') == 7.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after('garbage') is None
+    assert parse_retry_after('Wed, 21 Oct 2015 07:28:00 GMT') == 0.0  # a past date means now
+
+
+def test_every_documented_preset_exists_with_base_url_model_and_context():
+    for name in ('deepseek', 'kimi', 'gpt', 'zhipuai', 'step', 'siliconcloud', 'qwen', 'internlm', 'vllm',
+                 'lmdeploy', 'ollama'):
+        preset = PRESETS[name]
+        assert preset.base_url.startswith('http') and preset.model and preset.context_length > 0
+
+
+def test_config_rejects_an_unknown_remote_type():
+    with pytest.raises(ConfigError, match='remote_type'):
+        LLMServerConfig(remote_type='nope').validate()
