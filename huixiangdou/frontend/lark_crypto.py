@@ -19,13 +19,17 @@ class LarkCryptoError(ValueError):
     """An `encrypt` payload that cannot be decrypted with the configured Encrypt Key."""
 
 
+_WRONG_KEY = ('cannot decrypt the event: check that encrypt_key in [frontend.lark_group] matches the '
+              'Encrypt Key in the Lark developer console')
+
+
 def _aes_key(encrypt_key: str) -> bytes:
     # Lark derives the AES-256 key as SHA-256 of the Encrypt Key shown in the developer console.
     return hashlib.sha256(encrypt_key.encode('utf-8')).digest()
 
 
-def decrypt_payload(encrypt_key: str, encrypted: str) -> dict:
-    """Decrypt the `encrypt` field of a callback body: base64(IV[16] + AES-256-CBC(PKCS7(json)))."""
+def decrypt_text(encrypt_key: str, encrypted: str) -> str:
+    """Decrypt base64(IV[16] + AES-256-CBC(PKCS7(utf-8 text))) as Lark builds it."""
     try:
         raw = base64.b64decode(encrypted, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -34,11 +38,17 @@ def decrypt_payload(encrypt_key: str, encrypted: str) -> dict:
         raise LarkCryptoError(f'encrypt field has {len(raw)} bytes; expected IV + whole AES blocks')
     cipher = AES.new(_aes_key(encrypt_key), AES.MODE_CBC, raw[:16])
     try:
-        plain = unpad(cipher.decrypt(raw[16:]), AES.block_size)
-        payload = json.loads(plain.decode('utf-8'))
+        return unpad(cipher.decrypt(raw[16:]), AES.block_size).decode('utf-8')
     except (ValueError, UnicodeDecodeError):
-        raise LarkCryptoError('cannot decrypt the event: check that encrypt_key in [frontend.lark_group] '
-                              'matches the Encrypt Key in the Lark developer console') from None
+        raise LarkCryptoError(_WRONG_KEY) from None
+
+
+def decrypt_payload(encrypt_key: str, encrypted: str) -> dict:
+    """Decrypt the `encrypt` field of a callback body into the event object."""
+    try:
+        payload = json.loads(decrypt_text(encrypt_key, encrypted))
+    except ValueError:
+        raise LarkCryptoError(_WRONG_KEY) from None
     if not isinstance(payload, dict):
         raise LarkCryptoError('decrypted event is not a JSON object')
     return payload

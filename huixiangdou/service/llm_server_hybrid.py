@@ -23,6 +23,7 @@ from huixiangdou.service.llm.router import BACKEND_CHOICES, Router
 
 SERVICE_NAME = 'huixiangdou-llm'
 ROUTER_KEY = web.AppKey('router', Router)
+MAX_BODY_KEY = web.AppKey('max_body_size', int)
 BACKEND_HEADER = 'X-HuixiangDou-Backend'
 
 
@@ -55,7 +56,7 @@ async def errors_as_json(request: web.Request, handler):
             headers = {'Retry-After': str(max(1, round(retry_after)))}
         return error_response(exc.status, exc.code, str(exc), headers)
     except web.HTTPRequestEntityTooLarge:
-        return error_response(413, 'body_too_large', f'request body is larger than {request.app._client_max_size} '
+        return error_response(413, 'body_too_large', f'request body is larger than {request.app[MAX_BODY_KEY]} '
                               'bytes: shorten the prompt or raise [llm.server] max_body_size')
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -213,6 +214,7 @@ def create_app(config: LLMConfig, router: Router | None = None) -> web.Applicati
         runner = web.AppRunner(create_app(config.llm)); await runner.setup()
     """
     app = web.Application(client_max_size=config.server.max_body_size, middlewares=[errors_as_json])
+    app[MAX_BODY_KEY] = config.server.max_body_size
     owns_router = router is None
 
     async def start(app: web.Application) -> None:

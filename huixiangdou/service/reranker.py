@@ -33,8 +33,9 @@ class Reranker:
     """
 
     def __init__(self, model_path: str, api_token: str = '', api_model: str = 'BAAI/bge-reranker-v2-m3',
-                 batch_size: int = 32, max_length: int = 512, timeout: float = 30.0, max_retries: int = 3,
-                 retry_base_delay: float = 0.5, queue_size: int = 16, device: str | None = None):
+                 batch_size: int = 32, max_length: int = 512, timeout: float = 30.0,
+                 max_retries: int = 3, retry_base_delay: float = 0.5, queue_size: int = 16,
+                 device: str | None = None):
         if not model_path:
             raise ValueError('Reranker needs a model_path; to run without reranking leave [feature_store] '
                              'reranker_model_path empty (or set [worker] enable_rerank = 0) and do not build one')
@@ -153,10 +154,13 @@ class Reranker:
                         raise RerankError(self._refusal(resp.status, detail))
                     failure = f'HTTP {resp.status} {detail}'
                     retry_after = parse_retry_after(resp.headers.get('Retry-After'))
+            except TimeoutError:
+                # Before ClientConnectionError, which aiohttp's timeouts also subclass: a slow server is
+                # not retried, or one rerank could take max_retries times the timeout.
+                raise RerankError(f'rerank API {self.model_path} did not answer within {self.timeout:g}s: '
+                                  'check the network or the service') from None
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 failure = f'{exc.__class__.__name__}: {exc}'
-            except asyncio.TimeoutError:
-                raise RerankError(f'rerank API {self.model_path} did not answer within {self.timeout:g}s') from None
             except ValueError as exc:  # a 200 whose body is not JSON
                 raise RerankError(f'rerank API {self.model_path} answered with something not JSON: {exc}') from None
             if attempt + 1 == attempts:

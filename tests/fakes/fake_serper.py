@@ -133,11 +133,12 @@ def duckduckgo_page(results: list[dict]) -> str:
         if item.get('ad'):
             css += ' result--ad'
             href = 'https://duckduckgo.com/y.js?ad_domain=example.com&u3=' + quote(item['url'], safe='')
+        snippet = item.get('snippet_html', html.escape(item.get('snippet', '')))
         blocks.append(
             f'<div class="{css}"><div class="links_main links_deep result__body">'
             f'<h2 class="result__title"><a rel="nofollow" class="result__a" href="{html.escape(href)}">'
             f'{html.escape(item["title"])}</a></h2>'
-            f'<a class="result__snippet" href="{html.escape(href)}">{item.get("snippet_html", html.escape(item.get("snippet", "")))}</a>'
+            f'<a class="result__snippet" href="{html.escape(href)}">{snippet}</a>'
             '</div></div>')
     return ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>DuckDuckGo</title></head><body>'
             '<div id="links" class="results">' + ''.join(blocks) + '</div></body></html>')

@@ -223,6 +223,26 @@ def test_docx_keeps_order_headings_and_tables(tmp_path):
     assert sections[1].text == '产品介绍\n茴香豆是群聊助手。'
 
 
+def test_docx_custom_and_outline_level_headings_are_found(tmp_path):
+    from docx.enum.style import WD_STYLE_TYPE
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    d = docx.Document()
+    chapter = d.styles.add_style('章标题', WD_STYLE_TYPE.PARAGRAPH)
+    chapter.base_style = d.styles['Heading 1']
+    d.add_paragraph('第一章', style='章标题')
+    d.add_paragraph('正文一。')
+    para = d.add_paragraph('手动大纲级别')
+    outline_level = OxmlElement('w:outlineLvl')
+    outline_level.set(qn('w:val'), '1')  # level 2 in Word's 0-based numbering
+    para._p.get_or_add_pPr().append(outline_level)
+    d.add_paragraph('正文二。')
+    path = tmp_path / 'custom.docx'
+    d.save(path)
+    assert [s.anchor for s in _parse(path).sections] == ['第一章', '第一章/手动大纲级别']
+
+
 def test_docx_merged_cells_are_written_once(tmp_path):
     d = docx.Document()
     table = d.add_table(rows=2, cols=3)

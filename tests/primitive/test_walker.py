@@ -2,7 +2,11 @@
 broken links, FIFOs and unreadable files, without hanging or crashing."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +126,27 @@ def test_missing_or_non_directory_repo_dir_is_a_clear_error(tmp_path):
         walk_repo(_touch(tmp_path / 'file.md'), LIMIT)
     with pytest.raises(ValueError, match='max_file_size'):
         walk_repo(tmp_path, 0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which('setpriv') is None,
+                    reason='needs root and setpriv to drop the capabilities that bypass file modes')
+def test_unreadable_file_is_reported_when_root_drops_capabilities(tmp_path):
+    """Root keeps CAP_DAC_OVERRIDE; without it a chmod 000 file is unreadable even to root."""
+    secret = _touch(tmp_path / 'secret.md')
+    secret.chmod(0)
+    _touch(tmp_path / 'ok.md')
+    script = ('import json, sys; from pathlib import Path; '
+              'from huixiangdou.primitive.documents import walk_repo; '
+              'r = walk_repo(Path(sys.argv[1]), 1 << 20); '
+              'print(json.dumps([[f.source for f in r.files], {s.source: s.reason for s in r.skipped}]))')
+    try:
+        proc = subprocess.run(['setpriv', '--inh-caps=-all', '--bounding-set=-all', sys.executable,
+                               '-c', script, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    finally:
+        secret.chmod(0o644)
+    if proc.returncode != 0 and 'setpriv' in proc.stderr:
+        pytest.skip(f'setpriv cannot drop capabilities here: {proc.stderr.strip()}')
+    assert proc.returncode == 0, proc.stderr
+    files, skipped = json.loads(proc.stdout)
+    assert files == ['ok.md']
+    assert skipped == {'secret.md': 'permission denied'}

@@ -74,7 +74,7 @@ def walk_repo(repo_dir: Path, max_file_size: int) -> WalkResult:
     """Files to parse under `repo_dir` (sorted by path) and the files skipped with their reasons.
 
     >>> result = walk_repo(Path('repodir'), max_file_size=50 * 1024 * 1024)  # doctest: +SKIP
-    >>> [f.source for f in result.files], [(s.source, s.reason) for s in result.skipped]
+    >>> [f.source for f in result.files], [(s.source, s.reason) for s in result.skipped]  # doctest: +SKIP
     """
     if max_file_size <= 0:
         raise ValueError(f'max_file_size must be > 0 bytes, got {max_file_size}')

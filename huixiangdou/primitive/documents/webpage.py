@@ -15,11 +15,13 @@ from huixiangdou.primitive.documents.outline import Outline
 from huixiangdou.primitive.documents.text_decoding import decode_text
 
 _DROPPED = ['script', 'style', 'nav', 'noscript', 'template', 'svg', 'iframe', 'head']
-_HEADINGS = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6']
+_HEADING_LEVEL = {f'h{n}': n for n in range(1, 7)}
+_CELLS = frozenset({'td', 'th'})
 # Blocks that end a paragraph, and those that only end a line.
-_BLOCKS = ['p', 'div', 'table', 'ul', 'ol', 'dl', 'blockquote', 'section', 'article', 'main',
-           'aside', 'figure', 'address', 'details', 'form', 'header', 'footer', 'hr']
-_LINES = ['li', 'tr', 'dt', 'dd', 'figcaption', 'caption', 'summary']
+_BLOCKS = frozenset({'p', 'div', 'table', 'ul', 'ol', 'dl', 'blockquote', 'section', 'article',
+                     'main', 'aside', 'figure', 'address', 'details', 'form', 'header', 'footer',
+                     'hr'})
+_LINES = frozenset({'li', 'tr', 'dt', 'dd', 'figcaption', 'caption', 'summary', 'br'})
 _CHARSET = re.compile(rb'<meta[^>]+charset\s*=\s*["\']?\s*([A-Za-z0-9_.:-]+)', re.I)
 # Markers put into the text in place of headings, <pre> blocks and table cell ends. NUL cannot be in
 # the page (decode_text rejects it); a stray STX in a page would only add a cell separator.
@@ -36,28 +38,31 @@ def parse_html(path: Path, source: str) -> Document:
 
 def split_html(text: str) -> list:
     soup = BeautifulSoup(text, 'lxml')
-    for tag in soup.find_all(_DROPPED):
+    for tag in soup.find_all(_DROPPED + ['header', 'footer']):
+        if tag.decomposed:
+            continue
+        # Site banners and footers go; an <article>'s own header (often its <h1>) stays.
+        if tag.name in ('header', 'footer') and tag.find_parent(['article', 'main']) is not None:
+            continue
         tag.decompose()
-    # Site banners and footers go; an <article>'s own header (often its <h1>) stays.
-    for tag in soup.find_all(['header', 'footer']):
-        if tag.find_parent(['article', 'main']) is None:
-            tag.decompose()
     root = soup.body or soup
     blocks: list[str] = []  # <pre> text and heading titles, referenced by index from markers
-    for tag in root.find_all('pre'):
-        blocks.append(tag.get_text().strip('\n'))
-        tag.replace_with(f'\n{_MARK}P{len(blocks) - 1}\n')
-    for tag in root.find_all(_HEADINGS):
-        blocks.append(' '.join(tag.get_text(' ').split()))
-        tag.replace_with(f'\n{_MARK}H{tag.name[1]}:{len(blocks) - 1}\n')
-    for tag in root.find_all('br'):
-        tag.replace_with('\n')
-    for tag in root.find_all(['td', 'th']):
-        tag.append(_CELL)
-    for tag in root.find_all(_BLOCKS):
-        tag.append('\n\n')
-    for tag in root.find_all(_LINES):
-        tag.append('\n')
+    # One pass in document order. Tags are changed in place (.string, append) rather than with
+    # replace_with, which scans the parent's children and goes quadratic on long flat pages.
+    for tag in root.find_all(True):
+        name = tag.name
+        if name in _HEADING_LEVEL:
+            blocks.append(' '.join(tag.get_text(' ').split()))
+            tag.string = f'\n{_MARK}H{_HEADING_LEVEL[name]}:{len(blocks) - 1}\n'
+        elif name == 'pre':
+            blocks.append(tag.get_text().strip('\n'))
+            tag.string = f'\n{_MARK}P{len(blocks) - 1}\n'
+        elif name in _CELLS:
+            tag.append(_CELL)
+        elif name in _BLOCKS:
+            tag.append('\n\n')
+        elif name in _LINES:
+            tag.append('\n')
 
     outline = Outline('text')
     blank = True

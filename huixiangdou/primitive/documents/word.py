@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import docx
+from docx.oxml.ns import qn
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 
@@ -25,13 +26,14 @@ def parse_docx(path: Path, source: str) -> Document:
     check_office_file(path)
     document = docx.Document(str(path))
     outline = Outline('text')
+    by_style: dict[str | None, int | None] = {}
     for block in document.iter_inner_content():
         if isinstance(block, Paragraph):
             text = block.text.strip()
             if not text:
                 outline.add('')
                 continue
-            level = _heading_level(block)
+            level = _heading_level(block, by_style)
             if level is None:
                 outline.add(text)
             else:
@@ -44,18 +46,17 @@ def parse_docx(path: Path, source: str) -> Document:
 
 
 def _outline_level(element) -> int | None:
-    values = element.xpath('./w:pPr/w:outlineLvl/@w:val')
-    if values and values[0].isdigit() and int(values[0]) < 9:  # 9 means body text
-        return int(values[0]) + 1
+    """Level from a paragraph's or style's own w:outlineLvl (0-8; 9 means body text)."""
+    ppr = element.find(qn('w:pPr'))
+    found = ppr.find(qn('w:outlineLvl')) if ppr is not None else None
+    value = found.get(qn('w:val')) if found is not None else None
+    if value and value.isdigit() and int(value) < 9:
+        return int(value) + 1
     return None
 
 
-def _heading_level(paragraph: Paragraph) -> int | None:
-    """Heading level (0 for a title, 1-9 for headings), or None for body text."""
-    level = _outline_level(paragraph._p)
-    if level is not None:
-        return level
-    style = paragraph.style
+def _style_level(style) -> int | None:
+    """Heading level a paragraph style gives (0 for a title, 1-9), or None for body text."""
     for _ in range(5):  # follow a few based-on links; custom heading styles derive from built-ins
         if style is None:
             return None
@@ -70,6 +71,17 @@ def _heading_level(paragraph: Paragraph) -> int | None:
             return level
         style = style.base_style
     return None
+
+
+def _heading_level(paragraph: Paragraph, by_style: dict) -> int | None:
+    level = _outline_level(paragraph._p)
+    if level is not None:
+        return level
+    # paragraph.style searches the whole style sheet on every call; resolve each style id once.
+    style_id = paragraph._p.style
+    if style_id not in by_style:
+        by_style[style_id] = _style_level(paragraph.style)
+    return by_style[style_id]
 
 
 def render_table(table: Table) -> list[str]:

@@ -1,0 +1,151 @@
+"""The `wechat_wkteam` frontend: a callback server for wkteam pushes that answers WeChat groups.
+
+Replies and revokes go through wkteam_api.py; recent messages per group persist in SQLite
+(history_store.py) so context survives restarts. It does not log in to WeChat itself.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from pathlib import Path
+
+from aiohttp import web
+from loguru import logger
+
+from huixiangdou.config import FrontendConfig, WechatWkteamConfig
+from huixiangdou.frontend.callback_body import read_json_body, rejection_response
+from huixiangdou.frontend.callback_server import CallbackServer
+from huixiangdou.frontend.errors import CallbackRejected, WkteamApiError
+from huixiangdou.frontend.group_dispatcher import GroupDispatcher
+from huixiangdou.frontend.group_message import GroupMessage, Outcome, OutcomeStatus, Responder
+from huixiangdou.frontend.history_store import HistoryStore
+from huixiangdou.frontend.recent_ids import RecentIds
+from huixiangdou.frontend.wkteam_api import SentMessage, WkteamApi
+from huixiangdou.frontend.wkteam_event import WkteamGroupMessage, parse_callback
+
+SENT_REMEMBERED = 10000
+QUOTE_LIMIT = 60
+
+
+def format_reply(question: str, reply: str, references: list[str]) -> str:
+    """Plain text for WeChat: the question quoted, the answer, then the references."""
+    question = ' '.join(question.split())
+    if len(question) > QUOTE_LIMIT:
+        question = question[:QUOTE_LIMIT - 1] + '…'
+    parts = [f'「{question}」', '- - - - - - - - - - - - - - -', reply.strip()]
+    if references:
+        parts.append('参考资料 References:\n' + '\n'.join(f'- {ref}' for ref in references))
+    return '\n'.join(parts)
+
+
+class WechatWkteamServer(CallbackServer):
+    """Receives wkteam's message push on callback_host:callback_port/callback_path.
+
+    Usage:
+        server = WechatWkteamServer(config.frontend, worker, history_path=workdir / 'wkteam.sqlite')
+        await server.warm_up()      # logs in when only account/password are configured
+        port = await server.start()
+    """
+
+    name = 'wechat_wkteam'
+
+    def __init__(self, frontend: FrontendConfig, responder: Responder, *, history_path: str | Path,
+                 api: WkteamApi | None = None, port: int | None = None):
+        self.frontend = frontend
+        self.config: WechatWkteamConfig = frontend.wechat_wkteam
+        super().__init__(self.config.callback_host, self.config.callback_port if port is None else port)
+        self.api = api or WkteamApi(self.config.base_url, api_token=self.config.api_token,
+                                    account=self.config.account, password=self.config.password)
+        self.history = HistoryStore(history_path, self.config.history_size)
+        self.dispatcher = GroupDispatcher.from_config(frontend, responder, self._on_outcome, history=self.history)
+        self._seen = RecentIds()
+        # newMsgId of our sent answer -> (asker wcId, what revoke needs).
+        self._sent: OrderedDict[str, tuple[str, SentMessage]] = OrderedDict()
+        self._tasks: set[asyncio.Task] = set()
+
+    async def warm_up(self) -> None:
+        self.history.warm_up()
+        await self.api.warm_up()
+
+    def build_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.frontend.max_body_size)
+        app.router.add_post(self.config.callback_path, self.handle)
+        return app
+
+    async def close(self) -> None:
+        await self.dispatcher.abort()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.api.close()
+        self.history.close()
+
+    def _group_name(self, group_id: str) -> str:
+        # Upstream config keys groups by the bare number; pushes carry "<number>@chatroom".
+        group = self.config.groups.get(group_id) or self.config.groups.get(group_id.split('@', 1)[0])
+        return group.name if group else ''
+
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            _, body = await read_json_body(request, self.frontend.max_body_size)
+            message = parse_callback(body)
+            if message is not None and self.config.wid and message.wid and message.wid != self.config.wid:
+                raise CallbackRejected(401, 'wId does not match [frontend.wechat_wkteam] wid')
+        except CallbackRejected as exc:
+            logger.warning('wechat_wkteam: rejected callback from {}: {} {}', request.remote, exc.status, exc.reason)
+            return rejection_response(exc)
+        if message is None:
+            return web.json_response({})
+        if not self._seen.add(message.new_msg_id or message.msg_id):
+            logger.info('wechat_wkteam: message {} delivered twice; answered once', message.new_msg_id)
+            return web.json_response({})
+        if self._revoke_if_asked(message):
+            return web.json_response({})
+        text = message.text
+        if message.quoted_text:
+            text = f'「{" ".join(message.quoted_text.split())}」\n{text}'
+        if text.strip():
+            self.dispatcher.submit(GroupMessage(
+                group_id=message.group_id, text=text.strip(), sender_id=message.sender_id,
+                message_id=message.new_msg_id or message.msg_id, group_name=self._group_name(message.group_id),
+                platform_ids={'wid': message.wid or self.config.wid}))
+        return web.json_response({})
+
+    def _revoke_if_asked(self, message: WkteamGroupMessage) -> bool:
+        if message.text not in self.config.revoke_words or not message.quoted_new_msg_id:
+            return False
+        entry = self._sent.get(message.quoted_new_msg_id)
+        if entry is None or entry[0] != message.sender_id:
+            return False
+        task = asyncio.create_task(self._revoke(message.wid or self.config.wid, message.quoted_new_msg_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _revoke(self, wid: str, new_msg_id: str) -> None:
+        _, sent = self._sent[new_msg_id]
+        try:
+            await self.api.revoke(wid, sent)
+        except WkteamApiError as exc:
+            logger.error('wechat_wkteam: revoke of {} in {} failed: {}', new_msg_id, sent.group_id, exc)
+            return
+        self._sent.pop(new_msg_id, None)
+        logger.info('wechat_wkteam: revoked answer {} in group {} at the asker\'s request', new_msg_id, sent.group_id)
+
+    async def _on_outcome(self, outcome: Outcome) -> None:
+        if outcome.status is not OutcomeStatus.ANSWERED:
+            return
+        asked = outcome.message
+        content = format_reply(asked.text, outcome.reply, outcome.references)
+        try:
+            sent = await self.api.send_text(asked.platform_ids.get('wid', self.config.wid), asked.group_id, content)
+        except WkteamApiError as exc:
+            logger.error('wechat_wkteam: answer to {} in group {} not sent: {}', asked.message_id, asked.group_id, exc)
+            return
+        logger.info('wechat_wkteam: answered {} in group {}', asked.message_id, asked.group_id)
+        self._sent[str(sent.new_msg_id)] = (asked.sender_id, sent)
+        while len(self._sent) > SENT_REMEMBERED:
+            self._sent.popitem(last=False)
+
+
+async def run_wechat_wkteam(frontend: FrontendConfig, responder: Responder, history_path: str | Path) -> None:
+    await WechatWkteamServer(frontend, responder, history_path=history_path).serve_forever()

@@ -1,0 +1,179 @@
+"""A fake Lark Open Platform and custom-bot webhook: a real aiohttp app on 127.0.0.1 for the tests.
+
+Speaks the documented JSON (code/msg envelopes, tenant tokens, reply, recall, bot info, webhook
+signing) and can be told to fail; it checks signatures itself rather than trusting our code.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+TOKEN_INVALID = 99991663
+
+
+@dataclass
+class RecordedReply:
+    message_id: str      # the message replied to
+    body: dict           # the request body as sent
+    post: dict           # body["content"] decoded
+    token: str
+    new_message_id: str
+
+    @property
+    def text(self) -> str:
+        lines = self.post['zh_cn']['content']
+        return '\n'.join(''.join(el['text'] for el in line) for line in lines)
+
+
+@dataclass
+class FakeLark:
+    app_id: str = 'cli_fake'
+    app_secret: str = 'fake-app-secret'
+    token_expire: int = 7200
+    webhook_secret: str = ''
+    bot_open_id: str = 'ou_bot'
+    tokens_issued: list[str] = field(default_factory=list)
+    replies: list[RecordedReply] = field(default_factory=list)
+    recalls: list[str] = field(default_factory=list)
+    webhook_posts: list[dict] = field(default_factory=list)
+    # route name -> queued (http status, json body) answers returned before normal service resumes
+    failures: dict[str, list[tuple[int, dict]]] = field(default_factory=dict)
+    reply_uuids: set[str] = field(default_factory=set)
+
+    def __post_init__(self):
+        self._valid_tokens: set[str] = set()
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.base_url = ''
+
+    # ---- control ------------------------------------------------------------------------------
+    def fail(self, route: str, status: int = 500, body: dict | None = None, times: int = 1) -> None:
+        """Make the next `times` calls to `route` (token, reply, recall, bot_info, webhook) fail."""
+        answer = body if body is not None else {'code': 99991400 if status == 429 else 1, 'msg': 'injected failure'}
+        self.failures.setdefault(route, []).extend([(status, answer)] * times)
+
+    def invalidate_tokens(self) -> None:
+        """Expire every issued token on the server side, as Lark does when it rotates them."""
+        self._valid_tokens.clear()
+
+    async def wait_until(self, predicate, timeout: float = 10.0) -> None:
+        async def _wait():
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+        await asyncio.wait_for(_wait(), timeout)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _injected(self, route: str) -> web.Response | None:
+        queued = self.failures.get(route)
+        if queued:
+            status, body = queued.pop(0)
+            return web.json_response(body, status=status)
+        return None
+
+    def _check_token(self, request: web.Request) -> tuple[str, web.Response | None]:
+        auth = request.headers.get('Authorization', '')
+        token = auth.removeprefix('Bearer ')
+        if token not in self._valid_tokens:
+            return token, web.json_response(
+                {'code': TOKEN_INVALID, 'msg': 'Invalid access token for authorization.'}, status=400)
+        return token, None
+
+    # ---- routes -------------------------------------------------------------------------------
+    async def _token(self, request: web.Request) -> web.Response:
+        if (injected := self._injected('token')) is not None:
+            return injected
+        body = await request.json()
+        if body.get('app_id') != self.app_id or body.get('app_secret') != self.app_secret:
+            return web.json_response({'code': 10014, 'msg': 'app secret invalid'}, status=400)
+        token = f't-fake-tenant-token-{len(self.tokens_issued) + 1}'
+        self.tokens_issued.append(token)
+        self._valid_tokens.add(token)
+        await self._notify()
+        return web.json_response({'code': 0, 'msg': 'ok', 'tenant_access_token': token,
+                                  'expire': self.token_expire})
+
+    async def _bot_info(self, request: web.Request) -> web.Response:
+        if (injected := self._injected('bot_info')) is not None:
+            return injected
+        _, denied = self._check_token(request)
+        if denied:
+            return denied
+        return web.json_response({'code': 0, 'msg': 'ok', 'bot': {'open_id': self.bot_open_id, 'app_name': 'fake'}})
+
+    async def _reply(self, request: web.Request) -> web.Response:
+        if (injected := self._injected('reply')) is not None:
+            return injected
+        token, denied = self._check_token(request)
+        if denied:
+            return denied
+        body = await request.json()
+        if body.get('msg_type') != 'post' or not isinstance(body.get('content'), str):
+            return web.json_response({'code': 230001, 'msg': 'invalid message content'}, status=400)
+        uuid = body.get('uuid', '')
+        new_id = f'om_reply_{len(self.replies) + 1}'
+        if uuid and uuid in self.reply_uuids:  # Lark drops a repeated uuid within an hour
+            return web.json_response({'code': 0, 'msg': 'success', 'data': {'message_id': new_id}})
+        self.reply_uuids.add(uuid)
+        self.replies.append(RecordedReply(request.match_info['message_id'], body, json.loads(body['content']),
+                                          token, new_id))
+        await self._notify()
+        return web.json_response({'code': 0, 'msg': 'success', 'data': {'message_id': new_id}})
+
+    async def _recall(self, request: web.Request) -> web.Response:
+        if (injected := self._injected('recall')) is not None:
+            return injected
+        _, denied = self._check_token(request)
+        if denied:
+            return denied
+        self.recalls.append(request.match_info['message_id'])
+        await self._notify()
+        return web.json_response({'code': 0, 'msg': 'success'})
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        if (injected := self._injected('webhook')) is not None:
+            return injected
+        body = await request.json()
+        if self.webhook_secret:
+            key = f"{body.get('timestamp', '')}\n{self.webhook_secret}".encode()
+            expected = base64.b64encode(hmac.new(key, b'', hashlib.sha256).digest()).decode()
+            if body.get('sign') != expected:
+                return web.json_response({'code': 19021, 'msg': 'sign match fail or timestamp is not within '
+                                                                 'one hour from current time'})
+        if body.get('msg_type') not in ('text', 'post', 'interactive', 'image', 'share_chat'):
+            return web.json_response({'code': 9499, 'msg': 'Bad Request'})
+        self.webhook_posts.append(body)
+        await self._notify()
+        return web.json_response({'code': 0, 'msg': 'success', 'data': {}})
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post('/open-apis/auth/v3/tenant_access_token/internal', self._token)
+        app.router.add_get('/open-apis/bot/v3/info', self._bot_info)
+        app.router.add_post('/open-apis/im/v1/messages/{message_id}/reply', self._reply)
+        app.router.add_delete('/open-apis/im/v1/messages/{message_id}', self._recall)
+        app.router.add_post('/open-apis/bot/v2/hook/{hook}', self._webhook)
+        return app
+
+    async def start(self, port: int) -> str:
+        self._runner = web.AppRunner(self.build_app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, '127.0.0.1', port).start()
+        self.base_url = f'http://127.0.0.1:{port}'
+        return self.base_url
+
+    @property
+    def webhook_url(self) -> str:
+        return f'{self.base_url}/open-apis/bot/v2/hook/fake-hook-id'
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -1,0 +1,98 @@
+"""A fake wkteam WeChat API (login, sendText, revokeMsg): a real aiohttp app on 127.0.0.1 for the tests.
+
+Success is {"code": "1000", "message": ..., "data": {...}} as documented in docs/frontend_wechat_wkteam.md;
+calls can be told to fail.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class FakeWkteam:
+    account: str = '13800000000'
+    password: str = 'fake-password'
+    token: str = 'fake-wkteam-token'
+    sent: list[dict] = field(default_factory=list)
+    revoked: list[dict] = field(default_factory=list)
+    logins: int = 0
+    failures: dict[str, list[dict]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.base_url = ''
+
+    def fail(self, route: str, code: str = '1001', message: str = 'injected failure', times: int = 1) -> None:
+        self.failures.setdefault(route, []).extend([{'code': code, 'message': message, 'data': None}] * times)
+
+    async def wait_until(self, predicate, timeout: float = 10.0) -> None:
+        async def _wait():
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+        await asyncio.wait_for(_wait(), timeout)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _denied(self, request: web.Request, route: str) -> web.Response | None:
+        queued = self.failures.get(route)
+        if queued:
+            return web.json_response(queued.pop(0))
+        if request.headers.get('Authorization') != self.token:
+            return web.json_response({'code': '1001', 'message': 'Authorization invalid', 'data': None})
+        return None
+
+    async def _login(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get('account') != self.account or body.get('password') != self.password:
+            return web.json_response({'code': '1001', 'message': '账号或密码错误', 'data': None})
+        self.logins += 1
+        return web.json_response({'code': '1000', 'message': '登录成功',
+                                  'data': {'Authorization': self.token, 'callbackUrl': ''}})
+
+    async def _send_text(self, request: web.Request) -> web.Response:
+        if (denied := self._denied(request, 'sendText')) is not None:
+            return denied
+        body = await request.json()
+        if not body.get('wId') or not body.get('wcId') or not body.get('content'):
+            return web.json_response({'code': '1001', 'message': 'wId, wcId and content are required', 'data': None})
+        number = len(self.sent) + 1
+        data = {'type': 1, 'msgId': 1000 + number, 'newMsgId': 9_000_000 + number,
+                'createTime': 1_700_000_000 + number, 'wcId': body['wcId']}
+        self.sent.append({**body, **data})
+        await self._notify()
+        return web.json_response({'code': '1000', 'message': '发送成功', 'data': data})
+
+    async def _revoke(self, request: web.Request) -> web.Response:
+        if (denied := self._denied(request, 'revokeMsg')) is not None:
+            return denied
+        body = await request.json()
+        if not any(s['newMsgId'] == body.get('newMsgId') and s['msgId'] == body.get('msgId')
+                   and s['createTime'] == body.get('createTime') for s in self.sent):
+            return web.json_response({'code': '1001', 'message': 'message not found', 'data': None})
+        self.revoked.append(body)
+        await self._notify()
+        return web.json_response({'code': '1000', 'message': '撤回成功', 'data': None})
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post('/member/login', self._login)
+        app.router.add_post('/sendText', self._send_text)
+        app.router.add_post('/revokeMsg', self._revoke)
+        return app
+
+    async def start(self, port: int) -> str:
+        self._runner = web.AppRunner(self.build_app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, '127.0.0.1', port).start()
+        self.base_url = f'http://127.0.0.1:{port}'
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

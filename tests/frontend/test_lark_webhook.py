@@ -1,0 +1,85 @@
+"""The `lark` custom-bot frontend against the fake webhook: signing, retries, rich-text answers."""
+from __future__ import annotations
+
+import pytest
+
+from huixiangdou.frontend.errors import LarkApiError
+from huixiangdou.frontend.lark import LarkWebhookSender, run_lark_webhook
+from tests.frontend.conftest import REFERENCE, frontend_config
+
+
+async def questions(*items):
+    for item in items:
+        yield item
+
+
+def post_text(body: dict) -> str:
+    lines = body['content']['post']['zh_cn']['content']
+    return '\n'.join(''.join(el['text'] for el in line) for line in lines)
+
+
+async def test_signed_post_is_accepted_by_a_bot_with_a_secret(fake_lark):
+    fake_lark.webhook_secret = 'bot-secret'
+    sender = LarkWebhookSender(fake_lark.webhook_url, secret='bot-secret', retry_delay=0)
+    try:
+        await sender.send('用 pip 安装', [REFERENCE], question='怎么安装？')
+    finally:
+        await sender.close()
+    body = fake_lark.webhook_posts[0]
+    assert body['msg_type'] == 'post'
+    assert post_text(body).splitlines() == ['> 怎么安装？', '用 pip 安装', '参考资料 References:', f'- {REFERENCE}']
+
+
+async def test_wrong_secret_fails_once_with_the_lark_reason(fake_lark):
+    fake_lark.webhook_secret = 'bot-secret'
+    sender = LarkWebhookSender(fake_lark.webhook_url, secret='not-it', retry_delay=0, max_retries=3)
+    with pytest.raises(LarkApiError) as info:
+        await sender.send('reply')
+    await sender.close()
+    assert info.value.code == 19021
+    assert 'sign match fail' in info.value.msg
+    assert fake_lark.webhook_posts == []
+
+
+async def test_frequency_limit_and_server_errors_are_retried(fake_lark):
+    fake_lark.fail('webhook', status=200, body={'code': 11232, 'msg': 'frequency limited'})
+    fake_lark.fail('webhook', status=502, body={'code': 1, 'msg': 'bad gateway'})
+    sender = LarkWebhookSender(fake_lark.webhook_url, retry_delay=0, max_retries=3)
+    await sender.send('reply')
+    await sender.close()
+    assert len(fake_lark.webhook_posts) == 1
+
+
+async def test_gives_up_after_max_retries(fake_lark):
+    fake_lark.fail('webhook', status=500, times=5)
+    sender = LarkWebhookSender(fake_lark.webhook_url, retry_delay=0, max_retries=2)
+    with pytest.raises(LarkApiError):
+        await sender.send('reply')
+    await sender.close()
+    assert fake_lark.failures['webhook'] != []  # 3 of the 5 failures used: 1 try + 2 retries
+    assert len(fake_lark.failures['webhook']) == 2
+
+
+def test_rejects_a_webhook_url_that_is_not_http():
+    with pytest.raises(ValueError, match='custom bot'):
+        LarkWebhookSender('open.feishu.cn/hook/abc')
+
+
+async def test_run_posts_answers_only_for_on_topic_questions(fake_lark, responder):
+    config = frontend_config(type='lark', webhook_url=fake_lark.webhook_url)
+    sender = LarkWebhookSender(config.webhook_url, retry_delay=0)
+    await run_lark_webhook(config, responder, questions('how to install?', 'nice weather', '安装失败怎么办'),
+                           sender=sender)
+    assert responder.queries == ['how to install?', 'nice weather', '安装失败怎么办']
+    texts = [post_text(b) for b in fake_lark.webhook_posts]
+    assert len(texts) == 2
+    assert 'Answer to: how to install?' in texts[0] and REFERENCE in texts[0]
+    assert '> 安装失败怎么办' in texts[1]
+
+
+async def test_run_keeps_going_when_lark_refuses_one_post(fake_lark, responder):
+    fake_lark.fail('webhook', status=200, body={'code': 19024, 'msg': 'Key Words Not Found'})
+    config = frontend_config(type='lark', webhook_url=fake_lark.webhook_url)
+    await run_lark_webhook(config, responder, questions('install 1', 'install 2'),
+                           sender=LarkWebhookSender(config.webhook_url, retry_delay=0))
+    assert [post_text(b).splitlines()[0] for b in fake_lark.webhook_posts] == ['> install 2']

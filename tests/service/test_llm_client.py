@@ -1,0 +1,128 @@
+"""LLMClient against the real server app (remote backend on the fake), and start_server() running the
+server as a real subprocess."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from huixiangdou.config import LLMConfig, load_config
+from huixiangdou.service.llm_client import LLMClient, LLMClientError, chat_completions_url, start_server
+from huixiangdou.service.llm_server_hybrid import create_app
+from tests.conftest import free_port
+from tests.fakes.fake_openai import FakeOpenAI, fake_openai  # noqa: F401 - fixture
+from tests.service.test_llm_server import remote_config, serve
+
+
+def client_config(url: str, **kwargs) -> LLMConfig:
+    return LLMConfig(client_url=f'{url}/inference', **kwargs)
+
+
+def test_streaming_url_is_derived_from_the_inference_url():
+    assert chat_completions_url('http://10.0.0.2:8888/inference') == 'http://10.0.0.2:8888/v1/chat/completions'
+
+
+async def test_generate_returns_text_backend_and_model(fake_openai):
+    async with serve(create_app(remote_config(fake_openai.base_url))) as url:
+        async with LLMClient(client_config(url)) as llm:
+            reply = await llm.generate('茴香豆是什么?', history=[('你好', '你好!')])
+    assert (reply.text, reply.backend, reply.model) == ('echo: 茴香豆是什么?', 'remote', 'fake-model')
+    assert fake_openai.requests[-1].body['messages'][0] == {'role': 'user', 'content': '你好'}
+
+
+async def test_stream_yields_the_answer_in_pieces(fake_openai):
+    async with serve(create_app(remote_config(fake_openai.base_url))) as url:
+        async with LLMClient(client_config(url)) as llm:
+            pieces = [p async for p in llm.stream('stream this', history=[('a', 'b')])]
+    assert len(pieces) > 1 and ''.join(pieces) == 'echo: stream this'
+
+
+async def test_an_unreachable_server_raises_after_retries():
+    config = client_config(f'http://127.0.0.1:{free_port()}', client_timeout=10.0, client_max_retries=1)
+    async with LLMClient(config, retry_base_delay=0.01) as llm:
+        with pytest.raises(LLMClientError, match='cannot reach'):
+            await llm.generate('x')
+
+
+async def test_a_server_error_is_raised_with_its_status_and_message(fake_openai):
+    fake_openai.fail('500')
+    async with serve(create_app(remote_config(fake_openai.base_url, remote_max_retries=0))) as url:
+        async with LLMClient(client_config(url, client_max_retries=2), retry_base_delay=0.01) as llm:
+            with pytest.raises(LLMClientError) as info:
+                await llm.generate('x')
+    assert info.value.status == 503 and 'answered 500' in str(info.value)
+    # The client retried the server's 503 twice; each reached upstream once.
+    assert len([r for r in fake_openai.requests if r.path == '/v1/chat/completions']) == 3
+
+
+async def test_a_transient_server_error_is_retried_by_the_client(fake_openai):
+    fake_openai.fail('500', times=1)
+    async with serve(create_app(remote_config(fake_openai.base_url, remote_max_retries=0))) as url:
+        async with LLMClient(client_config(url), retry_base_delay=0.01) as llm:
+            reply = await llm.generate('again')
+    assert reply.text == 'echo: again'
+
+
+@pytest.mark.parametrize('streaming', [False, True])
+async def test_the_client_times_out_instead_of_hanging(fake_openai, streaming):
+    fake_openai.fail('hang')
+    async with serve(create_app(remote_config(fake_openai.base_url, remote_timeout=60.0))) as url:
+        async with LLMClient(client_config(url, client_timeout=0.5)) as llm:
+            with pytest.raises(LLMClientError) as info:
+                if streaming:
+                    await asyncio.wait_for(anext(llm.stream('x')), 30)
+                else:
+                    await asyncio.wait_for(llm.generate('x'), 30)
+    assert info.value.status == 504
+
+
+async def test_a_broken_stream_raises(fake_openai):
+    fake_openai.fail('break_stream', times=1)
+    async with serve(create_app(remote_config(fake_openai.base_url))) as url:
+        async with LLMClient(client_config(url)) as llm:
+            with pytest.raises(LLMClientError, match='stream broke'):
+                [p async for p in llm.stream('a long answer')]
+
+
+def write_config(tmp_path, base_url: str, port: int):
+    path = tmp_path / 'config.ini'
+    path.write_text(f'''
+[llm]
+enable_local = 0
+enable_remote = 1
+client_url = "http://127.0.0.1:{port}/inference"
+
+[llm.server]
+host = "127.0.0.1"
+local_llm_bind_port = {port}
+remote_type = "vllm"
+remote_base_url = "{base_url}"
+remote_api_key = "sk-fake"
+remote_llm_model = "fake-model"
+''', encoding='utf-8')
+    return path
+
+
+async def test_start_server_runs_the_cli_and_reuses_a_healthy_server(fake_openai, tmp_path):
+    path = write_config(tmp_path, fake_openai.base_url, free_port())
+    config = load_config(path)
+    async with start_server(path, config, timeout=120) as server:
+        assert server.reused is False and server.process.poll() is None
+        process = server.process
+        async with start_server(path, config, timeout=120) as again:
+            assert again.reused is True and again.process is None
+        async with LLMClient(config.llm) as llm:
+            reply = await llm.generate('子进程')
+        assert reply.text == 'echo: 子进程'
+    assert process.wait(10) is not None  # terminated on exit
+
+
+async def test_start_server_reports_a_server_that_cannot_start(tmp_path, monkeypatch):
+    monkeypatch.delenv('DEEPSEEK_API_KEY', raising=False)  # so the deepseek preset has no key
+    path = write_config(tmp_path, 'http://127.0.0.1:1/v1', free_port())
+    path.write_text(path.read_text().replace('remote_api_key = "sk-fake"', '').replace('"vllm"', '"deepseek"'))
+    config = load_config(path)
+    with pytest.raises(LLMClientError, match='exited with code'):
+        async with start_server(path, config, timeout=120):
+            pass
