@@ -44,10 +44,14 @@ class CallbackServer:
         logger.info('{}: listening on {}:{}', self.name, self.host, self.port)
         return self.port
 
+    async def before_stop(self) -> None:
+        """Release requests still waiting on an answer so shutdown does not wait for them."""
+
     async def close(self) -> None:
         """Release what warm_up opened; default: nothing."""
 
     async def stop(self) -> None:
+        await self.before_stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -40,7 +40,7 @@ class WechatPersonalServer(CallbackServer):
         self.config: WechatPersonalConfig = frontend.wechat_personal
         super().__init__(self.config.host, self.config.bind_port if port is None else port)
         self.dispatcher = GroupDispatcher.from_config(frontend, responder, self._on_outcome)
-        self._waiting: dict[str, asyncio.Future[Outcome]] = {}
+        self._waiting: dict[str, asyncio.Future[Outcome | None]] = {}
         if not self.config.token:
             logger.warning('wechat_personal: token is empty, so anyone who can reach port {} can make the '
                            'bot talk; set [frontend.wechat_personal] token', self.port)
@@ -50,11 +50,11 @@ class WechatPersonalServer(CallbackServer):
         app.router.add_post(self.config.path, self.handle)
         return app
 
-    async def close(self) -> None:
+    async def before_stop(self) -> None:
         await self.dispatcher.abort()
         for future in self._waiting.values():
-            future.cancel()
-        self._waiting.clear()
+            if not future.done():
+                future.set_result(None)  # read by handle() as "shutting down"
 
     def _check_token(self, request: web.Request) -> None:
         if not self.config.token:
@@ -87,7 +87,7 @@ class WechatPersonalServer(CallbackServer):
         except CallbackRejected as exc:
             logger.warning('wechat_personal: rejected request from {}: {} {}', request.remote, exc.status, exc.reason)
             return rejection_response(exc)
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
         self._waiting[message.message_id] = future
         if not self.dispatcher.submit(message) and self.dispatcher.closed:
             self._waiting.pop(message.message_id, None)
@@ -101,6 +101,8 @@ class WechatPersonalServer(CallbackServer):
             return web.json_response({'status': 'timeout', 'reply': '', 'references': [], 'message_id': client_id})
         finally:
             self._waiting.pop(message.message_id, None)
+        if outcome is None:
+            return web.json_response({'error': 'shutting down'}, status=503)
         return web.json_response({'status': outcome.status.value, 'reply': outcome.reply,
                                   'references': outcome.references, 'message_id': client_id})
 

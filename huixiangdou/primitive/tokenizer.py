@@ -31,9 +31,18 @@ hi hello hey thanks thank please pls ok okay
 """.split())
 
 
+# Words of chat-ops and LLM tooling that jieba's dictionary lacks and would otherwise split apart
+# ("飞书" → "飞" "书"), which breaks matching between questions and documents.
+DOMAIN_WORDS = ('飞书', '企业微信', '微信', '钉钉', '大模型', '特征库', '向量库', '知识库', '群聊', '拒答',
+                '阈值', '显存', '回调', '嵌入', '重排', '提示词', '流式', '鉴权', '限流', '令牌', '网关',
+                '虚拟环境', '报错', '本地模型', '远程模型', '端口', '加密密钥', '签名', '撤回', '增量')
+
+
 @lru_cache(maxsize=1)
 def _warm() -> None:
     jieba.initialize()
+    for word in DOMAIN_WORDS:
+        jieba.add_word(word, freq=20000)
 
 
 def _split_word(word: str) -> list[str]:
@@ -52,7 +61,8 @@ def tokenize(text: str) -> list[str]:
     for match in _SEGMENT.finditer(text):
         segment = match.group()
         if _CJK.match(segment):
-            words = jieba.lcut(segment, HMM=False) if len(segment) > 1 else [segment]
+            # Search mode also emits the short words inside long ones (知识库 → 知识, 知识库).
+            words = jieba.lcut_for_search(segment, HMM=False) if len(segment) > 1 else [segment]
             tokens.extend(w for w in words if w not in STOPWORDS)
         else:
             tokens.extend(w for w in _split_word(segment) if w not in STOPWORDS)

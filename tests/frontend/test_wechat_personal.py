@@ -16,15 +16,17 @@ TOKEN = 'helper-app-token'
 async def wechat(responder):
     servers = []
 
-    async def start(responder=responder, token=TOKEN, **frontend_settings):
+    async def start(responder=responder, token=TOKEN, reply_timeout=120.0, **frontend_settings):
         frontend = frontend_config(type='wechat_personal', max_body_size=2048, **frontend_settings)
         frontend.wechat_personal.host = '127.0.0.1'
         frontend.wechat_personal.token = token
+        frontend.wechat_personal.reply_timeout = reply_timeout
         server = WechatPersonalServer(frontend, responder, port=0)
         await server.start()
         servers.append(server)
         return f'http://127.0.0.1:{server.port}{frontend.wechat_personal.path}'
 
+    start.servers = servers
     yield start
     for server in servers:
         await server.stop()
@@ -90,28 +92,38 @@ async def test_merge_policy_answers_the_last_request_with_the_whole_burst(wechat
 
 async def test_slow_answer_times_out_with_an_empty_reply(wechat):
     gate = asyncio.Event()
-    url = await wechat(responder=ScriptedResponder(gate=gate))
-    # The server was built with the default reply_timeout; shorten it on the running config.
-    status, body = await _post_with_timeout(url, wechat)
+    url = await wechat(responder=ScriptedResponder(gate=gate), reply_timeout=0.05)
+    status, body = await post(url, {'group_id': 'g', 'content': 'install'})
     gate.set()
     assert status == 200 and body['status'] == 'timeout'
 
 
-async def _post_with_timeout(url, wechat):
-    server = None
-    for cell in wechat.__closure__ or ():
-        if isinstance(cell.cell_contents, list) and cell.cell_contents:
-            server = cell.cell_contents[-1]
-    server.config.reply_timeout = 0.05
-    return await post(url, {'group_id': 'g', 'content': 'install'})
-
-
 async def test_full_group_queue_is_reported(wechat):
     gate = asyncio.Event()
-    url = await wechat(responder=ScriptedResponder(gate=gate), group_queue_size=1)
-    tasks = [asyncio.create_task(post(url, {'group_id': 'g', 'content': f'install {i}'})) for i in range(3)]
-    done, _ = await asyncio.wait(tasks, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-    assert [t.result()[1]['status'] for t in done] == ['queue_full']
+    busy = ScriptedResponder(gate=gate)
+    url = await wechat(responder=busy, group_queue_size=1)
+    first = asyncio.create_task(post(url, {'group_id': 'g', 'content': 'install 0'}))
+    await _until(lambda: busy.seen)  # the worker holds message 0; the queue is empty
+    second = asyncio.create_task(post(url, {'group_id': 'g', 'content': 'install 1'}))  # fills the queue
+    await asyncio.sleep(0.05)
+    assert (await post(url, {'group_id': 'g', 'content': 'install 2'}))[1]['status'] == 'queue_full'
     gate.set()
-    statuses = sorted(r[1]['status'] for r in await asyncio.gather(*tasks))
-    assert statuses == ['answered', 'answered', 'queue_full']
+    assert [(await t)[1]['status'] for t in (first, second)] == ['answered', 'answered']
+
+
+async def test_stopping_releases_waiting_requests(wechat):
+    gate = asyncio.Event()  # never opened
+    url = await wechat(responder=ScriptedResponder(gate=gate))
+    waiting = asyncio.create_task(post(url, {'group_id': 'g', 'content': 'install'}))
+    server = wechat.servers[-1]
+    await _until(lambda: server._waiting)
+    await server.stop()
+    status, body = await waiting
+    assert status == 503
+
+
+async def _until(predicate):
+    async def poll():
+        while not predicate():
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(poll(), 10)

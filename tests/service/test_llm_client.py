@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiohttp import web
 
 from huixiangdou.config import LLMConfig, load_config
 from huixiangdou.service.llm_client import LLMClient, LLMClientError, chat_completions_url, start_server
 from huixiangdou.service.llm_server_hybrid import create_app
 from tests.conftest import free_port
-from tests.fakes.fake_openai import FakeOpenAI, fake_openai  # noqa: F401 - fixture
+from tests.fakes.fake_openai import fake_openai  # noqa: F401 - fixture
 from tests.service.test_llm_server import remote_config, serve
 
 

@@ -20,7 +20,7 @@ from tests.fakes.fake_openai import FakeOpenAI, fake_openai  # noqa: F401 (fixtu
 from tests.fakes.fake_serper import FakeWeb
 
 ON_TOPIC = '飞书群应用的 encrypt_key 加密密钥应该在 config.ini 哪里配置？'
-CHATTER = '今天中午大家吃什么？火锅还是烧烤'
+CHATTER = '周末有人一起去爬山吗？天气预报说不下雨'
 
 
 @pytest.fixture(scope='module')
@@ -127,7 +127,8 @@ async def test_rerank_stage_reorders_with_a_remote_reranker(store, llm, fake_ope
 async def test_web_search_stage_adds_pages_when_the_store_is_weak(tmp_path):
     async with FakeWeb() as fake:
         fake.organic = [{'title': 'PyTorch docs', 'link': 'https://pytorch.org/docs', 'snippet': 'torch.compile'}]
-        search = WebSearch(WebSearchConfig(serper_base_url=fake.base_url, serper_x_api_key=fake.api_key),
+        search = WebSearch(WebSearchConfig(serper_base_url=fake.base_url, serper_x_api_key=fake.api_key,
+                                           fetch_pages=0),
                            save_dir=tmp_path)
         session = Session(query='torch.compile 是什么', passages=[Passage('weak', 'a.md', 0.1)])
         await OnlineSearch(search, min_cosine=0.5).run(session)
