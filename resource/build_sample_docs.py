@@ -10,6 +10,8 @@ import argparse
 import csv
 import datetime
 import io
+import re
+import zipfile
 from pathlib import Path
 
 import docx
@@ -21,33 +23,27 @@ from pptx import Presentation
 from pptx.util import Inches
 from pptx.util import Pt as PptPt
 
+from huixiangdou.service.llm.presets import PRESETS
+
 # Fixed document dates, so that re-running the script does not churn the committed files' metadata.
 FIXED_DATE = datetime.datetime(2025, 1, 15, 12, 0, 0)
 
-# Remote presets as the LLM server documents them; one row per preset.
-PRESETS = [
-    # preset, service, base URL, default model, context length (tokens), key env var, notes
-    ('deepseek', 'DeepSeek', 'https://api.deepseek.com/v1', 'deepseek-chat', 64000, 'DEEPSEEK_API_KEY',
-     'Good Chinese and code; cheap'),
-    ('kimi', 'Moonshot (Kimi)', 'https://api.moonshot.cn/v1', 'moonshot-v1-128k', 128000, 'MOONSHOT_API_KEY',
-     'Default remote_type in config.ini; long context'),
-    ('gpt', 'OpenAI', 'https://api.openai.com/v1', 'gpt-4o-mini', 128000, 'OPENAI_API_KEY',
-     'Needs access to api.openai.com'),
-    ('zhipuai', 'Zhipu GLM', 'https://open.bigmodel.cn/api/paas/v4', 'glm-4', 128000, 'ZHIPUAI_API_KEY', ''),
-    ('step', 'StepFun', 'https://api.stepfun.com/v1', 'step-1-8k', 8000, 'STEP_API_KEY', 'Short context'),
-    ('siliconcloud', 'SiliconFlow SiliconCloud', 'https://api.siliconflow.cn/v1', 'Qwen/Qwen2.5-7B-Instruct',
-     32000, 'SILICONCLOUD_API_KEY', 'Also serves bge-m3 embeddings and bge-reranker'),
-    ('qwen', 'Alibaba DashScope (compatible mode)', 'https://dashscope.aliyuncs.com/compatible-mode/v1',
-     'qwen-max', 32000, 'DASHSCOPE_API_KEY', ''),
-    ('internlm', 'InternLM (Puyu)', 'https://internlm-chat.intern-ai.org.cn/puyu/api/v1', 'internlm2.5-latest',
-     32000, 'INTERNLM_API_KEY', ''),
-    ('vllm', 'self-hosted vLLM', '(set remote_base_url) e.g. http://127.0.0.1:8000/v1', '(served model name)',
-     32000, '-', 'remote_base_url is required'),
-    ('lmdeploy', 'self-hosted LMDeploy api_server', '(set remote_base_url) e.g. http://127.0.0.1:23333/v1',
-     '(served model name)', 32000, '-', 'remote_base_url is required'),
-    ('ollama', 'self-hosted Ollama', '(set remote_base_url) e.g. http://127.0.0.1:11434/v1', '(pulled model tag)',
-     8000, '-', 'remote_base_url is required'),
-]
+# What the preset table says beyond presets.py's data: the service's name and a note for readers.
+# Base URLs, models, context lengths and key variables come from presets.py itself, so the sheet cannot
+# drift from what the server does.
+PRESET_NOTES = {
+    'deepseek': ('DeepSeek', 'Good Chinese and code; cheap'),
+    'kimi': ('Moonshot (Kimi)', 'Default remote_type in config.ini; long context'),
+    'gpt': ('OpenAI', 'Needs access to api.openai.com'),
+    'zhipuai': ('Zhipu GLM', ''),
+    'step': ('StepFun', 'Short context'),
+    'siliconcloud': ('SiliconFlow SiliconCloud', 'Also serves bge-m3 embeddings and rerankers'),
+    'qwen': ('Alibaba DashScope (compatible mode)', ''),
+    'internlm': ('InternLM (Puyu)', ''),
+    'vllm': ('self-hosted vLLM', 'Set remote_base_url when the server runs elsewhere'),
+    'lmdeploy': ('self-hosted LMDeploy api_server', 'Set remote_base_url when the server runs elsewhere'),
+    'ollama': ('self-hosted Ollama', 'Set remote_base_url when the server runs elsewhere'),
+}
 
 # Ports and endpoints, for the CSV page (Chinese headers, as most users read Chinese).
 PORTS = [
@@ -60,11 +56,28 @@ PORTS = [
      '健康检查，--standalone 启动时等待它就绪'),
     ('飞书群聊应用回调', 6666, '[frontend.lark_group] port', 'POST /event',
      '飞书事件订阅的请求地址；路径由 path 配置'),
-    ('个人微信网关', 9527, '[frontend.wechat_personal] bind_port', 'POST (见 docs)',
-     'Android 助手 App 推送群消息，需 Authorization: Bearer <token>'),
-    ('wkteam 回调', 9528, '[frontend.wechat_wkteam] callback_port', 'POST (在 wkteam 后台登记)',
-     'wkteam 推送群消息；历史保存在 workdir/wkteam.sqlite'),
+    ('个人微信网关', 9527, '[frontend.wechat_personal] bind_port', 'POST /huixiangdou/message',
+     'Android 助手 App 推送群消息，需 Authorization: Bearer <token>；路径由 path 配置'),
+    ('wkteam 回调', 9528, '[frontend.wechat_wkteam] callback_port', 'POST /callback',
+     'wkteam 推送群消息，地址在 wkteam 后台登记；路径由 callback_path 配置；历史保存在 workdir/wkteam.sqlite'),
 ]
+
+
+def normalise_zip(path: Path) -> None:
+    """Rewrite an Office file with fixed entry timestamps, so an unchanged document is byte-identical
+    from run to run and re-running the script does not show up as a change in git."""
+    stamp = FIXED_DATE.strftime('%Y-%m-%dT%H:%M:%SZ').encode()
+    with zipfile.ZipFile(path) as src:
+        entries = [(info, src.read(info.filename)) for info in src.infolist()]
+    with zipfile.ZipFile(path, 'w') as dst:
+        for info, data in entries:
+            if info.filename == 'docProps/core.xml':
+                # openpyxl stamps "modified" with the time of saving, whatever the workbook says.
+                data = re.sub(rb'(<dcterms:modified[^>]*>)[^<]*', rb'\g<1>' + stamp, data)
+            fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_DATE.timetuple()[:6])
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = info.external_attr
+            dst.writestr(fixed, data)
 
 
 def write_checklist_docx(path: Path) -> None:
@@ -109,6 +122,7 @@ def write_checklist_docx(path: Path) -> None:
                     '把被误答的闲聊加入 resource/bad_questions.json，然后重新建库，让阈值重新校准。')
     d.add_paragraph('换向量模型、修改 chunk_size 之后，记得执行 python -m huixiangdou.service.feature_store --rebuild。')
     d.save(path)
+    normalise_zip(path)
 
 
 def write_architecture_pdf(path: Path) -> None:
@@ -193,7 +207,8 @@ def write_architecture_pdf(path: Path) -> None:
         '联网搜索、生成和检查，只有 SUCCESS 的回答才发回群里，其余错误码保持沉默。\n\n'
         '默认端口：LLM 服务 8888，飞书回调 6666，个人微信 9527，wkteam 回调 9528。'),
         font='china-s', size=11)
-    doc.save(path, garbage=4, deflate=True)
+    # no_new_id: the trailer ID is otherwise random, which would change the file on every run.
+    doc.save(path, garbage=4, deflate=True, no_new_id=True)
 
 
 def write_presets_xlsx(path: Path) -> None:
@@ -204,10 +219,13 @@ def write_presets_xlsx(path: Path) -> None:
     wb.properties.created = wb.properties.modified = FIXED_DATE
     ws = wb.active
     ws.title = 'Remote presets'
-    ws.append(['Preset (remote_type)', 'Service', 'Base URL', 'Default model', 'Context length (tokens)',
+    ws.append(['Preset (remote_type)', 'Service', 'Base URL', 'Default model', 'Context length (characters)',
                'API key env var', 'Notes'])
-    for row in PRESETS:
-        ws.append(list(row))
+    for name, preset in PRESETS.items():
+        service, note = PRESET_NOTES.get(name, (name, ''))
+        model = 'auto (asks GET /v1/models)' if preset.model == 'auto' else preset.model
+        key = preset.api_key_env + ('' if preset.needs_key else ' (optional)')
+        ws.append([name, service, preset.base_url, model, preset.context_length, key, note])
     for cell in ws[1]:
         cell.font = Font(bold=True)
     for col, w in zip('ABCDEFG', (20, 32, 52, 28, 22, 22, 44)):
@@ -229,6 +247,7 @@ def write_presets_xlsx(path: Path) -> None:
     for cell in local[1]:
         cell.font = Font(bold=True)
     wb.save(path)
+    normalise_zip(path)
 
 
 def write_intro_pptx(path: Path) -> None:
@@ -280,6 +299,7 @@ def write_intro_pptx(path: Path) -> None:
     slide.notes_slide.notes_text_frame.text = ('If a port is taken, change it in config.ini; for the LLM '
                                                'server also change [llm] client_url.')
     prs.save(path)
+    normalise_zip(path)
 
 
 CHANGELOG_HTML = """<!DOCTYPE html>

@@ -6,6 +6,9 @@ import socket
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+
+from tests.fakes.fake_openai import fake_openai  # noqa: F401 (registers the fixture everywhere)
 
 # Never reach a model hub from the tests: every model comes from an installed package.
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -63,3 +66,34 @@ def sample_store(tmp_path_factory, embedder):
     report = builder.build(REPO_ROOT / 'repodir', work_dir, good=REPO_ROOT / 'resource/good_questions.json',
                            bad=REPO_ROOT / 'resource/bad_questions.json')
     return work_dir, report
+
+
+@pytest_asyncio.fixture
+async def llm(fake_openai):  # noqa: F811
+    """The real hybrid LLM server app (remote backend → the fake upstream) on a free port, and a client."""
+    from aiohttp import web
+
+    from huixiangdou.config import LLMConfig, LLMServerConfig
+    from huixiangdou.service.llm_client import LLMClient
+    from huixiangdou.service.llm_server_hybrid import create_app
+
+    port = free_port()
+    config = LLMConfig(enable_local=0, enable_remote=1, client_url=f'http://127.0.0.1:{port}/inference',
+                       client_timeout=20.0,
+                       server=LLMServerConfig(remote_type='vllm', remote_base_url=fake_openai.base_url,
+                                              remote_api_key=fake_openai.api_key, remote_max_retries=1,
+                                              remote_timeout=5.0, local_llm_bind_port=port))
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    await web.TCPSite(runner, '127.0.0.1', port).start()
+    client = LLMClient(config)
+    yield client
+    await client.close()
+    await runner.cleanup()
+
+
+@pytest.fixture(scope='session')
+def sample_feature_store(sample_store, embedder):
+    """The sample store loaded once."""
+    from huixiangdou.service.feature_store import FeatureStore
+    return FeatureStore.load(sample_store[0], embedder)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from typing import AsyncIterator, Callable
 
@@ -111,12 +112,24 @@ class LarkWebhookSender:
 
 
 async def stdin_questions() -> AsyncIterator[str]:
-    """Lines typed on standard input, read in a thread so the event loop never blocks."""
+    """Lines typed on standard input.
+
+    Read by a daemon thread rather than the default executor: a thread blocked in readline() would
+    otherwise keep asyncio.run() from exiting on Ctrl-C until the user pressed Enter.
+    """
     loop = asyncio.get_running_loop()
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            return
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def read() -> None:
+        try:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+            loop.call_soon_threadsafe(lines.put_nowait, None)
+        except RuntimeError:  # the loop closed while we waited for input: nothing left to feed
+            pass
+
+    threading.Thread(target=read, name='lark-stdin', daemon=True).start()
+    while (line := await lines.get()) is not None:
         if line.strip():
             yield line.strip()
 

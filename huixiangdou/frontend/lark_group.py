@@ -6,6 +6,7 @@ GroupDispatcher; Open Platform calls live in lark_open_api.py.
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections import OrderedDict
 
 from aiohttp import web
@@ -126,7 +127,7 @@ class LarkGroupServer(CallbackServer):
         token = self.config.verification_token
         if token:
             got = payload.get('token') or (payload.get('header') or {}).get('token', '')
-            if got != token:
+            if not isinstance(got, str) or not hmac.compare_digest(got.encode(), token.encode()):
                 raise CallbackRejected(401, 'verification token does not match')
         return payload
 

@@ -122,7 +122,10 @@ class WechatWkteamServer(CallbackServer):
         return True
 
     async def _revoke(self, wid: str, new_msg_id: str) -> None:
-        _, sent = self._sent[new_msg_id]
+        entry = self._sent.get(new_msg_id)
+        if entry is None:  # a second revoke word for an answer already revoked
+            return
+        _, sent = entry
         try:
             await self.api.revoke(wid, sent)
         except WkteamApiError as exc:

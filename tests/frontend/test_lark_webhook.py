@@ -1,10 +1,12 @@
 """The `lark` custom-bot frontend against the fake webhook: signing, retries, rich-text answers."""
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from huixiangdou.frontend.errors import LarkApiError
-from huixiangdou.frontend.lark import LarkWebhookSender, run_lark_webhook
+from huixiangdou.frontend.lark import LarkWebhookSender, run_lark_webhook, stdin_questions
 from tests.frontend.conftest import REFERENCE, frontend_config
 
 
@@ -83,3 +85,8 @@ async def test_run_keeps_going_when_lark_refuses_one_post(fake_lark, responder):
     await run_lark_webhook(config, responder, questions('install 1', 'install 2'),
                            sender=LarkWebhookSender(config.webhook_url, retry_delay=0))
     assert [post_text(b).splitlines()[0] for b in fake_lark.webhook_posts] == ['> install 2']
+
+
+async def test_stdin_questions_skips_blank_lines(monkeypatch):
+    monkeypatch.setattr('sys.stdin', io.StringIO('茴香豆怎么安装？\n\n  \nhow to install?\n'))
+    assert [q async for q in stdin_questions()] == ['茴香豆怎么安装？', 'how to install?']

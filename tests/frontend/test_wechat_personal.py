@@ -80,9 +80,10 @@ async def test_bad_json_and_large_bodies(wechat):
 
 
 async def test_merge_policy_answers_the_last_request_with_the_whole_burst(wechat, responder):
-    url = await wechat(message_process_policy='merge', merge_seconds=0.05)
+    url = await wechat(message_process_policy='merge', merge_seconds=0.5)
     first = asyncio.create_task(post(url, {'group_id': 'g', 'sender': 'alice', 'content': '请问'}))
-    await asyncio.sleep(0.01)
+    server = wechat.servers[-1]
+    await _until(lambda: server._waiting)
     second = asyncio.create_task(post(url, {'group_id': 'g', 'sender': 'alice', 'content': '如何安装'}))
     (_, a), (_, b) = await asyncio.gather(first, second)
     assert a['status'] == 'merged' and a['reply'] == ''
@@ -105,7 +106,8 @@ async def test_full_group_queue_is_reported(wechat):
     first = asyncio.create_task(post(url, {'group_id': 'g', 'content': 'install 0'}))
     await _until(lambda: busy.seen)  # the worker holds message 0; the queue is empty
     second = asyncio.create_task(post(url, {'group_id': 'g', 'content': 'install 1'}))  # fills the queue
-    await asyncio.sleep(0.05)
+    server = wechat.servers[-1]
+    await _until(lambda: len(server._waiting) == 2)
     assert (await post(url, {'group_id': 'g', 'content': 'install 2'}))[1]['status'] == 'queue_full'
     gate.set()
     assert [(await t)[1]['status'] for t in (first, second)] == ['answered', 'answered']

@@ -75,12 +75,14 @@ class Worker:
         reranker = web_search = None
         if config.worker.enable_rerank and config.feature_store.reranker_model_path:
             from huixiangdou.service.reranker import Reranker
-            reranker = Reranker(config.feature_store.reranker_model_path,
-                                api_token=config.feature_store.resolved_api_token)
+            path = config.feature_store.reranker_model_path
+            if not path.startswith(('http://', 'https://')) and config.path(path).exists():
+                path = str(config.path(path))
+            reranker = Reranker(path, api_token=config.feature_store.resolved_api_token)
             reranker.warm_up()
         if config.worker.enable_web_search:
             from huixiangdou.service.web_search import WebSearch
-            web_search = WebSearch(config.web_search)
+            web_search = WebSearch(config.web_search, save_dir=config.path(config.web_search.save_dir))
         return cls(config.worker, store, LLMClient(config.llm), reranker, web_search,
                    config.feature_store.reject_throttle)
 

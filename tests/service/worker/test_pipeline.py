@@ -3,20 +3,14 @@ the fake OpenAI-compatible upstream behind it; plus the optional stages one by o
 from __future__ import annotations
 
 import pytest
-import pytest_asyncio
-from aiohttp import web
 
-from huixiangdou.config import LLMConfig, LLMServerConfig, WebSearchConfig, WorkerConfig
+from huixiangdou.config import WebSearchConfig, WorkerConfig
 from huixiangdou.service.feature_store import FeatureStore
-from huixiangdou.service.llm_client import LLMClient
-from huixiangdou.service.llm_server_hybrid import create_app
 from huixiangdou.service.reranker import Reranker
 from huixiangdou.service.web_search import WebSearch
 from huixiangdou.service.worker.online_search import OnlineSearch
 from huixiangdou.service.worker.pipeline import Worker
 from huixiangdou.service.worker.session import ErrorCode, Passage, Session
-from tests.conftest import free_port
-from tests.fakes.fake_openai import FakeOpenAI, fake_openai  # noqa: F401 (fixture)
 from tests.fakes.fake_serper import FakeWeb
 
 ON_TOPIC = '飞书群应用的 encrypt_key 加密密钥应该在 config.ini 哪里配置？'
@@ -29,36 +23,18 @@ def store(sample_store, embedder):
     return FeatureStore.load(work_dir, embedder)
 
 
-@pytest_asyncio.fixture
-async def llm(fake_openai):  # noqa: F811
-    """The hybrid LLM server (remote backend → fake upstream) on a free port, and a client for it."""
-    port = free_port()
-    config = LLMConfig(enable_local=0, enable_remote=1, client_url=f'http://127.0.0.1:{port}/inference',
-                       client_timeout=20.0,
-                       server=LLMServerConfig(remote_type='vllm', remote_base_url=fake_openai.base_url,
-                                              remote_api_key=fake_openai.api_key, remote_max_retries=1,
-                                              remote_timeout=5.0, local_llm_bind_port=port))
-    runner = web.AppRunner(create_app(config))
-    await runner.setup()
-    await web.TCPSite(runner, '127.0.0.1', port).start()
-    client = LLMClient(config)
-    yield client
-    await client.close()
-    await runner.cleanup()
-
-
 def chat_requests(fake):
     return [r for r in fake.requests if r.path == '/v1/chat/completions']
 
 
-async def test_chatter_is_rejected_without_calling_the_llm(store, llm, fake_openai):  # noqa: F811
+async def test_chatter_is_rejected_without_calling_the_llm(store, llm, fake_openai):
     session = await Worker(WorkerConfig(), store, llm).run(Session(query=CHATTER))
     assert session.code == ErrorCode.UNRELATED and not session.code.should_reply
     assert session.debug['reject']['reject_score'] < session.debug['reject']['threshold']
     assert chat_requests(fake_openai) == []
 
 
-async def test_on_topic_question_is_answered_with_a_citation(store, llm, fake_openai):  # noqa: F811
+async def test_on_topic_question_is_answered_with_a_citation(store, llm, fake_openai):
     fake_openai.responder = lambda messages: '在 [frontend.lark_group] 段填写 encrypt_key [1]。'
     session = await Worker(WorkerConfig(), store, llm).run(Session(query='@茴香豆 ' + ON_TOPIC))
     assert session.code == ErrorCode.SUCCESS, session.debug
@@ -69,7 +45,7 @@ async def test_on_topic_question_is_answered_with_a_citation(store, llm, fake_op
     assert '[1]' in prompt and ON_TOPIC in prompt and '@茴香豆' not in prompt
 
 
-async def test_history_reaches_the_llm(store, llm, fake_openai):  # noqa: F811
+async def test_history_reaches_the_llm(store, llm, fake_openai):
     session = Session(query='How do I rebuild the feature store after changing the embedding model?',
                       history=[('what is huixiangdou?', 'A group-chat assistant.')])
     await Worker(WorkerConfig(), store, llm).run(session)
@@ -77,7 +53,7 @@ async def test_history_reaches_the_llm(store, llm, fake_openai):  # noqa: F811
     assert any(m['content'] == 'A group-chat assistant.' and m['role'] == 'assistant' for m in messages)
 
 
-async def test_llm_failure_gives_llm_error(store, llm, fake_openai):  # noqa: F811
+async def test_llm_failure_gives_llm_error(store, llm, fake_openai):
     fake_openai.fail('500')
     session = await Worker(WorkerConfig(), store, llm).run(Session(query=ON_TOPIC))
     assert session.code == ErrorCode.LLM_ERROR
@@ -85,7 +61,7 @@ async def test_llm_failure_gives_llm_error(store, llm, fake_openai):  # noqa: F8
 
 @pytest.mark.parametrize('relevance,security,code', [
     ('9', 'no', ErrorCode.SUCCESS), ('2', 'no', ErrorCode.BAD_ANSWER), ('9', 'yes', ErrorCode.SECURITY)])
-async def test_check_stage(store, llm, fake_openai, relevance, security, code):  # noqa: F811
+async def test_check_stage(store, llm, fake_openai, relevance, security, code):
     def responder(messages):
         text = messages[-1]['content']
         if '0 到 10' in text or '0 to 10' in text:
@@ -98,14 +74,14 @@ async def test_check_stage(store, llm, fake_openai, relevance, security, code): 
     assert session.code == code
 
 
-async def test_intention_stage_silences_greetings(store, llm, fake_openai):  # noqa: F811
+async def test_intention_stage_silences_greetings(store, llm, fake_openai):
     fake_openai.responder = lambda m: '{"is_question": false, "topic": "", "kind": "greeting"}'
     worker = Worker(WorkerConfig(enable_intention=1), store, llm, threshold_override=0.0)
     session = await worker.run(Session(query='大家好呀，新人报到，请多关照'))
     assert session.code == ErrorCode.NOT_A_QUESTION
 
 
-async def test_stream_yields_tokens_then_done(store, llm, fake_openai):  # noqa: F811
+async def test_stream_yields_tokens_then_done(store, llm, fake_openai):
     fake_openai.responder = lambda m: '重建索引请加 --rebuild 参数 [1]'
     events = [e async for e in Worker(WorkerConfig(), store, llm).stream(Session(query=ON_TOPIC))]
     tokens = ''.join(e.text for e in events if e.kind == 'token')
@@ -115,7 +91,7 @@ async def test_stream_yields_tokens_then_done(store, llm, fake_openai):  # noqa:
     assert events[-1].session.references
 
 
-async def test_rerank_stage_reorders_with_a_remote_reranker(store, llm, fake_openai):  # noqa: F811
+async def test_rerank_stage_reorders_with_a_remote_reranker(store, llm, fake_openai):
     reranker = Reranker(f'{fake_openai.base_url}/rerank', api_token=fake_openai.api_key)
     worker = Worker(WorkerConfig(enable_rerank=1, retrieve_top_k=3), store, llm, reranker=reranker)
     session = await worker.run(Session(query=ON_TOPIC))

@@ -1,0 +1,110 @@
+"""`python -m huixiangdou.main --standalone` end to end: a real LLM server subprocess whose remote backend
+is the fake OpenAI-compatible service; the feature store built first when missing; Ctrl-C cleanup."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, free_port, write_config
+
+ON_TOPIC = '飞书群应用的 encrypt_key 加密密钥应该在 config.ini 哪里配置？'
+CHATTER = '周末有人一起去爬山吗？天气预报说不下雨'
+
+
+def remote_config(tmp_path: Path, fake, work_dir: Path, repo_dir: Path = REPO_ROOT / 'repodir',
+                  good: Path = REPO_ROOT / 'resource/good_questions.json',
+                  bad: Path = REPO_ROOT / 'resource/bad_questions.json') -> tuple[Path, int]:
+    port = free_port()
+    path = write_config(
+        tmp_path / 'config.ini',
+        feature_store={'repo_dir': str(repo_dir), 'work_dir': str(work_dir), 'good_questions': str(good),
+                       'bad_questions': str(bad)},
+        llm={'enable_local': 0, 'enable_remote': 1, 'client_url': f'http://127.0.0.1:{port}/inference',
+             'client_timeout': 30.0},
+        **{'llm.server': {'remote_type': 'vllm', 'remote_base_url': fake.base_url,
+                          'remote_api_key': fake.api_key, 'local_llm_bind_port': port,
+                          'remote_max_retries': 0}})
+    return path, port
+
+
+async def run_main(*args: str, timeout: float = 300) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, '-m', 'huixiangdou.main', *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=dict(os.environ, HF_HUB_OFFLINE='1'))
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def health(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+async def test_standalone_rejects_chatter_and_answers_with_citation(tmp_path, fake_openai, sample_store):
+    work_dir, _ = sample_store
+    fake_openai.responder = lambda m: '在 config.ini 的 [frontend.lark_group] 段填写 encrypt_key [1]'
+    config, port = remote_config(tmp_path, fake_openai, work_dir)
+    code, out, err = await run_main('--standalone', '--config', str(config), '--query', ON_TOPIC,
+                                    '--query', CHATTER)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    answered, rejected = lines
+    assert answered.startswith(f'ErrorCode.SUCCESS | Query: {ON_TOPIC} | Reply: 在 config.ini')
+    refs = answered.split('| References: ')[1]
+    assert refs and ('飞书' in refs or 'lark' in refs.lower())
+    assert rejected == f'ErrorCode.UNRELATED | Query: {CHATTER} | Reply:  | References: '
+    # One LLM call: the chatter never reached the model.
+    assert len([r for r in fake_openai.requests if r.path == '/v1/chat/completions']) == 1
+    assert not health(port), 'the LLM server subprocess must be gone after main exits'
+
+
+async def test_missing_store_is_built_first(tmp_path, fake_openai):
+    repo = tmp_path / 'repo'
+    repo.mkdir()
+    shutil.copy(REPO_ROOT / 'repodir/en/install.md', repo / 'install.md')
+    (tmp_path / 'good.json').write_text(json.dumps(['how do I install it?', 'which torch version?']))
+    (tmp_path / 'bad.json').write_text(json.dumps(['lunch?', 'nice weather today']))
+    config, _ = remote_config(tmp_path, fake_openai, tmp_path / 'work', repo, tmp_path / 'good.json',
+                              tmp_path / 'bad.json')
+    code, out, err = await run_main('--standalone', '--config', str(config), '--query',
+                                    'How do I install huixiangdou with install.sh?')
+    assert code == 0, err
+    assert 'Feature store written to' in out and 'files indexed: 1' in out
+    assert 'ErrorCode.SUCCESS | Query: How do I install' in out and 'References: install.md' in out
+    assert (tmp_path / 'work' / 'CURRENT').is_file()
+
+
+async def test_ctrl_c_stops_the_server_subprocess(tmp_path, fake_openai, sample_store):
+    work_dir, _ = sample_store
+    fake_openai.fail('hang')
+    config, port = remote_config(tmp_path, fake_openai, work_dir)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, '-m', 'huixiangdou.main', '--standalone', '--config', str(config), '--query', ON_TOPIC,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    for _ in range(600):
+        if any(r.path == '/v1/chat/completions' for r in fake_openai.requests):
+            break
+        await asyncio.sleep(0.1)
+    assert health(port)
+    proc.send_signal(signal.SIGINT)
+    code = await asyncio.wait_for(proc.wait(), 60)
+    assert code == 130
+    assert not health(port)
+
+
+async def test_config_error_exits_nonzero(tmp_path):
+    config = write_config(tmp_path / 'config.ini', frontend={'type': 'telegram'})
+    code, _, err = await run_main('--config', str(config))
+    assert code == 1 and 'telegram' in err and 'type' in err
