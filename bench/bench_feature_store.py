@@ -67,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--mb', type=float, default=5.0, help='corpus size in MB (default 5)')
     parser.add_argument('--queries', type=int, default=200, help='queries for the latency figure')
+    parser.add_argument('--keep', help='copy the built store here (e.g. for bench_worker.py --work-dir)')
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level='WARNING')
@@ -125,6 +126,8 @@ def main() -> None:
               f'p95 {percentile(latencies, 0.95):.1f} ms, mean {statistics.mean(latencies):.1f} ms '
               f'(target p50 <= 20 ms)')
         print(f'peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB')
+        if args.keep:
+            shutil.copytree(work, args.keep, dirs_exist_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

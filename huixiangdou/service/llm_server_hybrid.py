@@ -266,8 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(config.llm)
         logger.info(f'LLM server starting on http://{server.host}:{server.local_llm_bind_port}')
         # run_app turns SIGTERM / SIGINT into a graceful shutdown (cleanup hooks run).
+        # handler_cancellation: when a client gives up, its generation stops instead of holding the
+        # local model (and the queue behind it) until the server-side timeout.
         web.run_app(app, host=server.host, port=server.local_llm_bind_port, access_log=None,
-                    print=None, shutdown_timeout=5.0)
+                    print=None, shutdown_timeout=5.0, handler_cancellation=True)
     except (LLMError, ValueError) as exc:
         logger.error(f'LLM server cannot start: {exc}')
         return 1

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import AsyncIterator
 
+from loguru import logger
+
 from huixiangdou.service.llm_client import LLMClientError
 from huixiangdou.service.worker.prompts import prompt
 from huixiangdou.service.worker.session import ErrorCode, Passage, Session
@@ -63,6 +65,7 @@ class Generate:
         try:
             reply = await self.llm.generate(self.build_prompt(session), history=session.history)
         except LLMClientError as exc:
+            logger.warning('LLM failed for group={}: {}', session.group_id, exc)
             session.debug[self.name] = {'error': str(exc)}
             session.finish(ErrorCode.LLM_ERROR)
             return
