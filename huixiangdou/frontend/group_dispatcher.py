@@ -121,7 +121,7 @@ class GroupDispatcher:
             return Outcome(message, OutcomeStatus.RATE_LIMITED)
         history = self.history.pairs(message.group_id) if self.history is not None else []
         session = Session(query=message.text, history=history, group_id=message.group_id,
-                          group_name=message.group_name)
+                          group_name=message.group_name, group_introduction=message.group_introduction)
         try:
             session = await self.responder.run(session)
         except Exception:  # the worker is a boundary: one bad message must not stop the group

@@ -31,6 +31,7 @@ class GroupMessage:
     sender_name: str = ''
     message_id: str = ''
     group_name: str = ''
+    group_introduction: str = ''
     received_at: float = field(default_factory=time.monotonic)
     platform_ids: dict[str, str] = field(default_factory=dict)
     # Ids of earlier messages from the same sender that the merge policy folded into this one.

@@ -147,7 +147,8 @@ class LarkGroupServer(CallbackServer):
         group = self.config.groups.get(message.chat_id)
         self.dispatcher.submit(GroupMessage(
             group_id=message.chat_id, text=message.text, sender_id=message.sender_open_id,
-            message_id=message.message_id, group_name=group.name if group else ''))
+            message_id=message.message_id, group_name=group.name if group else '',
+            group_introduction=group.introduction if group else ''))
 
     def _revoke_if_asked(self, message: LarkTextMessage) -> bool:
         if message.text not in self.config.revoke_words:

@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 from loguru import logger
 
-from huixiangdou.config import FrontendConfig, WechatWkteamConfig
+from huixiangdou.config import FrontendConfig, GroupConfig, WechatWkteamConfig
 from huixiangdou.frontend.callback_body import read_json_body, rejection_response
 from huixiangdou.frontend.callback_server import CallbackServer
 from huixiangdou.frontend.errors import CallbackRejected, WkteamApiError
@@ -79,10 +79,10 @@ class WechatWkteamServer(CallbackServer):
         await self.api.close()
         self.history.close()
 
-    def _group_name(self, group_id: str) -> str:
+    def _group(self, group_id: str) -> GroupConfig:
         # Upstream config keys groups by the bare number; pushes carry "<number>@chatroom".
-        group = self.config.groups.get(group_id) or self.config.groups.get(group_id.split('@', 1)[0])
-        return group.name if group else ''
+        return (self.config.groups.get(group_id) or self.config.groups.get(group_id.split('@', 1)[0])
+                or GroupConfig())
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
@@ -106,7 +106,8 @@ class WechatWkteamServer(CallbackServer):
         if text.strip():
             self.dispatcher.submit(GroupMessage(
                 group_id=message.group_id, text=text.strip(), sender_id=message.sender_id,
-                message_id=message.new_msg_id or message.msg_id, group_name=self._group_name(message.group_id),
+                message_id=message.new_msg_id or message.msg_id, group_name=self._group(message.group_id).name,
+                group_introduction=self._group(message.group_id).introduction,
                 platform_ids={'wid': message.wid or self.config.wid}))
         return web.json_response({})
 

@@ -99,6 +99,7 @@ async def test_on_topic_question_is_answered_in_thread_with_references(lark, fak
     assert REFERENCE in reply.text
     assert responder.seen[0].group_id == 'oc_group1'
     assert responder.seen[0].group_name == '茴香豆用户群'
+    assert responder.seen[0].group_introduction == '安装与使用'
 
 
 async def test_off_topic_message_gets_no_reply(lark, fake_lark, responder):

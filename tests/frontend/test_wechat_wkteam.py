@@ -89,6 +89,7 @@ async def test_group_question_is_answered_with_references(wkteam, fake_wkteam, r
     assert sent['content'].startswith('「怎么安装？」')
     assert 'Answer to: 怎么安装？' in sent['content'] and REFERENCE in sent['content']
     assert responder.seen[0].group_name == '茴香豆微信群'
+    assert responder.seen[0].group_introduction == '安装问题'
 
 
 async def test_chatter_and_own_messages_get_no_reply(wkteam, fake_wkteam, responder):

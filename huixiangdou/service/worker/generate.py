@@ -52,8 +52,12 @@ class Generate:
 
     def build_prompt(self, session: Session) -> str:
         session.passages = fit_context(session.passages, self.context_max_length)
+        intro = ''
+        if session.group_introduction:
+            intro = (f'本群主题：{session.group_introduction}\n' if session.language == 'zh'
+                     else f'This group is about: {session.group_introduction}\n')
         return prompt(session.language, 'generate', context=format_context(session.passages),
-                      query=session.query)
+                      query=session.query, intro=intro)
 
     def _finish(self, session: Session, text: str) -> None:
         session.reply = text.strip()

@@ -9,8 +9,9 @@ import re
 from huixiangdou.primitive.tokenizer import is_chinese
 from huixiangdou.service.worker.session import ErrorCode, Session
 
-# WeChat quotes a replied-to message as 「name：text」 followed by a dashed separator line.
-_WECHAT_QUOTE = re.compile(r'「[^」]*」\s*\n?\s*(?:-\s*){3,}\s*', re.S)
+# WeChat quotes a replied-to message as 「name：text」, often with a dashed separator line. The name and
+# colon tell it apart from 「」 used as ordinary quotation marks (点击「设置」).
+_WECHAT_QUOTE = re.compile(r'「[^」：:\n]{1,32}[：:][^」]*」\s*(?:(?:-\s*){3,})?\s*', re.S)
 _MARKDOWN_QUOTE = re.compile(r'^\s*>.*$', re.M)
 # @name, ended by the special spaces chat apps put after a mention, or by whitespace.
 _MENTION = re.compile(r'@[^\s\u2005\u2002@]{1,32}[\u2005\u2002 ]?')

@@ -8,7 +8,7 @@ PROMPTS: dict[str, dict[str, str]] = {
     'zh': {
         'system': '你是群聊里的知识助手“茴香豆”，只根据给出的资料回答问题，回答简洁、准确。',
         'generate': (
-            '请根据下面编号的资料回答问题。资料里没有的内容不要编造；引用资料时在句末标注编号，例如 [1]。\n'
+            '{intro}请根据下面编号的资料回答问题。资料里没有的内容不要编造；引用资料时在句末标注编号，例如 [1]。\n'
             '资料：\n{context}\n\n问题：{query}\n回答：'),
         'intention': (
             '判断下面这句群聊消息是不是一个需要回答的问题，并给出它的主题。\n'
@@ -25,7 +25,7 @@ PROMPTS: dict[str, dict[str, str]] = {
         'system': 'You are HuixiangDou, a knowledge assistant in a group chat. Answer only from the '
                   'given material, briefly and accurately.',
         'generate': (
-            'Answer the question using the numbered passages below. Do not invent anything the passages '
+            '{intro}Answer the question using the numbered passages below. Do not invent anything the passages '
             'do not say; cite passages with their number in brackets, e.g. [1].\n'
             'Passages:\n{context}\n\nQuestion: {query}\nAnswer:'),
         'intention': (

@@ -48,6 +48,8 @@ class Session:
     history: list[tuple[str, str]] = field(default_factory=list)
     group_id: str = ''
     group_name: str = ''
+    # What the group is about (per-group config); the answer prompt mentions it.
+    group_introduction: str = ''
     code: ErrorCode | None = None
     reply: str = ''
     references: list[str] = field(default_factory=list)

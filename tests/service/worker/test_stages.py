@@ -73,3 +73,16 @@ def test_references_follow_citations_or_fall_back_to_context():
 def test_intention_verdict_parsing():
     assert parse_intention('sure: {"is_question": false, "kind": "greeting"} ok')['kind'] == 'greeting'
     assert parse_intention('no json at all') == {}
+
+
+def test_ordinary_chinese_quotation_marks_are_kept():
+    assert clean_query('点击「设置」以后在哪里填 webhook？') == '点击「设置」以后在哪里填 webhook？'
+    assert clean_query('「李四: 端口被占用」\n怎么改端口') == '怎么改端口'
+
+
+def test_group_introduction_reaches_the_prompt():
+    from huixiangdou.service.worker.generate import Generate
+    session = Session(query='怎么装？', language='zh', group_introduction='茴香豆安装与使用',
+                      passages=[Passage('bash install.sh', 'install.md')])
+    text = Generate(llm=None).build_prompt(session)
+    assert text.startswith('本群主题：茴香豆安装与使用') and '[1] (install.md) bash install.sh' in text
