@@ -112,6 +112,7 @@ class FeatureStore:
         self.sparse = sparse
         self.embedder = embedder
         self.folder = folder
+        self._query_cache: dict[str, np.ndarray] = {}
         if dense is None:
             dense = FaissIndex(manifest.dimension)
             dense.add(vectors)
@@ -123,9 +124,18 @@ class FeatureStore:
         return self.manifest.reject_threshold if self.manifest.reject_threshold is not None else 0.0
 
     def embed_queries(self, queries: list[str]) -> np.ndarray:
+        # The worker scores and then searches the same query: remember recent single-query vectors
+        # so the model runs once per message.
+        if len(queries) == 1 and queries[0] in self._query_cache:
+            return self._query_cache[queries[0]]
         # Asymmetric models (e5) embed queries differently from passages.
         encode = getattr(self.embedder, 'encode_queries', None) or self.embedder.encode
-        return encode(queries)
+        vectors = encode(queries)
+        if len(queries) == 1:
+            if len(self._query_cache) >= 64:
+                self._query_cache.pop(next(iter(self._query_cache)))
+            self._query_cache[queries[0]] = vectors
+        return vectors
 
     def reject_scores(self, queries: list[str], weight: float | None = None,
                       vectors: np.ndarray | None = None) -> list[RejectScore]:
