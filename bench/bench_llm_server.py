@@ -192,7 +192,7 @@ tpm = 1000000000
         server = subprocess.Popen([sys.executable, '-m', 'huixiangdou.service.llm_server_hybrid', '--config',
                                    str(config), '--log-level', 'WARNING'], cwd=ROOT)
         try:
-            pids = {'fake': fake.pid, 'server': server.pid, 'bare proxy': bare.pid}
+            pids = {'fake': fake.pid, 'server': server.pid, 'bare proxy': bare.pid, 'client': os.getpid()}
             asyncio.run(run_http_benches(args, fake_port, server_port, bare_port, pids))
         finally:
             server.terminate()
@@ -242,7 +242,8 @@ async def run_http_benches(args, fake_port: int, server_port: int, bare_port: in
           f'any proxy here); server / bare proxy {median["server"] / median["bare proxy"]:.2f}; '
           f'errors {errors["direct"]} / {errors["server"]} / {errors["bare proxy"]}')
     print('  per-round req/s: ' + '; '.join(f'{n} ' + ' '.join(f'{r:.0f}' for r in v) for n, v in rps.items()))
-    print(f'CPU ms per request (last round): fake {cpu_ms["direct"]["fake"]:.3f} when called directly; '
+    print(f'CPU ms per request (last round): load generator {cpu_ms["direct"]["client"]:.3f}; '
+          f'fake {cpu_ms["direct"]["fake"]:.3f} when called directly; '
           f'server {cpu_ms["server"]["server"]:.3f} (+ fake {cpu_ms["server"]["fake"]:.3f}) through the server; '
           f'bare proxy {cpu_ms["bare proxy"]["bare proxy"]:.3f} (+ fake {cpu_ms["bare proxy"]["fake"]:.3f})')
 

@@ -140,7 +140,7 @@ class LLMConfig:
     enable_local: int = 1
     enable_remote: int = 0
     client_url: str = 'http://127.0.0.1:8888/inference'
-    client_timeout: float = 120.0
+    client_timeout: float = 300.0
     client_max_retries: int = 2
     server: LLMServerConfig = field(default_factory=LLMServerConfig)
 

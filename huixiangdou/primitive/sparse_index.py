@@ -23,6 +23,8 @@ class SparseIndex:
         [1]
         >>> round(index.coverage(['飞书', '机器人'], 1), 2)
         1.0
+        >>> round(index.coverage(['飞书'], 1), 2)   # a single word counts half
+        0.5
     """
 
     TOKENS_FILE = 'sparse_tokens.json'
@@ -63,7 +65,8 @@ class SparseIndex:
             return 0.0
         total = sum(self.idf(t) for t in terms)
         hit = sum(self.idf(t) for t in terms if t in self._doc_sets[row])
-        return hit / total if total > 0 else 0.0
+        # One word is weak evidence ("+1", "got it" match some chunk by chance): it counts half.
+        return (hit / total if total > 0 else 0.0) * min(1.0, len(terms) / 2)
 
     def save(self, folder: Path) -> None:
         with open(Path(folder) / self.TOKENS_FILE, 'w', encoding='utf-8') as f:

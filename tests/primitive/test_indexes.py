@@ -58,6 +58,7 @@ def test_coverage_weighs_rare_and_unseen_terms():
     # 'lark' is everywhere (low IDF), 'pizza' never seen (max IDF): coverage stays low.
     assert index.coverage(['lark', 'pizza'], 0) < 0.3
     assert index.coverage([], 0) == 0.0
+    assert index.coverage(['webhook'], 0) == pytest.approx(0.5)  # one word is weak evidence
 
 
 def test_bm25_with_no_match_returns_nothing():

@@ -47,6 +47,15 @@ def resolve_model_source(path: str) -> tuple[str, str | None]:
     return path, None
 
 
+def cpu_has_native_bf16() -> bool:
+    try:
+        with open('/proc/cpuinfo', encoding='ascii', errors='replace') as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
 class _StopFlag:
     """A transformers stopping criterion that ends generation when the request is abandoned."""
 
@@ -99,7 +108,10 @@ class LocalTransformersBackend(LLMBackend):
         if torch.cuda.is_available():
             self.device, dtype = 'cuda', torch.bfloat16
         else:
-            self.device, dtype = 'cpu', torch.float32
+            # CPUs with native bf16 (AVX512-BF16, AMX) decode about twice as fast in bf16 and hold
+            # half the memory; elsewhere bf16 is emulated and slower, so stay in float32.
+            self.device = 'cpu'
+            dtype = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
         kwargs = {'gguf_file': self.gguf_file} if self.gguf_file else {}
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(self.source, **kwargs)

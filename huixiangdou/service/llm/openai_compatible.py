@@ -4,9 +4,9 @@ openai SDK, with our own retries, rpm/tpm budget and a hard deadline per request
 It does not trim prompts or fall back to another backend (router.py does).
 
 Why the SDK is driven the way it is (bench/bench_llm_server.py, 2 cores): its typed
-`chat.completions.create()` spends ~0.4 ms per call walking the request TypedDicts and ~0.2 ms building
-pydantic models we only read one string from, and its default httpx2 transport costs ~0.3 ms more than
-aiohttp. So requests go through the SDK's own `client.post(..., cast_to=object)` (same auth, URL, headers,
+`chat.completions.create()` spends roughly 0.4 ms per call walking the request TypedDicts and 0.1-0.2 ms
+building pydantic models we only read one string from, and its default httpx2 transport ~0.3 ms more
+than aiohttp. So requests go through the SDK's own `client.post(..., cast_to=object)` (same auth, URL, headers,
 timeouts and APIStatusError mapping, JSON in and out as plain dicts) over `openai.DefaultAioHttpClient()`.
 """
 from __future__ import annotations
@@ -178,7 +178,8 @@ class OpenAICompatibleBackend(LLMBackend):
             choice = completion['choices'][0]
             content = choice['message'].get('content')
         except (TypeError, KeyError, IndexError, AttributeError):
-            raise BackendUnavailable(f'remote {self.base_url} answered with no choices') from None
+            raise BackendUnavailable(f'remote {self.base_url} answered without a chat completion choice: '
+                                     'check remote_base_url points at an OpenAI-compatible /v1') from None
         return content or ''
 
     async def stream(self, messages: list[ChatMessage], max_new_tokens: int | None = None) -> AsyncIterator[str]:

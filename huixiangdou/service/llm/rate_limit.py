@@ -6,16 +6,19 @@ It does not retry or talk to the network; callers wait on acquire() before each 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 
 from huixiangdou.service.llm.backend import RateLimited
 
 
+_CJK = re.compile('[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]')
+
+
 def estimate_tokens(text: str) -> int:
     """CJK characters are about one token each; other text about four characters per token."""
-    cjk = sum(1 for ch in text if '\u2e80' <= ch <= '\u9fff' or '\uac00' <= ch <= '\ud7af'
-              or '\uf900' <= ch <= '\ufaff')
+    cjk = len(_CJK.findall(text))
     return cjk + (len(text) - cjk + 3) // 4
 
 
