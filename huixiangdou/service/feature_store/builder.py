@@ -219,12 +219,16 @@ class FeatureStoreBuilder:
         if not texts:
             return np.zeros((0, self.embedder.dimension), dtype=np.float32)
         step = max(self.config.embedding_batch_size * 8, 256)
-        parts = []
+        # Longest first across the whole set, so every batch holds texts of similar length and little
+        # padding is computed (the model sorts only within one call); results go back in input order.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        vectors = np.zeros((len(texts), self.embedder.dimension), dtype=np.float32)
         with tqdm(total=len(texts), desc='embed', unit='chunk', disable=not self.progress) as bar:
             for i in range(0, len(texts), step):
-                parts.append(self.embedder.encode(texts[i:i + step]))
-                bar.update(min(step, len(texts) - i))
-        return np.concatenate(parts)
+                rows = order[i:i + step]
+                vectors[rows] = self.embedder.encode([texts[r] for r in rows])
+                bar.update(len(rows))
+        return vectors
 
     def _calibrate(self, store: FeatureStore, good: Path, bad: Path, report: BuildReport) -> None:
         good_q = calibration.load_questions(good)
