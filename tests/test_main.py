@@ -130,3 +130,42 @@ async def test_standalone_with_the_real_local_model(tmp_path, sample_store):
     reply = line.split('| Reply: ')[1].split(' | References: ')[0]
     assert reply.strip(), 'the local model produced no text'
     assert 'backend=local' in err or 'local backend ready' in err
+
+
+async def test_main_runs_the_configured_frontend(tmp_path, fake_openai, llm, sample_store):
+    """`[frontend] type` set: main serves that frontend (here the personal-WeChat endpoint) with the
+    real worker; the LLM server is the in-process one behind the `llm` fixture."""
+    import aiohttp
+
+    work_dir, _ = sample_store
+    fake_openai.responder = lambda m: '在 [frontend.lark_group] 段填写 encrypt_key [1]'
+    port = free_port()
+    config = write_config(
+        tmp_path / 'config.ini',
+        feature_store={'work_dir': str(work_dir), 'repo_dir': str(REPO_ROOT / 'repodir')},
+        llm={'enable_local': 0, 'enable_remote': 1, 'client_url': llm.url},
+        frontend={'type': 'wechat_personal'},
+        **{'llm.server': {'remote_type': 'vllm', 'remote_base_url': fake_openai.base_url},
+           'frontend.wechat_personal': {'host': '127.0.0.1', 'bind_port': port, 'token': 'tok'}})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, '-m', 'huixiangdou.main', '--config', str(config),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    url = f'http://127.0.0.1:{port}/huixiangdou/message'
+    try:
+        async with aiohttp.ClientSession(headers={'Authorization': 'Bearer tok'}) as http:
+            for _ in range(1200):
+                try:
+                    async with http.post(url, json={'group_name': 'g', 'content': ON_TOPIC}) as r:
+                        answered = await r.json()
+                    break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.25)   # still loading the models
+            async with http.post(url, json={'group_name': 'g', 'content': CHATTER}) as r:
+                silent = await r.json()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 60)
+    assert answered['status'] == 'answered' and 'encrypt_key' in answered['reply']
+    assert answered['references'] and ('飞书' in answered['references'][0]
+                                       or 'lark' in answered['references'][0].lower())
+    assert silent['status'] == 'silent'

@@ -6,6 +6,7 @@ section concatenate back to the section exactly, so no text is dropped. It does 
 """
 from __future__ import annotations
 
+import logging
 import re
 from typing import Callable, Iterator, Protocol
 
@@ -200,6 +201,9 @@ class HFTokenCounter:
 
     def __init__(self, tokenizer: Callable):
         self.tokenizer = tokenizer
+        # Counting long sections is the point here; the "longer than the model's maximum" warning
+        # that transformers prints for them is noise in the build output.
+        logging.getLogger('transformers.tokenization_utils_base').setLevel(logging.ERROR)
 
     def count(self, texts: list[str]) -> list[int]:
         if not texts:
