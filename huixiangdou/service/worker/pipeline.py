@@ -112,6 +112,7 @@ class Worker:
             logger.exception('worker failed on group={} query={!r}', session.group_id, session.query[:80])
             session.finish(ErrorCode.INTERNAL_ERROR)
         logger.info('group={} code={} query={!r}', session.group_id, session.code, session.query[:80])
+        logger.debug('group={} stages: {}', session.group_id, session.debug)
         return session
 
     async def stream(self, session: Session) -> AsyncIterator[WorkerEvent]:
