@@ -47,11 +47,17 @@ class SparseIndex:
     def idf(self, token: str) -> float:
         return self._idf.get(token, self._unseen_idf)
 
+    def scores(self, query_tokens: list[str]) -> np.ndarray:
+        """BM25 score of every row for the query (zeros when the query has no words)."""
+        if not self.corpus_tokens or not query_tokens:
+            return np.zeros(len(self.corpus_tokens), dtype=np.float32)
+        return self._bm25.get_scores(query_tokens)
+
     def search(self, query_tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (bm25 scores, row ids), best first; empty arrays when nothing matches."""
         if not self.corpus_tokens or not query_tokens:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        scores = self._bm25.get_scores(query_tokens)
+        scores = self.scores(query_tokens)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind='stable')]

@@ -166,28 +166,31 @@ class FeatureStore:
         return self.reject_scores([query])[0]
 
     def search(self, query: str, k: int = 5, candidates: int = 20) -> list[ScoredChunk]:
-        """Dense + BM25 retrieval fused by reciprocal rank (RRF, k=60), best first."""
-        vector = self.embed_queries([query])
+        """Dense + BM25 retrieval, best first.
+
+        Candidates are the top `candidates` of each; each gets both scores, scaled to [0, 1] over the
+        candidates (cosine min-max, BM25 divided by the best), and `fused = w * cosine' + (1 - w) * bm25'`
+        with w the dense weight calibrated for this store. Unlike rank fusion, this lets a clear BM25
+        winner beat an English-only model's near-random ranking of a Chinese query.
+        """
         n = min(candidates, len(self.chunks))
         if n == 0:
             return []
-        d_scores, d_ids = self.dense.search(vector, n)
-        s_scores, s_ids = self.sparse.search(tokenize(query), n)
-        found: dict[int, ScoredChunk] = {}
-        for rank, (row, score) in enumerate(zip(d_ids[0], d_scores[0])):
-            if row < 0:
-                continue
-            item = found.setdefault(int(row), ScoredChunk(self.chunks[row], int(row)))
-            item.cosine = float(score)
-            item.fused += 1.0 / (60 + rank + 1)
-        for rank, (row, score) in enumerate(zip(s_ids, s_scores)):
-            item = found.setdefault(int(row), ScoredChunk(self.chunks[row], int(row)))
-            item.bm25 = float(score)
-            item.fused += 1.0 / (60 + rank + 1)
-        ranked = sorted(found.values(), key=lambda s: s.fused, reverse=True)
-        for item in ranked:
-            if item.cosine == 0.0:
-                item.cosine = float(self.vectors[item.row] @ vector[0])
+        vector = self.embed_queries([query])[0]
+        _, d_ids = self.dense.search(vector[None, :], n)
+        bm25 = self.sparse.scores(tokenize(query))
+        s_ids = np.argpartition(-bm25, n - 1)[:n] if len(bm25) > n else np.arange(len(bm25))
+        rows = sorted({int(r) for r in d_ids[0] if r >= 0} | {int(r) for r in s_ids if bm25[r] > 0})
+        cosine = self.vectors[rows] @ vector
+        sparse = bm25[rows].astype(np.float64)
+        span = cosine.max() - cosine.min()
+        cos_scaled = (cosine - cosine.min()) / span if span > 1e-9 else np.ones_like(cosine)
+        bm_scaled = sparse / sparse.max() if sparse.max() > 0 else np.zeros_like(sparse)
+        w = self.manifest.reject_dense_weight
+        fused = w * cos_scaled + (1 - w) * bm_scaled
+        ranked = [ScoredChunk(self.chunks[r], r, float(c), float(b), float(f))
+                  for r, c, b, f in zip(rows, cosine, sparse, fused)]
+        ranked.sort(key=lambda s: s.fused, reverse=True)
         return ranked[:k]
 
     # -- disk ----------------------------------------------------------------------------------

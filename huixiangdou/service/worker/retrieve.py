@@ -1,4 +1,4 @@
-"""Retrieve stage: dense + BM25 search of the feature store, fused by reciprocal rank, top-k passages."""
+"""Retrieve stage: dense + BM25 search of the feature store, scores fused with the calibrated weight."""
 from __future__ import annotations
 
 from huixiangdou.service.feature_store import FeatureStore
@@ -20,4 +20,4 @@ class Retrieve:
         found = await run_cpu(self.store.search, session.query, self.top_k, self.candidates)
         session.passages = [Passage(s.chunk.text, s.chunk.reference, s.cosine) for s in found]
         session.debug[self.name] = [{'reference': s.chunk.reference, 'cosine': round(s.cosine, 4),
-                                     'bm25': round(s.bm25, 3), 'rrf': round(s.fused, 5)} for s in found]
+                                     'bm25': round(s.bm25, 3), 'fused': round(s.fused, 4)} for s in found]
