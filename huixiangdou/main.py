@@ -83,8 +83,27 @@ async def serve_frontend(config: Config) -> None:
         await worker.close()
 
 
+async def post_to_webhook(config: Config, queries: list[str]) -> None:
+    """The send-only Lark bot: answer the queries and post the answers to the group's webhook."""
+    from huixiangdou.frontend.lark import run_lark_webhook
+    from huixiangdou.service.worker.pipeline import Worker
+
+    async def questions():
+        for query in queries:
+            yield query
+
+    worker = Worker.from_config(config)
+    try:
+        await run_lark_webhook(config.frontend, worker, questions=questions())
+    finally:
+        await worker.close()
+
+
 def run(config: Config, args: argparse.Namespace) -> None:
-    if config.frontend.type != 'none' and not args.query:
+    if config.frontend.type == 'lark' and args.standalone:
+        # As upstream: with a webhook bot, --standalone posts the answers to the group.
+        asyncio.run(post_to_webhook(config, args.query or sample_queries(config)))
+    elif config.frontend.type != 'none' and not args.query:
         asyncio.run(serve_frontend(config))
     else:
         asyncio.run(answer(config, args.query or sample_queries(config)))

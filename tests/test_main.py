@@ -43,6 +43,15 @@ async def run_main(*args: str, timeout: float = 300) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.fixture
+async def fake_lark_webhook():
+    from tests.fakes.fake_lark import FakeLark
+    fake = FakeLark(webhook_secret='bot-secret')
+    await fake.start(free_port())
+    yield fake
+    await fake.stop()
+
+
 def health(port: int) -> bool:
     try:
         with urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=1):
@@ -169,3 +178,20 @@ async def test_main_runs_the_configured_frontend(tmp_path, fake_openai, llm, sam
     assert answered['references'] and ('飞书' in answered['references'][0]
                                        or 'lark' in answered['references'][0].lower())
     assert silent['status'] == 'silent'
+
+
+async def test_standalone_with_lark_webhook_posts_answers(tmp_path, fake_openai, fake_lark_webhook, sample_store):
+    """`[frontend] type = "lark"` + --standalone: on-topic answers are posted to the custom-bot webhook,
+    signed; chatter is not."""
+    work_dir, _ = sample_store
+    fake_openai.responder = lambda m: '在 [frontend.lark_group] 段填写 encrypt_key [1]'
+    config, _ = remote_config(tmp_path, fake_openai, work_dir)
+    with open(config, 'a', encoding='utf-8') as f:
+        f.write(f'\n[frontend]\ntype = "lark"\nwebhook_url = "{fake_lark_webhook.webhook_url}"\n'
+                f'webhook_secret = "{fake_lark_webhook.webhook_secret}"\n')
+    code, _, err = await run_main('--standalone', '--config', str(config), '--query', ON_TOPIC,
+                                  '--query', CHATTER)
+    assert code == 0, err[-2000:]
+    assert len(fake_lark_webhook.webhook_posts) == 1
+    post = json.dumps(fake_lark_webhook.webhook_posts[0], ensure_ascii=False)
+    assert 'encrypt_key' in post and ON_TOPIC in post
