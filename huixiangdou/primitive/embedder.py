@@ -39,11 +39,13 @@ class LocalEmbedder:
         vectors.shape                         # (2, 384), rows have unit length
     """
 
-    def __init__(self, model_path: str = '', batch_size: int = 64, device: str | None = None):
+    def __init__(self, model_path: str = '', batch_size: int = 64, device: str | None = None,
+                 model_id: str | None = None):
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
         self.model_path = model_path
-        self.model_id = model_path or DEFAULT_MODEL_ID
+        # The id recorded in the store: the name as configured, so moving the project keeps it valid.
+        self.model_id = model_id or model_path or DEFAULT_MODEL_ID
         self.batch_size = batch_size
         self.device = device
         self._model = None
@@ -81,7 +83,7 @@ class LocalEmbedder:
     @property
     def max_tokens(self) -> int:
         """Content tokens per text the model sees (its max length less the special tokens)."""
-        return int(self.model.max_seq_length) - 2
+        return int(self.model.max_seq_length or 512) - 2
 
     @property
     def counter(self) -> HFTokenCounter:

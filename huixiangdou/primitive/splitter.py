@@ -119,9 +119,16 @@ class TextSplitter:
         return _pieces(_PARAGRAPH, text)
 
     def _refine(self, unit: str, budget: int, count: int, kind: str) -> list[str]:
-        """Break a unit longer than the budget: sentences (lines for code), token windows last."""
-        if count <= budget:
+        """Break a unit longer than the budget: sentences (lines for code), token windows last.
+
+        Prose is always cut into sentences when chunks overlap, so the overlap can carry the last
+        sentences of a paragraph rather than nothing (a whole paragraph rarely fits the overlap).
+        """
+        prose = kind in ('text', 'markdown') and not _FENCE.match(unit)
+        if count <= budget and not (prose and self.chunk_overlap > 0):
             return [unit]
+        if count <= budget:
+            return _pieces(_SENTENCE, unit)
         for pattern in ((_LINE,) if kind in ('code', 'table') else (_SENTENCE, _LINE)):
             parts = _pieces(pattern, unit)
             if len(parts) > 1:
@@ -133,11 +140,20 @@ class TextSplitter:
         return self._token_windows(unit, budget)
 
     def _token_windows(self, text: str, budget: int) -> list[str]:
+        """Windows of `budget` tokens, each starting `chunk_overlap` tokens before the last one ended."""
         offsets = [o for o in self.counter.offsets(text) if o[1] > o[0]]
         if len(offsets) <= budget:
             return [text]
-        cuts = [0] + [offsets[i][0] for i in range(budget, len(offsets), budget)] + [len(text)]
-        return [text[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
+        step = max(budget - self.chunk_overlap, 1)
+        windows = []
+        for start in range(0, len(offsets), step):
+            end = min(start + budget, len(offsets))
+            a = 0 if start == 0 else offsets[start][0]
+            b = len(text) if end == len(offsets) else offsets[end][0]
+            windows.append(text[a:b])
+            if end == len(offsets):
+                break
+        return [w for w in windows if w]
 
     # -- packing -------------------------------------------------------------------------------
     def _split_section(self, section: Section, budget: int) -> Iterator[str]:

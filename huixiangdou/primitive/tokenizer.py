@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from functools import lru_cache
 
 import jieba
@@ -14,8 +15,10 @@ import jieba
 jieba.setLogLevel(logging.WARNING)
 
 _CJK = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]')
-# Runs of CJK text, or ASCII-ish words (letters, digits, dots and dashes inside, e.g. "v1.2", "utf-8").
-_SEGMENT = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[A-Za-z0-9_]+(?:[.\-][A-Za-z0-9_]+)*')
+# Runs of CJK text, runs of kana or Hangul, or words (letters, digits, dots and dashes inside,
+# e.g. "v1.2", "utf-8"). Text is NFKC-normalised first, so full-width Ｈｅｌｌｏ reads as Hello.
+_SEGMENT = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[\u3040-\u30ff\uac00-\ud7af]+'
+                      r'|[A-Za-z0-9_]+(?:[.\-][A-Za-z0-9_]+)*')
 _CAMEL = re.compile(r'[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+')
 
 STOPWORDS = frozenset("""
@@ -58,14 +61,16 @@ def tokenize(text: str) -> list[str]:
     """Words of `text` for BM25: Chinese via jieba, English and code words lowercased, stopwords dropped."""
     _warm()
     tokens: list[str] = []
-    for match in _SEGMENT.finditer(text):
+    for match in _SEGMENT.finditer(unicodedata.normalize('NFKC', text)):
         segment = match.group()
         if _CJK.match(segment):
             # Search mode also emits the short words inside long ones (知识库 → 知识, 知识库).
             words = jieba.lcut_for_search(segment, HMM=False) if len(segment) > 1 else [segment]
             tokens.extend(w for w in words if w not in STOPWORDS)
-        else:
+        elif segment[0].isascii():
             tokens.extend(w for w in _split_word(segment) if w not in STOPWORDS)
+        else:
+            tokens.append(segment)  # kana / Hangul: no segmenter here, the run is one word
     return tokens
 
 

@@ -103,6 +103,9 @@ class ApiEmbedder:
             raise EmbedderError(f'embeddings API {self.base_url} failed: {exc.__class__.__name__}: '
                                 f'{getattr(exc, "message", exc)}') from exc
         data = sorted(response.data, key=lambda d: d.index)
+        if len(data) != len(texts):
+            raise EmbedderError(f'embeddings API {self.base_url} returned {len(data)} vectors for '
+                                f'{len(texts)} texts')
         vectors = np.asarray([d.embedding for d in data], dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)
@@ -127,5 +130,5 @@ def make_embedder(config: Config):
         from huixiangdou.primitive.e5_embedder import E5Embedder
         return E5Embedder(batch_size=fs.embedding_batch_size)
     if path and config.path(path).exists():
-        path = str(config.path(path))
+        return LocalEmbedder(str(config.path(path)), batch_size=fs.embedding_batch_size, model_id=path)
     return LocalEmbedder(path, batch_size=fs.embedding_batch_size)

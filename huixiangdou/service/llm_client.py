@@ -235,6 +235,14 @@ class LLMServerProcess:
         command = [sys.executable, '-m', 'huixiangdou.service.llm_server_hybrid', '--config', str(self.config_path)]
         logger.info(f'starting the LLM server: {" ".join(command)}')
         self.process = subprocess.Popen(command, env=dict(os.environ, HF_HUB_OFFLINE='1'))
+        try:
+            return self._wait_ready()
+        except BaseException:
+            # Ctrl-C or a timeout while the model loads: __exit__ will not run, so stop it here.
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> 'LLMServerProcess':
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -246,7 +254,6 @@ class LLMServerProcess:
                 logger.info(f'LLM server ready at {self.url}')
                 return self
             time.sleep(0.2)
-        self.stop()
         raise LLMClientError(f'the LLM server did not answer {self.health_url} within {self.timeout:g}s: '
                              'loading the model may need longer; pass a larger timeout')
 

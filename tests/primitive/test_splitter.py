@@ -96,3 +96,21 @@ def test_invalid_settings_raise():
         TextSplitter(CharCounter(), chunk_size=32, chunk_overlap=32)
     with pytest.raises(ValueError, match='chunk_size'):
         TextSplitter(CharCounter(), chunk_size=2)
+
+
+def test_paragraphs_overlap_by_their_last_sentences():
+    paragraphs = [f'Paragraph {i} opens here. It has a middle part. And it ends with number {i}.'
+                  for i in range(5)]
+    splitter = TextSplitter(CharCounter(), chunk_size=120, chunk_overlap=40)
+    chunks = splitter.split(Document('p.md', [Section('\n\n'.join(paragraphs), kind='markdown')]))
+    assert len(chunks) >= 3
+    for a, b in zip(chunks, chunks[1:]):
+        last_sentence = a.text.rsplit('. ', 1)[-1]
+        assert last_sentence in b.text, (a.text, b.text)
+
+
+def test_token_windows_overlap():
+    text = 'x' * 350
+    chunks = TextSplitter(CharCounter(), chunk_size=100, chunk_overlap=20).split(Document('x.txt', [Section(text)]))
+    assert [len(c.text) for c in chunks] == [100, 100, 100, 100, 30]
+    assert all(len(c.text) <= 100 for c in chunks)

@@ -79,7 +79,7 @@ def evaluate(config: Config, work_dir: Path, good: Path, bad: Path) -> dict:
     w = store.manifest.reject_dense_weight
     comb_g, comb_b = w * cos_g + (1 - w) * cov_g, w * cos_b + (1 - w) * cov_b
     override = config.feature_store.reject_throttle
-    threshold = override if override != -1 else store.threshold
+    threshold = override if override != -1 else (store.threshold if store.threshold is not None else 0.0)
     return {
         'work_dir': str(work_dir), 'good_questions': len(good_q), 'bad_questions': len(bad_q),
         'embedding_model': store.manifest.embedding_model, 'dense_weight': w,
@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         repo_dir = Path(args.repo_dir) if args.repo_dir else config.path(fs.repo_dir)
         good = Path(args.good) if args.good else config.path(fs.good_questions)
         bad = Path(args.bad) if args.bad else config.path(fs.bad_questions)
+        for given, path in ((args.good, good), (args.bad, bad)):
+            if given and not path.is_file():
+                print(f'error: question file {path} not found', file=sys.stderr)
+                return 1
         if not (good.is_file() and bad.is_file()):
             logger.warning('question files {} / {} not found: the reject threshold is not calibrated',
                            good, bad)

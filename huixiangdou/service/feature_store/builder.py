@@ -81,7 +81,7 @@ def _load_previous(work_dir: Path, manifest: Manifest) -> _Previous | None:
         vectors = np.load(folder / 'vectors.npy')
         with open(folder / SparseIndex.TOKENS_FILE, encoding='utf-8') as f:
             tokens = json.load(f)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         logger.warning('previous store in {} unreadable ({}); rebuilding everything', folder, exc)
         return None
     if not len(chunks) == len(vectors) == len(tokens):
@@ -208,8 +208,17 @@ class FeatureStoreBuilder:
                             files=files_meta, built_at=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
         store = FeatureStore(manifest, chunks, matrix, SparseIndex(tokens), self.embedder)
         report.chunks = len(chunks)
+        if self.config.reject_dense_weight != -1:
+            manifest.reject_dense_weight = self.config.reject_dense_weight
         if good and bad:
             self._calibrate(store, Path(good), Path(bad), report)
+        elif previous is not None and previous.manifest.reject_threshold is not None:
+            # No question files this time: keep the last calibration rather than silently losing it.
+            manifest.reject_threshold = previous.manifest.reject_threshold
+            manifest.reject_dense_weight = previous.manifest.reject_dense_weight
+            manifest.calibration = previous.manifest.calibration
+            logger.warning('no question files: reusing the previous calibration (threshold {:.4f}); it may '
+                           'no longer fit the changed documents', manifest.reject_threshold)
         report.seconds = time.perf_counter() - start
         manifest.build_seconds = round(report.seconds, 3)
         store.save(work_dir, report.to_json())

@@ -58,9 +58,18 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: dict) -> 'Manifest':
-        data = dict(data)
-        data['files'] = {k: FileRecord(**v) for k, v in data.get('files', {}).items()}
-        return cls(**data)
+        """Parse a manifest; anything of another format or damaged raises StoreError (rebuild)."""
+        if not isinstance(data, dict) or data.get('format_version') != FORMAT_VERSION:
+            version = data.get('format_version') if isinstance(data, dict) else None
+            raise StoreError(f'the store has format {version}, this version reads {FORMAT_VERSION}: run '
+                             '`python -m huixiangdou.service.feature_store --rebuild`')
+        try:
+            data = dict(data)
+            data['files'] = {k: FileRecord(**v) for k, v in data.get('files', {}).items()}
+            return cls(**data)
+        except (TypeError, AttributeError) as exc:
+            raise StoreError(f'the store manifest is damaged ({exc}): run '
+                             '`python -m huixiangdou.service.feature_store --rebuild`') from exc
 
 
 @dataclass
@@ -84,6 +93,14 @@ class ScoredChunk:
 def _write_json(path: Path, data) -> None:
     with open(path, 'w', encoding='utf-8') as f:
         json.dump(data, f, ensure_ascii=False, indent=1)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -120,8 +137,9 @@ class FeatureStore:
 
     # -- queries -------------------------------------------------------------------------------
     @property
-    def threshold(self) -> float:
-        return self.manifest.reject_threshold if self.manifest.reject_threshold is not None else 0.0
+    def threshold(self) -> float | None:
+        """The calibrated reject threshold, or None when the store was never calibrated."""
+        return self.manifest.reject_threshold
 
     def embed_queries(self, queries: list[str]) -> np.ndarray:
         # The worker scores and then searches the same query: remember recent single-query vectors
@@ -211,14 +229,21 @@ class FeatureStore:
         if report is not None:
             _write_json(tmp / 'report.json', report)
         _write_json(tmp / 'manifest.json', self.manifest.to_json())
+        # Everything on disk before CURRENT names it, so even a power cut cannot publish short files.
+        for path in tmp.iterdir():
+            _fsync(path)
+        _fsync(tmp)
         os.replace(tmp, folder)
+        _fsync(work_dir)
         _atomic_write_text(work_dir / CURRENT, name + '\n')
         if report is not None:
             _atomic_write_text(work_dir / 'report.json', json.dumps(report, ensure_ascii=False, indent=1))
         self.folder = folder
         for old in work_dir.iterdir():
-            if old.name != name and (old.name.startswith('store-') or
-                                     (old.name.startswith('.store-') and old.name.endswith('.partial'))):
+            # A partial folder may belong to a build running right now; only stale ones are debris.
+            stale_partial = (old.name.startswith('.store-') and old.name.endswith('.partial')
+                             and time.time() - old.stat().st_mtime > 3600)
+            if old.name != name and (old.name.startswith('store-') or stale_partial):
                 shutil.rmtree(old, ignore_errors=True)
         logger.info('feature store saved to {} ({} chunks)', folder, len(self.chunks))
         return folder
@@ -236,18 +261,19 @@ class FeatureStore:
         return folder
 
     @staticmethod
-    def read_manifest(work_dir: Path) -> Manifest:
-        folder = FeatureStore.current_folder(work_dir)
-        with open(folder / 'manifest.json', encoding='utf-8') as f:
-            return Manifest.from_json(json.load(f))
+    def read_manifest(work_dir: Path, folder: Path | None = None) -> Manifest:
+        folder = folder or FeatureStore.current_folder(work_dir)
+        try:
+            with open(folder / 'manifest.json', encoding='utf-8') as f:
+                return Manifest.from_json(json.load(f))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f'cannot read {folder / "manifest.json"} ({exc}): run '
+                             '`python -m huixiangdou.service.feature_store --rebuild`') from exc
 
     @classmethod
     def load(cls, work_dir: Path, embedder, check_model: bool = True) -> 'FeatureStore':
-        folder = cls.current_folder(work_dir)
-        manifest = cls.read_manifest(work_dir)
-        if manifest.format_version != FORMAT_VERSION:
-            raise StoreError(f'{folder} has store format {manifest.format_version}, this version reads '
-                             f'{FORMAT_VERSION}: run the feature store with --rebuild')
+        folder = cls.current_folder(work_dir)  # read CURRENT once: a build may publish meanwhile
+        manifest = cls.read_manifest(work_dir, folder)
         if check_model:
             check_compatible(manifest, embedder)
         try:
@@ -256,7 +282,7 @@ class FeatureStore:
             vectors = np.load(folder / 'vectors.npy')
             sparse = SparseIndex.load(folder)
             dense = FaissIndex.load(folder)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise StoreError(f'feature store {folder} is damaged ({exc}): rebuild with --rebuild') from exc
         if not len(chunks) == len(vectors) == len(sparse) == len(dense):
             raise StoreError(f'feature store {folder} is inconsistent: rebuild with --rebuild')

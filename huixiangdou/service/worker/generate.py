@@ -24,7 +24,7 @@ def fit_context(passages: list[Passage], max_chars: int) -> list[Passage]:
         if left <= 50:
             break
         text = p.text if len(p.text) <= left else p.text[:left].rstrip() + '…'
-        kept.append(Passage(text, p.reference, p.score))
+        kept.append(Passage(text, p.reference, p.score, p.cosine))
         left -= len(text)
     return kept
 

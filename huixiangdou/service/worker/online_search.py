@@ -17,7 +17,7 @@ class OnlineSearch:
         self.max_results = max_results
 
     async def run(self, session: Session) -> None:
-        best = max((p.score for p in session.passages), default=0.0)
+        best = max((p.cosine for p in session.passages), default=0.0)
         if session.passages and best >= self.min_cosine:
             return
         from huixiangdou.service.web_search import WebSearchError

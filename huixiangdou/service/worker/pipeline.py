@@ -55,7 +55,9 @@ class Worker:
                         Reject(store, threshold_override)]
         if config.enable_intention:
             before.append(Intention(llm))
-        before.append(Retrieve(store, config.retrieve_top_k))
+        # With a reranker, retrieve a wider net so it can promote what retrieval ranked lower.
+        candidates = config.retrieve_top_k * 4 if config.enable_rerank else config.retrieve_top_k
+        before.append(Retrieve(store, candidates))
         if config.enable_rerank:
             before.append(Rerank(reranker, config.retrieve_top_k))
         if config.enable_web_search:

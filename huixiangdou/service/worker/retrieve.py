@@ -18,6 +18,6 @@ class Retrieve:
 
     async def run(self, session: Session) -> None:
         found = await run_cpu(self.store.search, session.query, self.top_k, self.candidates)
-        session.passages = [Passage(s.chunk.text, s.chunk.reference, s.cosine) for s in found]
+        session.passages = [Passage(s.chunk.text, s.chunk.reference, s.fused, s.cosine) for s in found]
         session.debug[self.name] = [{'reference': s.chunk.reference, 'cosine': round(s.cosine, 4),
                                      'bm25': round(s.bm25, 3), 'fused': round(s.fused, 4)} for s in found]

@@ -34,7 +34,8 @@ class Passage:
     """A piece of context for the answer: a chunk of the knowledge base or a web page."""
     text: str
     reference: str
-    score: float = 0.0
+    score: float = 0.0   # the ranking score: retrieval's fused score, or the reranker's
+    cosine: float = 0.0  # similarity to the query in the store's embedding space (0 for web pages)
 
 
 @dataclass

@@ -94,9 +94,13 @@ def test_leftover_partial_write_does_not_break_loading(tmp_path, builder, embedd
     partial = work / '.store-20990101T000000-dead00.partial'
     partial.mkdir()
     (partial / 'chunks.jsonl').write_text('{"text": "half', encoding='utf-8')
+    os.utime(partial, (time.time() - 7200, time.time() - 7200))  # left by a crash two hours ago
+    running = work / '.store-20990101T000001-beef00.partial'    # a build writing right now
+    running.mkdir()
     assert len(FeatureStore.load(work, embedder).chunks) > 0
     builder.build(repo, work, rebuild=True)
     assert not partial.exists() and (work / CURRENT).read_text() != before
+    assert running.exists()
 
 
 def test_killed_build_leaves_previous_store_loadable(tmp_path, builder, embedder):
@@ -119,3 +123,36 @@ def test_killed_build_leaves_previous_store_loadable(tmp_path, builder, embedder
     proc.wait()
     assert (work / CURRENT).read_text() == before
     assert len(FeatureStore.load(work, embedder).chunks) > 0
+
+
+def test_rebuild_without_question_files_keeps_the_calibration(tmp_path, builder, embedder):
+    repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
+    (tmp_path / 'good.txt').write_text('which port does the LLM server use\nhow to rebuild the index\n')
+    (tmp_path / 'bad.txt').write_text('lunch today?\nnice weather\n')
+    builder.build(repo, work, good=tmp_path / 'good.txt', bad=tmp_path / 'bad.txt')
+    calibrated = FeatureStore.read_manifest(work).reject_threshold
+    assert calibrated is not None
+    (repo / 'notes.txt').write_text('Changed notes about --rebuild.\n', encoding='utf-8')
+    builder.build(repo, work)
+    assert FeatureStore.read_manifest(work).reject_threshold == calibrated
+
+
+def test_uncalibrated_store_cannot_silently_answer_everything(tmp_path, builder, embedder):
+    from huixiangdou.service.worker.reject import Reject
+    repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
+    builder.build(repo, work)
+    store = FeatureStore.load(work, embedder)
+    with pytest.raises(StoreError, match='reject_throttle'):
+        Reject(store)
+    assert Reject(store, threshold_override=0.3).threshold == 0.3
+
+
+def test_manifest_of_another_format_says_rebuild(tmp_path, builder, embedder):
+    repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
+    builder.build(repo, work)
+    manifest = FeatureStore.current_folder(work) / 'manifest.json'
+    data = json.loads(manifest.read_text())
+    data.update(format_version=99, new_field=1)
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(StoreError, match='--rebuild'):
+        FeatureStore.load(work, embedder)

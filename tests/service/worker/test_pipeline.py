@@ -106,7 +106,7 @@ async def test_web_search_stage_adds_pages_when_the_store_is_weak(tmp_path):
         search = WebSearch(WebSearchConfig(serper_base_url=fake.base_url, serper_x_api_key=fake.api_key,
                                            fetch_pages=0),
                            save_dir=tmp_path)
-        session = Session(query='torch.compile 是什么', passages=[Passage('weak', 'a.md', 0.1)])
+        session = Session(query='torch.compile 是什么', passages=[Passage('weak', 'a.md', 0.9, cosine=0.1)])
         await OnlineSearch(search, min_cosine=0.5).run(session)
         assert [p.reference for p in session.passages] == ['a.md', 'https://pytorch.org/docs']
         fake.organic = []
