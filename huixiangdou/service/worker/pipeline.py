@@ -5,8 +5,11 @@ Stages live one per module; this module only wires them from the config and driv
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import AsyncIterator
 
 from loguru import logger
@@ -43,7 +46,7 @@ class Worker:
     """
 
     def __init__(self, config: WorkerConfig, store, llm, reranker=None, web_search=None,
-                 threshold_override: float = -1.0):
+                 threshold_override: float = -1.0, log_path: Path | None = None):
         if config.enable_rerank and reranker is None:
             raise ValueError('[worker] enable_rerank = 1 needs [feature_store] reranker_model_path')
         if config.enable_web_search and web_search is None:
@@ -51,6 +54,9 @@ class Worker:
         self.config = config
         self.store = store
         self.llm = llm
+        self.log_path = log_path
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
         before: list = [WorkTime(config.time), Preprocess(config.min_query_length, config.language),
                         Reject(store, threshold_override)]
         if config.enable_intention:
@@ -85,8 +91,9 @@ class Worker:
         if config.worker.enable_web_search:
             from huixiangdou.service.web_search import WebSearch
             web_search = WebSearch(config.web_search, save_dir=config.path(config.web_search.save_dir))
+        log_path = config.path(config.worker.save_path) if config.worker.save_path else None
         return cls(config.worker, store, LLMClient(config.llm), reranker, web_search,
-                   config.feature_store.reject_throttle)
+                   config.feature_store.reject_throttle, log_path)
 
     @property
     def stage_names(self) -> list[str]:
@@ -115,7 +122,17 @@ class Worker:
             session.finish(ErrorCode.INTERNAL_ERROR)
         logger.info('group={} code={} query={!r}', session.group_id, session.code, session.query[:80])
         logger.debug('group={} stages: {}', session.group_id, session.debug)
+        if self.log_path is not None:
+            await asyncio.to_thread(self._append_log, session)
         return session
+
+    def _append_log(self, session: Session) -> None:
+        """One JSON line per message: what came in, what the bot decided, what it said."""
+        record = {'time': time.strftime('%Y-%m-%dT%H:%M:%S'), 'group': session.group_id,
+                  'query': session.query, 'code': session.code.name, 'reply': session.reply,
+                  'references': session.references}
+        with open(self.log_path, 'a', encoding='utf-8') as f:
+            f.write(json.dumps(record, ensure_ascii=False) + '\n')
 
     async def stream(self, session: Session) -> AsyncIterator[WorkerEvent]:
         """Like run, but yields an event after each stage and each piece of the answer as it comes."""

@@ -113,3 +113,14 @@ async def test_web_search_stage_adds_pages_when_the_store_is_weak(tmp_path):
         empty = Session(query='nothing anywhere')
         await OnlineSearch(search).run(empty)
         assert empty.code == ErrorCode.NO_SEARCH_RESULT
+
+
+async def test_outcomes_are_appended_to_the_work_log(store, llm, fake_openai, tmp_path):
+    import json
+    log = tmp_path / 'logs' / 'work.txt'
+    worker = Worker(WorkerConfig(), store, llm, log_path=log)
+    await worker.run(Session(query=CHATTER, group_id='g1'))
+    await worker.run(Session(query=ON_TOPIC, group_id='g1'))
+    records = [json.loads(line) for line in log.read_text(encoding='utf-8').splitlines()]
+    assert [r['code'] for r in records] == ['UNRELATED', 'SUCCESS']
+    assert records[1]['references'] and records[1]['query'] == ON_TOPIC
