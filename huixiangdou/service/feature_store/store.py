@@ -95,6 +95,13 @@ def _write_json(path: Path, data) -> None:
         json.dump(data, f, ensure_ascii=False, indent=1)
 
 
+def _remember(cache: dict, key, value, size: int = 64) -> None:
+    """Insert into a small first-in-first-out cache."""
+    if len(cache) >= size:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -129,7 +136,10 @@ class FeatureStore:
         self.sparse = sparse
         self.embedder = embedder
         self.folder = folder
-        self._query_cache: dict[str, np.ndarray] = {}
+        # The worker scores and then searches the same message: remember the recent queries' vectors
+        # and BM25 scores so the model and the BM25 pass run once per message.
+        self._vector_cache: dict[str, np.ndarray] = {}
+        self._sparse_cache: dict[str, tuple[list[str], np.ndarray]] = {}
         if dense is None:
             dense = FaissIndex(manifest.dimension)
             dense.add(vectors)
@@ -142,18 +152,21 @@ class FeatureStore:
         return self.manifest.reject_threshold
 
     def embed_queries(self, queries: list[str]) -> np.ndarray:
-        # The worker scores and then searches the same query: remember recent single-query vectors
-        # so the model runs once per message.
-        if len(queries) == 1 and queries[0] in self._query_cache:
-            return self._query_cache[queries[0]]
+        if len(queries) == 1 and queries[0] in self._vector_cache:
+            return self._vector_cache[queries[0]]
         # Asymmetric models (e5) embed queries differently from passages.
         encode = getattr(self.embedder, 'encode_queries', None) or self.embedder.encode
         vectors = encode(queries)
         if len(queries) == 1:
-            if len(self._query_cache) >= 64:
-                self._query_cache.pop(next(iter(self._query_cache)))
-            self._query_cache[queries[0]] = vectors
+            _remember(self._vector_cache, queries[0], vectors)
         return vectors
+
+    def sparse_scores(self, query: str) -> tuple[list[str], np.ndarray]:
+        """The query's BM25 words and the BM25 score of every chunk (remembered for recent queries)."""
+        if query not in self._sparse_cache:
+            tokens = tokenize(query)
+            _remember(self._sparse_cache, query, (tokens, self.sparse.scores(tokens)))
+        return self._sparse_cache[query]
 
     def reject_scores(self, queries: list[str], weight: float | None = None,
                       vectors: np.ndarray | None = None) -> list[RejectScore]:
@@ -165,8 +178,9 @@ class FeatureStore:
         dense_scores, dense_ids = self.dense.search(vectors, k)
         out = []
         for qi, query in enumerate(queries):
-            tokens = tokenize(query)
-            _, sparse_ids = self.sparse.search(tokens, k)
+            tokens, bm25 = self.sparse_scores(query)
+            top = np.argpartition(-bm25, k - 1)[:k] if len(bm25) > k else np.arange(len(bm25))
+            sparse_ids = [r for r in top if bm25[r] > 0]
             rows = [int(r) for r in dense_ids[qi] if r >= 0] + [int(r) for r in sparse_ids]
             cosine = float(max(dense_scores[qi][0], 0.0)) if len(self.chunks) else 0.0
             coverage, best_row = 0.0, (rows[0] if rows else None)
@@ -196,7 +210,7 @@ class FeatureStore:
             return []
         vector = self.embed_queries([query])[0]
         _, d_ids = self.dense.search(vector[None, :], n)
-        bm25 = self.sparse.scores(tokenize(query))
+        _, bm25 = self.sparse_scores(query)
         s_ids = np.argpartition(-bm25, n - 1)[:n] if len(bm25) > n else np.arange(len(bm25))
         rows = sorted({int(r) for r in d_ids[0] if r >= 0} | {int(r) for r in s_ids if bm25[r] > 0})
         cosine = self.vectors[rows] @ vector
