@@ -84,6 +84,43 @@ def test_markdown_front_matter_is_not_a_setext_heading(tmp_path):
     assert 'lang: zh' in document.sections[0].text
 
 
+def test_markdown_blank_line_of_spaces_after_a_paragraph_is_not_a_crash(tmp_path):
+    """The shape that made real READMEs skipped: a line of only spaces right after a paragraph line,
+    inside a numbered list (before an indented fence) and at top level."""
+    text = ('# 安装\n\n1. 下载代码\n   \n   ```bash\n   # 克隆仓库\n   git clone x\n   ```\n'
+            '2. 安装依赖\n\n## 运行\n启动服务。\n \n```\npython -m x\n```\n')
+    document = _parse(_write(tmp_path, 'README.md', text))
+    sections = _by_anchor(document)
+    assert list(sections) == ['安装', '安装/运行']
+    assert '   ```bash\n   # 克隆仓库\n   git clone x\n   ```' in sections['安装']
+    assert sections['安装/运行'] == '## 运行\n启动服务。\n \n```\npython -m x\n```'
+
+
+def test_markdown_titles_are_plain_text(tmp_path):
+    text = '## 安装 [指南](https://x.cn/a_b) `pip` **现在** ![logo](l.png) <a name="i"></a>&amp; \\# ##\n正文\n'
+    document = _parse(_write(tmp_path, 't.md', text))
+    assert [s.anchor for s in document.sections] == ['安装 指南 pip 现在 logo & #']
+    assert document.sections[0].text == text.strip('\n')
+
+
+def test_markdown_html_blocks_and_tables_do_not_make_headings(tmp_path):
+    text = ('<!--\n# 注释掉的标题\n-->\n\n<div>\n## 仍在 HTML 块里\n</div>\n\n# 正文\n\n'
+            '| 名称 | 价格 |\n|---|---|\n| 基础版 | 免费 |\n表格的最后一行\n---\n')
+    document = _parse(_write(tmp_path, 't.md', text))
+    assert [s.anchor for s in document.sections] == ['', '正文']
+    # GitHub reads "表格的最后一行" as a table row and "---" as a rule, not as a setext heading.
+    assert document.sections[1].text.endswith('| 基础版 | 免费 |\n表格的最后一行\n---')
+
+
+def test_markdown_headings_in_lists_start_sections_but_indented_code_does_not(tmp_path):
+    text = ('# 评测\n\n- ### 快速开始\n\n  运行 run.py。\n\n  #### 支持的模型\n\n  见列表。\n\n'
+            '示例：\n\n    # 缩进代码，不是标题\n    run.py\n')
+    document = _parse(_write(tmp_path, 't.md', text))
+    assert [s.anchor for s in document.sections] == [
+        '评测/快速开始', '评测/快速开始/支持的模型']
+    assert document.sections[1].text.endswith('    # 缩进代码，不是标题\n    run.py')
+
+
 # --- Plain text, reST, code -------------------------------------------------------------------
 
 def test_gbk_chinese_text_decodes(tmp_path):

@@ -48,7 +48,36 @@ def test_hidden_and_cache_directories_are_not_walked(tmp_path):
     _touch(tmp_path / 'docs' / 'keep.md')
     result = walk_repo(tmp_path, LIMIT)
     assert [f.source for f in result.files] == ['docs/keep.md']
-    assert result.skipped == []
+    # Hidden folders are named in the report; build caches stay silent.
+    assert [s.source for s in result.skipped] == ['.git', 'docs/.cache']
+
+
+def test_hidden_folder_is_one_skipped_entry_with_its_file_count(tmp_path):
+    for i in range(30):
+        _touch(tmp_path / '.git' / 'objects' / f'{i:02d}' / 'blob.md')
+    _touch(tmp_path / '.github' / 'workflows' / 'ci.yml')
+    _touch(tmp_path / '.github' / 'README.md')
+    (tmp_path / '.empty').mkdir()
+    _touch(tmp_path / 'docs' / '.草稿.md')
+    _touch(tmp_path / 'docs' / '手册.md')
+    result = walk_repo(tmp_path, LIMIT)
+    assert [f.source for f in result.files] == ['docs/手册.md']
+    assert _reasons(result) == {
+        '.empty': 'hidden folder, not indexed (no files inside)',
+        '.git': 'hidden folder, not indexed (30 files inside)',
+        '.github': 'hidden folder, not indexed (2 files inside)',
+        'docs/.草稿.md': 'hidden file, not indexed',
+    }
+
+
+def test_huge_hidden_folder_count_is_capped(tmp_path, monkeypatch):
+    from huixiangdou.primitive.documents import walker
+    monkeypatch.setattr(walker, '_MAX_HIDDEN_COUNT', 5)
+    for i in range(8):
+        _touch(tmp_path / '.git' / f'{i}.pack')
+    _touch(tmp_path / 'a.md')
+    assert _reasons(walk_repo(tmp_path, LIMIT)) == {
+        '.git': 'hidden folder, not indexed (over 5 files inside)'}
 
 
 def test_skip_reasons_for_unsupported_empty_and_oversized(tmp_path):

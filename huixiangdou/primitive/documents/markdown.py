@@ -1,50 +1,36 @@
-"""Parses Markdown into one Section per heading (ATX "## x" and setext underlines), kind "markdown".
+"""Parses Markdown into one Section per heading, kind "markdown", finding headings with markdown-it-py.
 
-Code fences stay whole inside their section and "#" lines inside them are not headings; it does not
-render Markdown or strip inline markup from the body.
+Section bodies are the original source lines cut at the headings' line ranges, so code fences,
+tables and HTML stay exactly as written; it does not render Markdown or strip markup from bodies.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
 from huixiangdou.primitive.chunk import Document
 from huixiangdou.primitive.documents.outline import Outline
-from huixiangdou.primitive.documents.text_decoding import read_text
+from huixiangdou.primitive.documents.text_decoding import normalise_newlines, read_text
 
-# Only heading titles go through this, never every line.
-_LINK = re.compile(r'!?\[([^\]]*)\]\([^)]*\)')
-# Lines that may matter to the parser start with one of these (after up to 3 spaces of indent).
-_INTERESTING = frozenset(' #`~=-')
-# A setext underline under these is a thematic break or table text, not a heading.
-_NOT_PARAGRAPH = ('- ', '* ', '+ ', '|', '>', '<')
+# CommonMark plus GFM tables, as GitHub reads a README. Only the block structure is needed to find
+# headings, so the inline pass (most of the parse time) runs on heading titles alone.
+_BLOCKS = MarkdownIt('commonmark').enable('table').disable(['inline', 'text_join'])
+_INLINE = MarkdownIt('commonmark').enable('strikethrough')
+# Characters that can start inline markup, an entity or an escape in a heading's title.
+_MARKUP = re.compile(r'[\\`*_~\[\]!<>&]')
+_MAX_TITLE_SOURCE = 1000
 
 
 def parse_markdown(path: Path, source: str) -> Document:
     return Document(source=source, sections=split_markdown(read_text(path)))
 
 
-def _heading_title(raw: str) -> str:
-    raw = raw.strip()
-    # A closing run of #'s is decoration ("## Title ##"), unless the whole title is #'s.
-    stripped = raw.rstrip('#')
-    if stripped != raw and (not stripped or stripped[-1] in ' \t'):
-        raw = stripped.rstrip()
-    if '[' in raw:
-        raw = _LINK.sub(r'\1', raw)
-    return raw.replace('`', '').replace('**', '')
-
-
-def _atx_level(line: str) -> int:
-    """1-6 for an ATX heading line (indent already removed), else 0."""
-    n = len(line) - len(line.lstrip('#'))
-    if 1 <= n <= 6 and (len(line) == n or line[n] in ' \t'):
-        return n
-    return 0
-
-
 def _front_matter_end(lines: list[str]) -> int:
     """Index of the line closing a leading YAML front-matter block, or -1."""
+    # CommonMark has no front matter: it would read "---", "title: x", "---" as a setext heading.
     if not lines or lines[0].rstrip() != '---':
         return -1
     for i in range(1, min(len(lines), 200)):
@@ -53,50 +39,47 @@ def _front_matter_end(lines: list[str]) -> int:
     return -1
 
 
+def _plain_text(tokens: list[Token]) -> str:
+    """The visible text of inline tokens: link text and image alt text kept, markup and HTML dropped."""
+    parts = []
+    for token in tokens:
+        if token.type in ('text', 'text_special', 'code_inline'):
+            parts.append(token.content)
+        elif token.type in ('softbreak', 'hardbreak'):
+            parts.append(' ')
+        elif token.type == 'image' and token.children:
+            parts.append(_plain_text(token.children))
+    return ''.join(parts)
+
+
+def _heading_title(inline: Token) -> str:
+    content = inline.content
+    if not _MARKUP.search(content):
+        return content  # most titles: nothing to strip, and parsing them costs 20 µs each
+    # Titles are cut to 100 characters later; a whole paragraph underlined by "---" is one title.
+    return _plain_text(_INLINE.parseInline(content[:_MAX_TITLE_SOURCE])[0].children or [])
+
+
 def split_markdown(text: str) -> list:
-    """Sections of Markdown `text`, one per heading, with heading paths as anchors."""
-    lines = text.split('\n')
+    """Sections of Markdown `text`, one per heading, with heading paths as anchors.
+
+    A heading inside a list item or block quote starts a section too: GitHub shows it as a heading,
+    and READMEs use "- ### Step" as one. "#" lines inside a fence or an HTML block are not headings.
+    """
+    lines = normalise_newlines(text).split('\n')
     outline = Outline('markdown')
-    fence = ''  # the opening fence run ("```", "~~~~") while inside a fenced block
-    start = _front_matter_end(lines) + 1
-    for line in lines[:start]:
-        outline.add(line)
-    prev_plain = False  # the previous line is a paragraph line that a setext underline may claim
-    for line in lines[start:]:
-        if not line or line[0] not in _INTERESTING:
-            outline.add(line)
-            prev_plain = not fence and bool(line.strip()) and not line.startswith(_NOT_PARAGRAPH)
+    body_start = _front_matter_end(lines) + 1
+    tokens = _BLOCKS.parse('\n'.join(lines[body_start:]))
+    cursor = 0  # first source line not yet given to the outline
+    for i, token in enumerate(tokens):
+        if token.type != 'heading_open' or token.map is None:
             continue
-        body = line.lstrip(' ')
-        if len(line) - len(body) > 3:  # indented code block
-            outline.add(line)
-            prev_plain = False
-            continue
-        if fence:
-            if body.startswith(fence) and not body.lstrip(fence[0]).strip():
-                fence = ''
-            outline.add(line)
-            continue
-        if body.startswith(('```', '~~~')):
-            fence = body[:len(body) - len(body.lstrip(body[0]))]
-            outline.add(line)
-            prev_plain = False
-            continue
-        if body.startswith('#'):
-            level = _atx_level(body)
-            if level:
-                outline.heading(level, _heading_title(body[level:]), line)
-                prev_plain = False
-                continue
-        elif prev_plain and body[0] in '=-':
-            underline = body.rstrip()
-            char = underline[0]
-            if underline == char * len(underline) and len(underline) >= (2 if char == '=' else 3):
-                title_line = outline.pop_last_line()
-                outline.heading(1 if char == '=' else 2, _heading_title(title_line),
-                                f'{title_line}\n{line}')
-                prev_plain = False
-                continue
-        outline.add(line)
-        prev_plain = bool(body.strip()) and not body.startswith(_NOT_PARAGRAPH)
+        first, end = token.map[0] + body_start, token.map[1] + body_start
+        if first > cursor:
+            outline.add('\n'.join(lines[cursor:first]))
+        outline.heading(int(token.tag[1]), _heading_title(tokens[i + 1]),
+                        '\n'.join(lines[first:end]))
+        cursor = end
+    if cursor < len(lines):
+        outline.add('\n'.join(lines[cursor:]))
     return outline.finish()

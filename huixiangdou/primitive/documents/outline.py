@@ -51,13 +51,6 @@ class Outline:
         if line.strip():
             self._body_lines += 1
 
-    def pop_last_line(self) -> str:
-        """Take back the last body line (a setext heading's title, known only at its underline)."""
-        line = self._lines.pop()
-        if line.strip():
-            self._body_lines -= 1
-        return line
-
     def add_block(self, text: str, kind: str) -> None:
         """Append a Section of its own kind (a table) under the current heading."""
         if self._body_lines:

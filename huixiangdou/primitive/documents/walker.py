@@ -1,7 +1,8 @@
 """Lists the files under repodir that the parsers can read, and why each other file was skipped.
 
 Follows directory symlinks but never loops (a link back to an ancestor is reported, not walked), in
-sorted order; it does not open files beyond a readability check and does not parse them.
+sorted order; hidden entries (".git", ".github") are reported as skipped, once each, and not walked.
+It does not open files beyond a readability check and does not parse them.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from huixiangdou.primitive.documents.dispatch import SUPPORTED_SUFFIXES
 
 # Build output and caches that hold no documents but can hold many files (and .js to be misread).
 _IGNORED_DIRS = frozenset({'__pycache__', 'node_modules'})
+# Counting stops here: walking every loose object of a large .git would cost more than it tells.
+_MAX_HIDDEN_COUNT = 10_000
 
 
 class RepoDirError(Exception):
@@ -53,6 +56,28 @@ def _stat_error_reason(exc: OSError, is_link: bool) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM):
         return 'permission denied'
     return f'unreadable: {exc.strerror or exc}'
+
+
+def _count_files(directory: str) -> str:
+    """'3 files', 'no files' or 'over 10,000 files' under `directory`, symlinks not followed."""
+    count = 0
+    for _, _, files in os.walk(directory):
+        count += len(files)
+        if count > _MAX_HIDDEN_COUNT:
+            return f'over {_MAX_HIDDEN_COUNT:,} files'
+    if count == 0:
+        return 'no files'
+    return '1 file' if count == 1 else f'{count:,} files'
+
+
+def _hidden_reason(entry: os.DirEntry) -> str:
+    try:
+        is_dir = entry.is_dir()  # follows a symlink, like the rest of the walk
+    except OSError:
+        is_dir = False
+    if is_dir:
+        return f'hidden folder, not indexed ({_count_files(entry.path)} inside)'
+    return 'hidden file, not indexed'
 
 
 def _readable(path: Path) -> str:
@@ -104,9 +129,11 @@ def walk_repo(repo_dir: Path, max_file_size: int) -> WalkResult:
             continue
         subdirs = []
         for entry in entries:
-            if entry.name.startswith('.'):
-                continue
             source = prefix + entry.name
+            if entry.name.startswith('.'):
+                # .git, .github, .venv, .DS_Store: never documents, but say so in the report.
+                result.skipped.append(SkippedFile(source, _hidden_reason(entry)))
+                continue
             path = Path(entry.path)
             is_link = entry.is_symlink()
             try:
