@@ -18,6 +18,22 @@ class ConfigError(ValueError):
     """The configuration file is missing, malformed, or holds a bad key or value."""
 
 
+def parse_reject_target(target: str) -> float | None:
+    """None for "f1" (best F1), else the minimum precision of "precision:0.9". Raises ValueError."""
+    text = target.strip().lower()
+    if text == 'f1':
+        return None
+    if text.startswith('precision:'):
+        try:
+            value = float(text.split(':', 1)[1])
+        except ValueError:
+            value = -1.0
+        if 0.0 < value <= 1.0:
+            return value
+    raise ValueError(f'reject_target must be "f1" or "precision:P" with 0 < P <= 1 (e.g. "precision:0.9"), '
+                     f'got {target!r}')
+
+
 @dataclass
 class FeatureStoreConfig:
     repo_dir: str = 'repodir'
@@ -31,9 +47,11 @@ class FeatureStoreConfig:
     api_tpm: int = 40000
     chunk_size: int = 256
     chunk_overlap: int = 32
+    min_chunk_chars: int = 100
     max_file_size_mb: float = 50.0
     embedding_batch_size: int = 64
     reject_dense_weight: float = -1.0
+    reject_target: str = 'f1'
     good_questions: str = 'resource/good_questions.json'
     bad_questions: str = 'resource/bad_questions.json'
 
@@ -43,12 +61,19 @@ class FeatureStoreConfig:
         if not 0 <= self.chunk_overlap < self.chunk_size:
             raise ConfigError(
                 f'[feature_store] chunk_overlap must be in [0, chunk_size), got {self.chunk_overlap}')
+        if not 0 <= self.min_chunk_chars < self.chunk_size * 8:
+            raise ConfigError(f'[feature_store] min_chunk_chars must be in [0, chunk_size * 8), '
+                              f'got {self.min_chunk_chars}')
         if self.reject_dense_weight != -1 and not 0.0 <= self.reject_dense_weight <= 1.0:
             raise ConfigError('[feature_store] reject_dense_weight must be -1 (calibrate) or in [0, 1], '
                               f'got {self.reject_dense_weight}')
         if self.reject_throttle != -1 and not 0.0 <= self.reject_throttle <= 1.0:
             raise ConfigError('[feature_store] reject_throttle must be -1 (use the calibrated threshold) or '
                               f'in [0, 1], got {self.reject_throttle}')
+        try:
+            parse_reject_target(self.reject_target)
+        except ValueError as exc:
+            raise ConfigError(f'[feature_store] {exc}') from exc
         if self.max_file_size_mb <= 0:
             raise ConfigError(f'[feature_store] max_file_size_mb must be > 0, got {self.max_file_size_mb}')
         if self.api_rpm < 1 or self.api_tpm < 1:

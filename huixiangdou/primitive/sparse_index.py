@@ -1,7 +1,8 @@
 """Sparse BM25 index (bm25s) over word tokens from huixiangdou.primitive.tokenizer, plus term coverage.
 
-`coverage` measures how much of a query's IDF weight a chunk contains, a bounded [0, 1] score the reject
-stage combines with the dense cosine. It does not tokenize: callers pass token lists.
+`coverage` measures how much of a query's IDF weight a chunk contains; `specificity` how much more often
+a word occurs in these documents than in everyday text (a knowledge base's own vocabulary: "mmpose",
+"量化", "config" in a model toolkit's docs). It does not tokenize: callers pass token lists.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import bm25s
 import numpy as np
+
+from huixiangdou.primitive.tokenizer import general_frequency
 
 
 class SparseIndex:
@@ -33,6 +36,8 @@ class SparseIndex:
         self.corpus_tokens = corpus_tokens
         self._doc_sets = [frozenset(t) for t in corpus_tokens]
         df = Counter(t for s in self._doc_sets for t in s)
+        self._cf = Counter(t for tokens in corpus_tokens for t in tokens)
+        self._total = max(sum(self._cf.values()), 1)
         n = max(len(corpus_tokens), 1)
         self._idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
         # A term the corpus never saw weighs as much as the rarest one: it is evidence of a new topic.
@@ -46,6 +51,23 @@ class SparseIndex:
 
     def idf(self, token: str) -> float:
         return self._idf.get(token, self._unseen_idf)
+
+    def knows(self, token: str) -> bool:
+        """True when some chunk uses the word."""
+        return token in self._cf
+
+    def specificity(self, token: str) -> float:
+        """log(frequency in the corpus / frequency in everyday text); 0.0 for words the corpus lacks.
+
+        Both frequencies get half a count of smoothing, so a word the general dictionary does not list
+        (most code and product names) scores high only if the corpus uses it often.
+        """
+        count = self._cf.get(token, 0)
+        if not count:
+            return 0.0
+        corpus = count / self._total
+        general = general_frequency(token) + 0.5 / 60_000_000  # jieba's dictionary holds ~60M counts
+        return math.log(corpus / general)
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
         """BM25 score of every row for the query (zeros when the query has no words)."""

@@ -84,7 +84,10 @@ class TextSplitter:
         ['第一句话。第二句话！', '第二句话！第三句话。']
     """
 
-    def __init__(self, counter: TokenCounter, chunk_size: int = 256, chunk_overlap: int = 32):
+    def __init__(self, counter: TokenCounter, chunk_size: int = 256, chunk_overlap: int = 32,
+                 min_chunk_chars: int = 0):
+        if min_chunk_chars < 0:
+            raise ValueError(f'min_chunk_chars must be >= 0, got {min_chunk_chars}')
         if chunk_size < 8:
             raise ValueError(f'chunk_size must be >= 8 tokens, got {chunk_size}')
         if not 0 <= chunk_overlap < chunk_size:
@@ -92,6 +95,9 @@ class TextSplitter:
         self.counter = counter
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
+        # Fragments shorter than this (a heading with one line under it, a lone link) join a neighbour
+        # in the same file: on their own they match chatter better than real passages do.
+        self.min_chunk_chars = min_chunk_chars
 
     def split(self, document: Document) -> list[Chunk]:
         chunks: list[Chunk] = []
@@ -105,7 +111,34 @@ class TextSplitter:
             budget = max(budget, 8)
             for text in self._split_section(section, budget):
                 chunks.append(Chunk(text=text, source=document.source, anchor=section.anchor))
+        if self.min_chunk_chars:
+            chunks = self._merge_fragments(chunks)
         return chunks
+
+    def _merge_fragments(self, chunks: list[Chunk]) -> list[Chunk]:
+        """Join each chunk shorter than `min_chunk_chars` to its next (else previous) neighbour when the
+        joined text, anchor included, still fits the chunk size."""
+        out = list(chunks)
+        i = 0
+        while i < len(out):
+            if len(out[i].text) >= self.min_chunk_chars or len(out) == 1:
+                i += 1
+                continue
+            merged = None
+            for j in (i + 1, i - 1):
+                if 0 <= j < len(out):
+                    first, second = (out[i], out[j]) if j > i else (out[j], out[i])
+                    candidate = _joined(first, second)
+                    if self.counter.count([embedding_text(candidate)])[0] <= self.chunk_size:
+                        merged = (min(i, j), candidate)
+                        break
+            if merged is None:
+                i += 1
+                continue
+            at, chunk = merged
+            out[at:at + 2] = [chunk]
+            i = at  # the joined chunk may still be short
+        return out
 
     # -- units ---------------------------------------------------------------------------------
     def _units(self, section: Section) -> list[str]:
@@ -195,6 +228,13 @@ class TextSplitter:
             text = ''.join(units[j] for j in current).strip()
             if text:
                 yield text
+
+
+def _joined(first: Chunk, second: Chunk) -> Chunk:
+    """`first` then `second` as one chunk, cited where most of its text comes from (a section's first
+    chunk starts with its heading line, so the shorter part keeps its heading in the text)."""
+    anchor = first.anchor if len(first.text) >= len(second.text) else second.anchor
+    return Chunk(f'{first.text}\n\n{second.text}', first.source, anchor)
 
 
 def embedding_text(chunk: Chunk) -> str:

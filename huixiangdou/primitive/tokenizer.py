@@ -41,9 +41,14 @@ DOMAIN_WORDS = ('飞书', '企业微信', '微信', '钉钉', '大模型', '特�
                 '虚拟环境', '报错', '本地模型', '远程模型', '端口', '加密密钥', '签名', '撤回', '增量')
 
 
+# Dictionary counts of DOMAIN_WORDS before they were boosted for segmentation.
+_GENERAL_COUNTS: dict[str, int] = {}
+
+
 @lru_cache(maxsize=1)
 def _warm() -> None:
     jieba.initialize()
+    _GENERAL_COUNTS.update({w: jieba.dt.FREQ.get(w, 0) for w in DOMAIN_WORDS})
     for word in DOMAIN_WORDS:
         jieba.add_word(word, freq=20000)
 
@@ -72,6 +77,14 @@ def tokenize(text: str) -> list[str]:
         else:
             tokens.append(segment)  # kana / Hangul: no segmenter here, the run is one word
     return tokens
+
+
+def general_frequency(word: str) -> float:
+    """How common `word` is in everyday text: its relative frequency in jieba's dictionary (a large
+    general-Chinese word list that also holds common English words), 0.0 when it is not listed."""
+    _warm()
+    count = _GENERAL_COUNTS[word] if word in _GENERAL_COUNTS else jieba.dt.FREQ.get(word, 0)
+    return count / jieba.dt.total
 
 
 def is_chinese(text: str, min_ratio: float = 0.1) -> bool:

@@ -2,6 +2,7 @@
 
     python -m huixiangdou.service.feature_store                 # repodir/ -> workdir/, then calibrate
     python -m huixiangdou.service.feature_store --eval-good G --eval-bad B [--json]
+    python -m huixiangdou.service.feature_store --explain "一条消息"         # why answer / stay silent
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--bad', help='chatter for calibration (default: [feature_store] bad_questions)')
     parser.add_argument('--eval-good', help='evaluate: labelled on-topic questions (JSON list or one per line)')
     parser.add_argument('--eval-bad', help='evaluate: labelled chatter')
+    parser.add_argument('--explain', metavar='MESSAGE',
+                        help='show how the reject stage decides MESSAGE: score, threshold, nearest examples, '
+                             'best chunk with its citation, the words that mattered')
     parser.add_argument('--json', action='store_true', help='print the result as JSON')
     parser.add_argument('--quiet', action='store_true', help='no progress bars or info logs')
     return parser.parse_args(argv)
@@ -53,14 +57,17 @@ def _print_build(report: BuildReport, threshold_override: float) -> None:
           f'{report.embed_seconds:.1f}s embedding, {report.parse_seconds:.1f}s parsing)')
     cal = report.calibration
     if cal:
-        c = cal['combined']
-        print(f'  reject threshold: {c["threshold"]:.4f} (dense weight {c["weight"]:.2f}) from '
-              f'{cal["good_questions"]} good / {cal["bad_questions"]} bad questions: precision '
-              f'{c["precision"]:.3f} recall {c["recall"]:.3f} F1 {c["f1"]:.3f}')
+        c = cal['cross_validated']
+        how = ('learned from the examples' if cal['model'] == 'classifier' else
+               'too few examples: conservative rule (see docs/feature_store.md)')
+        print(f'  reject model: {how}, {cal["good_questions"]} on-topic / {cal["bad_questions"]} chatter examples')
+        print(f'    threshold {c["threshold"]:.4f} for target "{cal["target"]}"'
+              f'{"" if cal["target_met"] else " (NOT met: most precise threshold used)"}; cross-validated '
+              f'precision {c["precision"]:.3f} recall {c["recall"]:.3f} F1 {c["f1"]:.3f}')
         for name in ('dense_only', 'sparse_only'):
             m = cal[name]
-            print(f'    {name.replace("_", " ")}: F1 {m["f1"]:.3f} (precision {m["precision"]:.3f}, '
-                  f'recall {m["recall"]:.3f})')
+            if m:
+                print(f'    for comparison, {name.replace("_", " ")} (best threshold, in sample): F1 {m["f1"]:.3f}')
         if threshold_override != -1:
             print(f'  note: config.ini reject_throttle = {threshold_override} overrides the calibrated value')
         print('  would answer: ' + ' | '.join(report.examples.get('accepted', [])))
@@ -69,36 +76,67 @@ def _print_build(report: BuildReport, threshold_override: float) -> None:
 
 
 def evaluate(config: Config, work_dir: Path, good: Path, bad: Path) -> dict:
-    """Precision/recall/F1 of rejection on labelled questions, at the stored and the best threshold."""
+    """Precision/recall/F1 of the reject model on labelled messages, at the threshold in force and at
+    the best one for these messages (which flatters: it is chosen on them)."""
     store = FeatureStore.load(work_dir, make_embedder(config))
     good_q, bad_q = calibration.load_questions(good), calibration.load_questions(bad)
-    g = store.reject_scores(good_q, weight=1.0)
-    b = store.reject_scores(bad_q, weight=1.0)
-    cos_g, cov_g = np.array([s.cosine for s in g]), np.array([s.coverage for s in g])
-    cos_b, cov_b = np.array([s.cosine for s in b]), np.array([s.coverage for s in b])
-    w = store.manifest.reject_dense_weight
-    comb_g, comb_b = w * cos_g + (1 - w) * cov_g, w * cos_b + (1 - w) * cov_b
+    scores = np.array([s.score for s in store.reject_scores(good_q + bad_q)])
+    g, b = scores[:len(good_q)], scores[len(good_q):]
     override = config.feature_store.reject_throttle
     threshold = override if override != -1 else (store.threshold if store.threshold is not None else 0.0)
     return {
         'work_dir': str(work_dir), 'good_questions': len(good_q), 'bad_questions': len(bad_q),
-        'embedding_model': store.manifest.embedding_model, 'dense_weight': w,
-        'stored_threshold': calibration.metrics_at(comb_g, comb_b, threshold, w).to_json(),
-        'best_threshold': calibration.best_threshold(comb_g, comb_b, w).to_json(),
-        'dense_only_best': calibration.best_threshold(cos_g, cos_b, 1.0).to_json(),
-        'sparse_only_best': calibration.best_threshold(cov_g, cov_b, 0.0).to_json(),
+        'embedding_model': store.manifest.embedding_model, 'model': store.reject_model.kind,
+        'stored_threshold': calibration.metrics_at(g, b, threshold).to_json(),
+        'best_threshold': calibration.best_threshold(g, b).to_json(),
     }
+
+
+def _print_explanation(query: str, why: dict, override: float) -> None:
+    threshold = why['threshold'] if override == -1 else override
+    verdict = 'ANSWER' if why['score'] >= threshold else 'STAY SILENT'
+    print(f'{verdict}: P(on-topic) = {why["score"]:.3f}, threshold {threshold:.3f} ({why["model"]})')
+    print(f'  message: {query}')
+    if 'evidence' in why:
+        print('  evidence (contribution to the log-odds; + answers, - stays silent):')
+        for name, item in sorted(why['evidence'].items(), key=lambda kv: -abs(kv[1]['contribution'])):
+            print(f'    {item["contribution"]:+7.2f}  {name} = {item["value"]:g}')
+        print(f'  character n-grams for: {" ".join(why["ngrams_for"]) or "-"}   '
+              f'against: {" ".join(why["ngrams_against"]) or "-"}')
+    else:
+        print(f'  {why["rule"]}')
+    words = ', '.join(f'{w["word"]} ({w["specificity"]:.1f})' for w in why['specific_words'])
+    print(f'  words specific to the documents (log-ratio to everyday text): {words or "-"}')
+    for key, label in (('nearest_on_topic', 'nearest on-topic examples'), ('nearest_chatter', 'nearest chatter')):
+        for item in why.get(key, []):
+            print(f'  {label}: {item["cosine"]:.3f}  {item["text"]}')
+    for key in ('best_chunk', 'best_bm25_chunk'):
+        chunk = why.get(key)
+        if chunk:
+            score = chunk.get('cosine', chunk.get('bm25'))
+            name = 'cosine' if 'cosine' in chunk else 'bm25'
+            print(f'  {key.replace("_", " ")}: {chunk["reference"]} ({name} {score:.3f}): {chunk["text"]}')
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     logger.remove()
-    logger.add(sys.stderr, level='WARNING' if args.quiet or args.json else 'INFO')
+    logger.add(sys.stderr, level='WARNING' if args.quiet or args.json or args.explain else 'INFO')
     try:
         config = load_config(args.config)
         fs = config.feature_store
         work_dir = Path(args.work_dir) if args.work_dir else config.path(fs.work_dir)
+        if args.explain is not None:
+            store = FeatureStore.load(work_dir, make_embedder(config))
+            if store.reject_model is None or store.threshold is None:
+                raise StoreError('this feature store is not calibrated: build it with good/bad question files')
+            why = store.explain(args.explain)
+            if args.json:
+                print(json.dumps(why, ensure_ascii=False, indent=1))
+            else:
+                _print_explanation(args.explain, why, fs.reject_throttle)
+            return 0
         if args.eval_good or args.eval_bad:
             if not (args.eval_good and args.eval_bad):
                 print('error: --eval-good and --eval-bad go together', file=sys.stderr)
@@ -108,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(result, ensure_ascii=False, indent=1))
             else:
                 print(f'Rejection on {result["good_questions"]} good / {result["bad_questions"]} bad questions '
-                      f'({result["embedding_model"]}, dense weight {result["dense_weight"]:.2f}):')
-                for key in ('stored_threshold', 'best_threshold', 'dense_only_best', 'sparse_only_best'):
+                      f'({result["embedding_model"]}, reject model: {result["model"]}):')
+                for key in ('stored_threshold', 'best_threshold'):
                     m = result[key]
                     print(f'  {key.replace("_", " "):18s} threshold {m["threshold"]:.4f}  precision '
                           f'{m["precision"]:.3f}  recall {m["recall"]:.3f}  F1 {m["f1"]:.3f}')
@@ -122,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f'error: question file {path} not found', file=sys.stderr)
                 return 1
         if not (good.is_file() and bad.is_file()):
-            logger.warning('question files {} / {} not found: the reject threshold is not calibrated',
-                           good, bad)
+            logger.warning('question files {} / {} not found: the reject stage keeps its last calibration, '
+                           'or uses the conservative rule', good, bad)
             good = bad = None
         builder = FeatureStoreBuilder(fs, make_embedder(config), progress=not (args.quiet or args.json))
         report = builder.build(repo_dir, work_dir, rebuild=args.rebuild, good=good, bad=bad)

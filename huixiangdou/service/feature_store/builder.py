@@ -23,8 +23,11 @@ from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.primitive.splitter import TextSplitter, embedding_text
 from huixiangdou.primitive.tokenizer import tokenize
 from huixiangdou.service.feature_store import calibration
-from huixiangdou.service.feature_store.store import (CURRENT, FeatureStore, FileRecord, Manifest,
-                                                     StoreError)
+from huixiangdou.service.feature_store.reject_model import (MIN_EXAMPLES, RULE_SPECIFIC_WORDS,
+                                                            RejectModel, RejectModelError,
+                                                            calibrate_reject_model)
+from huixiangdou.service.feature_store.store import (CURRENT, FORMAT_VERSION, FeatureStore,
+                                                     FileRecord, Manifest, StoreError)
 
 
 class BuildError(RuntimeError):
@@ -71,6 +74,7 @@ class _Previous:
     chunks: list[Chunk]
     vectors: np.ndarray
     tokens: list[list[str]]
+    reject_model: RejectModel | None = None
 
 
 def _load_previous(work_dir: Path, manifest: Manifest) -> _Previous | None:
@@ -86,7 +90,17 @@ def _load_previous(work_dir: Path, manifest: Manifest) -> _Previous | None:
         return None
     if not len(chunks) == len(vectors) == len(tokens):
         return None
-    return _Previous(manifest, chunks, vectors, tokens)
+    reject_model = None
+    if manifest.reject_threshold is not None and manifest.format_version == FORMAT_VERSION:
+        try:
+            reject_model = RejectModel.load(folder)
+        except RejectModelError as exc:
+            logger.warning('previous reject model unusable ({})', exc)
+    return _Previous(manifest, chunks, vectors, tokens, reject_model)
+
+
+def _best(good: np.ndarray, bad: np.ndarray) -> dict | None:
+    return calibration.best_threshold(good, bad).to_json() if len(good) and len(bad) else None
 
 
 class FeatureStoreBuilder:
@@ -107,7 +121,8 @@ class FeatureStoreBuilder:
     def _splitter(self) -> TextSplitter:
         size = min(self.config.chunk_size, self.embedder.max_tokens)
         overlap = min(self.config.chunk_overlap, size // 2)
-        return TextSplitter(self.embedder.counter, chunk_size=size, chunk_overlap=overlap)
+        return TextSplitter(self.embedder.counter, chunk_size=size, chunk_overlap=overlap,
+                            min_chunk_chars=self.config.min_chunk_chars)
 
     def _previous(self, work_dir: Path, rebuild: bool) -> _Previous | None:
         if rebuild or not (work_dir / CURRENT).exists():
@@ -119,7 +134,8 @@ class FeatureStoreBuilder:
             return None
         same = (manifest.embedding_model == self.embedder.model_id
                 and manifest.chunk_size == self.config.chunk_size
-                and manifest.chunk_overlap == self.config.chunk_overlap)
+                and manifest.chunk_overlap == self.config.chunk_overlap
+                and manifest.min_chunk_chars == self.config.min_chunk_chars)
         if not same:
             logger.info('model or chunk settings changed since the last build; rebuilding everything')
             return None
@@ -205,20 +221,26 @@ class FeatureStoreBuilder:
         matrix = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
         manifest = Manifest(embedding_model=self.embedder.model_id, dimension=self.embedder.dimension,
                             chunk_size=self.config.chunk_size, chunk_overlap=self.config.chunk_overlap,
+                            min_chunk_chars=self.config.min_chunk_chars,
                             files=files_meta, built_at=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
         store = FeatureStore(manifest, chunks, matrix, SparseIndex(tokens), self.embedder)
         report.chunks = len(chunks)
         if self.config.reject_dense_weight != -1:
             manifest.reject_dense_weight = self.config.reject_dense_weight
         if good and bad:
-            self._calibrate(store, Path(good), Path(bad), report)
-        elif previous is not None and previous.manifest.reject_threshold is not None:
+            self._calibrate(store, calibration.load_questions(Path(good)), calibration.load_questions(Path(bad)),
+                            report)
+        elif previous is not None and previous.reject_model is not None:
             # No question files this time: keep the last calibration rather than silently losing it.
+            store.reject_model = previous.reject_model
             manifest.reject_threshold = previous.manifest.reject_threshold
             manifest.reject_dense_weight = previous.manifest.reject_dense_weight
             manifest.calibration = previous.manifest.calibration
             logger.warning('no question files: reusing the previous calibration (threshold {:.4f}); it may '
                            'no longer fit the changed documents', manifest.reject_threshold)
+        else:
+            # No examples at all: the conservative rule, never "answer everything".
+            self._calibrate(store, [], [], report)
         report.seconds = time.perf_counter() - start
         manifest.build_seconds = round(report.seconds, 3)
         store.save(work_dir, report.to_json())
@@ -239,25 +261,46 @@ class FeatureStoreBuilder:
                 bar.update(len(rows))
         return vectors
 
-    def _calibrate(self, store: FeatureStore, good: Path, bad: Path, report: BuildReport) -> None:
-        good_q = calibration.load_questions(good)
-        bad_q = calibration.load_questions(bad)
-        g = store.reject_scores(good_q, weight=1.0)
-        b = store.reject_scores(bad_q, weight=1.0)
-        arr = lambda scores, attr: np.array([getattr(s, attr) for s in scores])  # noqa: E731
+    def _calibrate(self, store: FeatureStore, good_q: list[str], bad_q: list[str], report: BuildReport) -> None:
+        """Fit the reject model on the examples and choose its threshold on cross-validated scores."""
+        evidence = store.evidence(good_q + bad_q) if good_q or bad_q else []
+        g, b = evidence[:len(good_q)], evidence[len(good_q):]
+        arr = lambda items, attr: np.array([getattr(e, attr) for e in items], dtype=np.float64)  # noqa: E731
+        # Retrieval mixes scaled cosine and BM25; the weight that best separates the examples by
+        # cosine + coverage is the one that trusts the embedding model as much as it deserves here.
         fixed = None if self.config.reject_dense_weight == -1 else self.config.reject_dense_weight
-        best = calibration.calibrate(arr(g, 'cosine'), arr(g, 'coverage'),
-                                     arr(b, 'cosine'), arr(b, 'coverage'), weight=fixed)
-        dense = calibration.best_threshold(arr(g, 'cosine'), arr(b, 'cosine'), 1.0)
-        sparse = calibration.best_threshold(arr(g, 'coverage'), arr(b, 'coverage'), 0.0)
-        store.manifest.reject_threshold = best.threshold
-        store.manifest.reject_dense_weight = best.weight
+        if g and b:
+            weight = calibration.calibrate(arr(g, 'cosine'), arr(g, 'coverage'), arr(b, 'cosine'),
+                                           arr(b, 'coverage'), weight=fixed).weight
+        else:
+            weight = store.manifest.reject_dense_weight
+        with tqdm(total=1, desc='calibrate', disable=not self.progress) as bar:
+            result = calibrate_reject_model(g, b, self.config.reject_target)
+            bar.update(1)
+        model, chosen, met, honest = result.model, result.metrics, result.target_met, result.honest
+        target = self.config.reject_target
+        if model.kind == 'rule':
+            logger.warning('only {} on-topic / {} chatter examples (fewer than {} of either): the reject '
+                           'stage uses the conservative rule (answer only messages with {}+ words specific to '
+                           'the documents); add examples and rebuild to learn from them', len(g), len(b),
+                           MIN_EXAMPLES, RULE_SPECIFIC_WORDS)
+        elif not met:
+            logger.warning('reject_target {} cannot be met on these examples; using the most precise '
+                           'threshold: {}', target, chosen)
+        fitted = model.score(evidence)
+        store.reject_model = model
+        store.manifest.reject_threshold = chosen.threshold
+        store.manifest.reject_dense_weight = weight
         store.manifest.calibration = {
-            'good_questions': len(good_q), 'bad_questions': len(bad_q),
-            'combined': best.to_json(), 'dense_only': dense.to_json(), 'sparse_only': sparse.to_json()}
+            'good_questions': len(good_q), 'bad_questions': len(bad_q), 'model': model.kind,
+            'target': target, 'target_met': met, 'cross_validated': chosen.to_json(),
+            'in_sample': calibration.metrics_at(fitted[:len(g)], fitted[len(g):], chosen.threshold).to_json(),
+            'dense_only': _best(arr(g, 'cosine'), arr(b, 'cosine')),
+            'sparse_only': _best(arr(g, 'bm25'), arr(b, 'bm25')),
+            'retrieval_dense_weight': weight,
+            'calibrated_at': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
         report.calibration = store.manifest.calibration
-        w = best.weight
-        scored = [(q, w * s.cosine + (1 - w) * s.coverage) for q, s in zip(good_q + bad_q, g + b)]
-        accepted = sorted((x for x in scored if x[1] >= best.threshold), key=lambda x: -x[1])
-        rejected = sorted((x for x in scored if x[1] < best.threshold), key=lambda x: x[1])
+        scored = list(zip(good_q + bad_q, honest))
+        accepted = sorted((x for x in scored if x[1] >= chosen.threshold), key=lambda x: -x[1])
+        rejected = sorted((x for x in scored if x[1] < chosen.threshold), key=lambda x: x[1])
         report.examples = {'accepted': [q for q, _ in accepted[:3]], 'rejected': [q for q, _ in rejected[:3]]}

