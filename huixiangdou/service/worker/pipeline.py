@@ -131,6 +131,9 @@ class Worker:
         record = {'time': time.strftime('%Y-%m-%dT%H:%M:%S'), 'group': session.group_id,
                   'query': session.query, 'code': session.code.name, 'reply': session.reply,
                   'references': session.references}
+        if 'reject' in session.debug:
+            # Why the bot answered or stayed silent: score, threshold, nearest examples, best chunks.
+            record['reject'] = session.debug['reject']
         with open(self.log_path, 'a', encoding='utf-8') as f:
             f.write(json.dumps(record, ensure_ascii=False) + '\n')
 

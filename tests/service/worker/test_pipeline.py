@@ -124,3 +124,9 @@ async def test_outcomes_are_appended_to_the_work_log(store, llm, fake_openai, tm
     records = [json.loads(line) for line in log.read_text(encoding='utf-8').splitlines()]
     assert [r['code'] for r in records] == ['UNRELATED', 'SUCCESS']
     assert records[1]['references'] and records[1]['query'] == ON_TOPIC
+    # Each outcome says why: the reject score against the threshold, the nearest examples, the best chunk.
+    silent, answered = records[0]['reject'], records[1]['reject']
+    assert silent['reject_score'] < silent['threshold'] and silent['answer'] is False
+    assert answered['reject_score'] >= answered['threshold'] and answered['answer'] is True
+    assert answered['nearest_on_topic'][0]['text'] and answered['best_chunk']['reference']
+    assert silent['nearest_chatter'][0]['cosine'] > 0
