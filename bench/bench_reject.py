@@ -179,7 +179,7 @@ def main() -> int:
             store._vector_cache.clear()
             store._sparse_cache.clear()
             t = time.perf_counter()
-            store.reject_model.explain(store.reject_score(q).evidence)  # what the worker's stage does
+            store.reject_model.decide(store.evidence([q])[0])  # what the worker's reject stage does
             times.append((time.perf_counter() - t) * 1000)
         times.sort()
         print(f'   reject decision latency at {n} chunks: p50 {times[len(times) // 2]:.1f} ms  '

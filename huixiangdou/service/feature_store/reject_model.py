@@ -171,23 +171,31 @@ class RejectModel:
 
     # -- explanation ---------------------------------------------------------------------------
     def explain(self, evidence: RejectEvidence, top: int = 3) -> dict:
-        """Why this message scores as it does: feature contributions, nearest examples, the n-grams and
-        words that mattered, and the best chunks with their citations."""
-        out: dict = {'model': self.kind, 'score': round(float(self.score([evidence])[0]), 4)}
+        """Why this message scores as it does (see decide)."""
+        return self.decide(evidence, top)[1]
+
+    def decide(self, evidence: RejectEvidence, top: int = 3) -> tuple[float, dict]:
+        """P(on-topic) and why: feature contributions, nearest examples, the n-grams and words that
+        mattered, and the best chunks with their citations. Scores the message once."""
+        out: dict = {'model': self.kind}
         if self.kind == 'classifier':
-            feats = self.features([evidence])[0]
+            dense, grams = self.message.parts([evidence.query], evidence.vector[None, :])
+            logit = float(dense[0] + grams.sum() + self.message.intercept)
+            feats = np.concatenate([[logit], evidence.kb_features()])
             contrib = self.decision.contributions(feats)
+            score = float(self.decision.probability(feats)[0])
             out['evidence'] = {name: {'value': round(float(v), 4), 'contribution': round(float(c), 3)}
                                for name, v, c in zip(DECISION_FEATURES, feats, contrib)}
-            _, grams = self.message.parts([evidence.query], evidence.vector[None, :])
             row = grams.getrow(0)
             pairs = sorted(zip(row.indices, row.data), key=lambda p: p[1])
             # char_wb n-grams carry word-boundary spaces; show each stripped text once.
             out['ngrams_against'] = _readable(self.message.ngrams[i] for i, w in pairs if w < 0)[:top]
             out['ngrams_for'] = _readable(self.message.ngrams[i] for i, w in reversed(pairs) if w > 0)[:top]
         else:
+            score = float(self.score([evidence])[0])
             out['rule'] = (f'fewer than {MIN_EXAMPLES} on-topic or chatter examples: answer only messages '
                            f'with at least {RULE_SPECIFIC_WORDS} words specific to the knowledge base')
+        out['score'] = round(score, 4)
         if len(self.example_texts):
             sims = self.example_vectors @ evidence.vector
             for label, key in ((1, 'nearest_on_topic'), (0, 'nearest_chatter')):
@@ -198,7 +206,7 @@ class RejectModel:
                                  for w, s in evidence.word_specificity[:top * 2] if s > 0]
         out['best_chunk'] = _chunk_json(evidence.dense_best, 'cosine', evidence.cosine)
         out['best_bm25_chunk'] = _chunk_json(evidence.sparse_best, 'bm25', evidence.bm25)
-        return out
+        return score, out
 
     # -- disk ----------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:

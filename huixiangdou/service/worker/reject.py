@@ -24,9 +24,7 @@ class Reject:
         self.threshold = store.threshold if threshold_override == -1 else threshold_override
 
     def _decide(self, query: str) -> tuple[float, dict]:
-        score = self.store.reject_score(query)
-        why = self.store.reject_model.explain(score.evidence)
-        return score.score, why
+        return self.store.reject_model.decide(self.store.evidence([query])[0])
 
     async def run(self, session: Session) -> None:
         score, why = await run_cpu(self._decide, session.query)

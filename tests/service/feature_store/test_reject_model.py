@@ -49,6 +49,8 @@ def test_model_round_trips_through_save_and_load(store, tmp_path, embedder):
     loaded = RejectModel.load(tmp_path)
     after = loaded.score(store.evidence(queries))
     assert np.allclose(before, after)
+    # The worker's path (score and explanation at once) gives the same score.
+    assert [loaded.decide(e)[0] for e in store.evidence(queries)] == pytest.approx(list(after))
     assert loaded.example_texts == store.reject_model.example_texts
     (tmp_path / MODEL_FILE).write_bytes(b'not a model')
     with pytest.raises(RejectModelError, match='recalibrate'):
