@@ -80,10 +80,9 @@ def evaluate(config: Config, work_dir: Path, good: Path, bad: Path) -> dict:
     the best one for these messages (which flatters: it is chosen on them)."""
     store = FeatureStore.load(work_dir, make_embedder(config))
     good_q, bad_q = calibration.load_questions(good), calibration.load_questions(bad)
+    threshold = store.decision_threshold(config.feature_store.reject_throttle)  # checks it is calibrated
     scores = np.array([s.score for s in store.reject_scores(good_q + bad_q)])
     g, b = scores[:len(good_q)], scores[len(good_q):]
-    override = config.feature_store.reject_throttle
-    threshold = override if override != -1 else (store.threshold if store.threshold is not None else 0.0)
     return {
         'work_dir': str(work_dir), 'good_questions': len(good_q), 'bad_questions': len(bad_q),
         'embedding_model': store.manifest.embedding_model, 'model': store.reject_model.kind,
@@ -92,9 +91,9 @@ def evaluate(config: Config, work_dir: Path, good: Path, bad: Path) -> dict:
     }
 
 
-def _print_explanation(query: str, why: dict, override: float) -> None:
-    threshold = why['threshold'] if override == -1 else override
-    verdict = 'ANSWER' if why['score'] >= threshold else 'STAY SILENT'
+def _print_explanation(query: str, why: dict) -> None:
+    threshold = why['threshold']
+    verdict = 'ANSWER' if why['answer'] else 'STAY SILENT'
     print(f'{verdict}: P(on-topic) = {why["score"]:.3f}, threshold {threshold:.3f} ({why["model"]})')
     print(f'  message: {query}')
     if 'evidence' in why:
@@ -129,13 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         work_dir = Path(args.work_dir) if args.work_dir else config.path(fs.work_dir)
         if args.explain is not None:
             store = FeatureStore.load(work_dir, make_embedder(config))
-            if store.reject_model is None or store.threshold is None:
-                raise StoreError('this feature store is not calibrated: build it with good/bad question files')
-            why = store.explain(args.explain)
+            why = store.explain(args.explain, fs.reject_throttle)
             if args.json:
                 print(json.dumps(why, ensure_ascii=False, indent=1))
             else:
-                _print_explanation(args.explain, why, fs.reject_throttle)
+                _print_explanation(args.explain, why)
             return 0
         if args.eval_good or args.eval_bad:
             if not (args.eval_good and args.eval_bad):

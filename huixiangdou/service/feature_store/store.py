@@ -162,6 +162,17 @@ class FeatureStore:
         """The calibrated reject threshold, or None when the store was never calibrated."""
         return self.manifest.reject_threshold
 
+    def decision_threshold(self, override: float = -1.0) -> float:
+        """The threshold in force: `override` ([feature_store] reject_throttle) unless it is -1, else
+        the calibrated one. The one place that reads the -1 sentinel."""
+        if override != -1:
+            return override
+        if self.threshold is None or self.reject_model is None:
+            raise StoreError('the feature store has no calibrated reject model, so the bot cannot tell '
+                             'questions from chatter: run `python -m huixiangdou.service.feature_store` with '
+                             'good/bad question files ([feature_store] good_questions / bad_questions)')
+        return self.threshold
+
     def embed_queries(self, queries: list[str]) -> np.ndarray:
         if len(queries) == 1 and queries[0] in self._vector_cache:
             return self._vector_cache[queries[0]]
@@ -196,11 +207,12 @@ class FeatureStore:
         """P(on-topic) of one message; compare with `threshold`."""
         return self.reject_scores([query])[0]
 
-    def explain(self, query: str) -> dict:
-        """The reject decision for `query` with its evidence (see RejectModel.explain)."""
-        score = self.reject_score(query)
-        out = self.reject_model.explain(score.evidence)
-        out['threshold'] = self.threshold
+    def explain(self, query: str, override: float = -1.0) -> dict:
+        """The reject decision for `query` with its evidence (see RejectModel.decide)."""
+        threshold = self.decision_threshold(override)
+        score, out = self.reject_model.decide(self.evidence([query])[0])
+        out['threshold'] = threshold
+        out['answer'] = score >= threshold
         return out
 
     def search(self, query: str, k: int = 5, candidates: int = 20) -> list[ScoredChunk]:

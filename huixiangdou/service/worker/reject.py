@@ -6,7 +6,7 @@ saved outcome).
 """
 from __future__ import annotations
 
-from huixiangdou.service.feature_store import FeatureStore, StoreError
+from huixiangdou.service.feature_store import FeatureStore
 from huixiangdou.service.worker.session import ErrorCode, Session
 from huixiangdou.service.worker.stage import run_cpu
 
@@ -16,12 +16,9 @@ class Reject:
 
     def __init__(self, store: FeatureStore, threshold_override: float = -1.0):
         self.store = store
-        if store.reject_model is None or store.threshold is None:
-            raise StoreError('the feature store has no calibrated reject model, so the bot cannot tell '
-                             'questions from chatter: run `python -m huixiangdou.service.feature_store` with '
-                             'good/bad question files ([feature_store] good_questions / bad_questions)')
-        # -1 means: use the threshold calibrated when the store was built.
-        self.threshold = store.threshold if threshold_override == -1 else threshold_override
+        if store.reject_model is None:
+            store.decision_threshold()  # raises the StoreError that says how to calibrate
+        self.threshold = store.decision_threshold(threshold_override)
 
     def _decide(self, query: str) -> tuple[float, dict]:
         return self.store.reject_model.decide(self.store.evidence([query])[0])
