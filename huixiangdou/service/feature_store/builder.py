@@ -141,6 +141,21 @@ class FeatureStoreBuilder:
             return None
         return _load_previous(work_dir, manifest)
 
+    def _last_calibration(self, work_dir: Path, previous: _Previous | None) -> tuple[Manifest, RejectModel] | None:
+        """The current store's manifest and reject model, if they fit this embedding model."""
+        if previous is not None:
+            return (previous.manifest, previous.reject_model) if previous.reject_model is not None else None
+        # A full rebuild (or new chunk settings) re-embeds everything, but a model fitted on examples
+        # embedded by the same model still applies: keep it rather than falling back to the rule.
+        try:
+            manifest = FeatureStore.read_manifest(work_dir)
+            if (manifest.embedding_model != self.embedder.model_id or manifest.reject_threshold is None
+                    or manifest.format_version != FORMAT_VERSION):
+                return None
+            return manifest, RejectModel.load(FeatureStore.current_folder(work_dir))
+        except (StoreError, RejectModelError):
+            return None
+
     def build(self, repo_dir: Path, work_dir: Path, rebuild: bool = False,
               good: Path | None = None, bad: Path | None = None) -> BuildReport:
         start = time.perf_counter()
@@ -230,12 +245,12 @@ class FeatureStoreBuilder:
         if good and bad:
             self._calibrate(store, calibration.load_questions(Path(good)), calibration.load_questions(Path(bad)),
                             report)
-        elif previous is not None and previous.reject_model is not None:
+        elif (last := self._last_calibration(work_dir, previous)) is not None:
             # No question files this time: keep the last calibration rather than silently losing it.
-            store.reject_model = previous.reject_model
-            manifest.reject_threshold = previous.manifest.reject_threshold
-            manifest.reject_dense_weight = previous.manifest.reject_dense_weight
-            manifest.calibration = previous.manifest.calibration
+            last_manifest, store.reject_model = last
+            manifest.reject_threshold = last_manifest.reject_threshold
+            manifest.reject_dense_weight = last_manifest.reject_dense_weight
+            manifest.calibration = report.calibration = last_manifest.calibration
             logger.warning('no question files: reusing the previous calibration (threshold {:.4f}); it may '
                            'no longer fit the changed documents', manifest.reject_threshold)
         else:

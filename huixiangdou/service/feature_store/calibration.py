@@ -90,7 +90,8 @@ def choose_threshold(good: np.ndarray, bad: np.ndarray, target: str = 'f1') -> t
         return best_threshold(good, bad), True
     good, bad = np.asarray(good, dtype=np.float64), np.asarray(bad, dtype=np.float64)
     values = np.unique(np.concatenate([good, bad]))
-    candidates = np.concatenate([(values[:-1] + values[1:]) / 2, [values[-1] - 1e-9]]) if len(values) else []
+    candidates = (np.concatenate([[values[0] - 1e-6], (values[:-1] + values[1:]) / 2, [values[-1] - 1e-9]])
+                  if len(values) else [])
     met, fallback = None, None
     for t in candidates:
         m = metrics_at(good, bad, float(t))

@@ -10,6 +10,8 @@ chosen in calibration.py.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from huixiangdou.config import parse_reject_target
 from huixiangdou.service.feature_store.calibration import Metrics, choose_threshold, metrics_at
 from huixiangdou.service.feature_store.reject_evidence import KB_FEATURES, RejectEvidence
 
@@ -240,7 +243,7 @@ class RejectModel:
                 model.decision = Decision(arrays['mean'], arrays['scale'], arrays['coef'],
                                           meta['decision_intercept'])
             return model
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise RejectModelError(f'cannot read the reject model {path} ({exc}): recalibrate with '
                                    '`python -m huixiangdou.service.feature_store`') from exc
 
@@ -274,7 +277,10 @@ def calibrate_reject_model(good: list[RejectEvidence], bad: list[RejectEvidence]
     honest = cross_validated_scores(good, bad, min_examples=min_examples)
     g, b = honest[:len(good)], honest[len(good):]
     if model.kind == 'rule':
-        return Calibrated(model, metrics_at(g, b, model.rule_threshold), True, honest)
+        metrics = metrics_at(g, b, model.rule_threshold)
+        min_precision = parse_reject_target(target)
+        met = min_precision is None or not len(g) or metrics.precision >= min_precision
+        return Calibrated(model, metrics, met, honest)
     metrics, met = choose_threshold(g, b, target)
     return Calibrated(model, metrics, met, honest)
 

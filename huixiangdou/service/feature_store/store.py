@@ -186,7 +186,9 @@ class FeatureStore:
     def sparse_scores(self, query: str) -> tuple[list[str], np.ndarray]:
         """The query's BM25 words and the BM25 score of every chunk (remembered for recent queries)."""
         if query not in self._sparse_cache:
-            tokens = tokenize(query)
+            # Each word once: a message repeating a word ("安装安装安装…", a pasted log) must not
+            # score as if it matched many times.
+            tokens = list(dict.fromkeys(tokenize(query)))
             _remember(self._sparse_cache, query, (tokens, self.sparse.scores(tokens)))
         return self._sparse_cache[query]
 
@@ -209,6 +211,7 @@ class FeatureStore:
 
     def explain(self, query: str, override: float = -1.0) -> dict:
         """The reject decision for `query` with its evidence (see RejectModel.decide)."""
+        self.decision_threshold()  # refuses a store without a calibrated reject model
         threshold = self.decision_threshold(override)
         score, out = self.reject_model.decide(self.evidence([query])[0])
         out['threshold'] = threshold

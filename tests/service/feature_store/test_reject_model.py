@@ -140,3 +140,44 @@ def test_explain_names_a_chunk_an_example_and_the_words(sample_store, tmp_path, 
     why = json.loads(capsys.readouterr().out)
     assert why['score'] < why['threshold']
     assert why['nearest_chatter'] and why['evidence']['examples']['contribution'] < 0
+
+
+def test_repeating_a_word_does_not_make_a_message_on_topic(store):
+    once = store.reject_score('安装').score
+    spam = store.reject_score('安装' * 40).score
+    assert spam < store.threshold
+    assert spam < once + 0.2
+
+
+def test_damaged_or_missing_model_file_gives_a_store_error(tmp_path, sample_store, embedder):
+    work_dir, _ = sample_store
+    copy = tmp_path / 'work'
+    shutil.copytree(work_dir, copy)
+    model = copy / (copy / CURRENT).read_text().strip() / MODEL_FILE
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])  # truncated zip
+    with pytest.raises(StoreError, match='recalibrate'):
+        FeatureStore.load(copy, embedder)
+    model.unlink()
+    loaded = FeatureStore.load(copy, embedder)
+    with pytest.raises(StoreError, match='no calibrated reject model'):
+        loaded.explain('how to install', 0.5)  # even with reject_throttle set
+
+
+def test_precision_target_may_accept_everything():
+    m, met = calibration.choose_threshold(np.array([0.1, 0.1, 0.3]), np.array([0.2]), 'precision:0.6')
+    assert met and m.recall == 1.0 and m.precision == 0.75
+
+
+def test_full_rebuild_without_question_files_keeps_the_learned_model(tmp_path, sample_store, embedder):
+    work_dir, _ = sample_store
+    copy = tmp_path / 'work'
+    shutil.copytree(work_dir, copy)
+    before = FeatureStore.read_manifest(copy)
+    builder = FeatureStoreBuilder(FeatureStoreConfig(embedding_model_path=''), embedder, progress=False)
+    repo = tmp_path / 'repo'
+    repo.mkdir()
+    shutil.copy(REPO_ROOT / 'repodir/zh/飞书接入.md', repo / '飞书接入.md')
+    report = builder.build(repo, copy, rebuild=True)
+    assert report.calibration['model'] == 'classifier'
+    assert FeatureStore.read_manifest(copy).reject_threshold == before.reject_threshold
+    assert FeatureStore.load(copy, embedder).reject_model.kind == 'classifier'
