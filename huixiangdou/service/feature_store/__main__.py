@@ -80,7 +80,7 @@ def evaluate(config: Config, work_dir: Path, good: Path, bad: Path) -> dict:
     the best one for these messages (which flatters: it is chosen on them)."""
     store = FeatureStore.load(work_dir, make_embedder(config))
     good_q, bad_q = calibration.load_questions(good), calibration.load_questions(bad)
-    threshold = store.decision_threshold(config.feature_store.reject_throttle)  # checks it is calibrated
+    threshold = store.decision_threshold(config.feature_store.reject_throttle)
     scores = np.array([s.score for s in store.reject_scores(good_q + bad_q)])
     g, b = scores[:len(good_q)], scores[len(good_q):]
     return {

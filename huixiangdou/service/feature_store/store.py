@@ -162,16 +162,19 @@ class FeatureStore:
         """The calibrated reject threshold, or None when the store was never calibrated."""
         return self.manifest.reject_threshold
 
-    def decision_threshold(self, override: float = -1.0) -> float:
-        """The threshold in force: `override` ([feature_store] reject_throttle) unless it is -1, else
-        the calibrated one. The one place that reads the -1 sentinel."""
-        if override != -1:
-            return override
-        if self.threshold is None or self.reject_model is None:
+    def _require_reject_model(self) -> RejectModel:
+        if self.reject_model is None or self.threshold is None:
             raise StoreError('the feature store has no calibrated reject model, so the bot cannot tell '
                              'questions from chatter: run `python -m huixiangdou.service.feature_store` with '
                              'good/bad question files ([feature_store] good_questions / bad_questions)')
-        return self.threshold
+        return self.reject_model
+
+    def decision_threshold(self, override: float = -1.0) -> float:
+        """The threshold in force: `override` ([feature_store] reject_throttle) unless it is -1, else
+        the calibrated one. The one place that reads the -1 sentinel; a store without a calibrated
+        reject model raises StoreError either way (there is nothing to compare with a threshold)."""
+        self._require_reject_model()
+        return self.threshold if override == -1 else override
 
     def embed_queries(self, queries: list[str]) -> np.ndarray:
         if len(queries) == 1 and queries[0] in self._vector_cache:
@@ -198,12 +201,9 @@ class FeatureStore:
 
     def reject_scores(self, queries: list[str]) -> list[RejectScore]:
         """The calibrated reject model's P(on-topic) for many queries (embedding batched)."""
-        if self.reject_model is None:
-            raise StoreError('the feature store has no reject model: calibrate it by running '
-                             '`python -m huixiangdou.service.feature_store` with good/bad question files '
-                             '([feature_store] good_questions / bad_questions)')
+        model = self._require_reject_model()
         evidence = self.evidence(queries)
-        return [RejectScore(float(p), e) for p, e in zip(self.reject_model.score(evidence), evidence)]
+        return [RejectScore(float(p), e) for p, e in zip(model.score(evidence), evidence)]
 
     def reject_score(self, query: str) -> RejectScore:
         """P(on-topic) of one message; compare with `threshold`."""
@@ -211,7 +211,6 @@ class FeatureStore:
 
     def explain(self, query: str, override: float = -1.0) -> dict:
         """The reject decision for `query` with its evidence (see RejectModel.decide)."""
-        self.decision_threshold()  # refuses a store without a calibrated reject model
         threshold = self.decision_threshold(override)
         score, out = self.reject_model.decide(self.evidence([query])[0])
         out['threshold'] = threshold

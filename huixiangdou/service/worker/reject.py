@@ -16,9 +16,7 @@ class Reject:
 
     def __init__(self, store: FeatureStore, threshold_override: float = -1.0):
         self.store = store
-        if store.reject_model is None:
-            store.decision_threshold()  # raises the StoreError that says how to calibrate
-        self.threshold = store.decision_threshold(threshold_override)
+        self.threshold = store.decision_threshold(threshold_override)  # StoreError if uncalibrated
 
     def _decide(self, query: str) -> tuple[float, dict]:
         return self.store.reject_model.decide(self.store.evidence([query])[0])
