@@ -144,6 +144,8 @@ class LLMServerConfig:
     rpm: int = 500
     tpm: int = 20000
     max_body_size: int = 4 * 1024 * 1024
+    # When set, every request needs "Authorization: Bearer <api_key>"; required to bind a non-loopback host.
+    api_key: str = ''
 
     def validate(self) -> None:
         if not 0 < self.local_llm_bind_port < 65536:
@@ -244,6 +246,8 @@ class LarkGroupConfig:
     path: str = '/event'
     base_url: str = 'https://open.feishu.cn'
     only_at_bot: int = 0
+    # Events whose X-Lark-Request-Timestamp is older (or further in the future) than this are replays: 400.
+    max_event_age: float = 300.0
     revoke_words: list[str] = field(default_factory=lambda: ['撤回', 'revoke'])
     groups: dict[str, GroupConfig] = field(default_factory=dict)
 
@@ -262,6 +266,8 @@ class WechatPersonalConfig:
     token: str = ''
     path: str = '/huixiangdou/message'
     reply_timeout: float = 120.0
+    # Android helper app protocol: answers wait per group until the app polls, at most this long.
+    poll_keep_seconds: float = 600.0
 
     def validate(self) -> None:
         _check_port('[frontend.wechat_personal] bind_port', self.bind_port)

@@ -4,15 +4,14 @@ Shared by the Lark, WeChat and wkteam servers; authentication is each server's o
 """
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from huixiangdou.frontend.errors import CallbackRejected
+from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
 
 
 async def read_json_body(request: web.Request, max_size: int) -> tuple[bytes, dict]:
-    """Return (raw bytes, parsed object); 413 over `max_size`, 400 for anything but a JSON object."""
+    """Return (raw bytes, parsed object); 413 over `max_size`, 400 for anything but a bounded JSON object."""
     if request.content_length is not None and request.content_length > max_size:
         raise CallbackRejected(413, f'body of {request.content_length} bytes exceeds {max_size}')
     # Read in chunks and stop past the limit, so a chunked upload without Content-Length cannot
@@ -28,11 +27,9 @@ async def read_json_body(request: web.Request, max_size: int) -> tuple[bytes, di
         chunks.append(chunk)
     raw = b''.join(chunks)
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise CallbackRejected(400, 'body is not valid JSON') from None
-    if not isinstance(body, dict):
-        raise CallbackRejected(400, 'body must be a JSON object')
+        body = parse_json_object(raw)
+    except InvalidJson as exc:
+        raise CallbackRejected(400, str(exc)) from None
     return raw, body
 
 
