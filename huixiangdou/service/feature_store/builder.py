@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from filelock import Timeout
 from loguru import logger
 from tqdm import tqdm
 
@@ -26,8 +27,9 @@ from huixiangdou.service.feature_store import calibration
 from huixiangdou.service.feature_store.reject_model import (MIN_EXAMPLES, RULE_SPECIFIC_WORDS,
                                                             RejectModel, RejectModelError,
                                                             calibrate_reject_model)
-from huixiangdou.service.feature_store.store import (CURRENT, FORMAT_VERSION, FeatureStore,
-                                                     FileRecord, Manifest, StoreError)
+from huixiangdou.service.feature_store.store import (CURRENT, FORMAT_VERSION, FeatureStore, FileRecord,
+                                                    Manifest, StoreError, remove_partial_folders,
+                                                    workdir_lock)
 
 
 class BuildError(RuntimeError):
@@ -158,8 +160,27 @@ class FeatureStoreBuilder:
 
     def build(self, repo_dir: Path, work_dir: Path, rebuild: bool = False,
               good: Path | None = None, bad: Path | None = None) -> BuildReport:
+        """Build and publish under the workdir lock, so a concurrent build waits and then sees this one's
+        result (its incremental pass starts from it) instead of publishing over it."""
+        work_dir = Path(work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        lock = workdir_lock(work_dir)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            logger.warning('another build is running on {} (it holds {}); waiting for it to finish', work_dir,
+                           lock.lock_file)
+            lock.acquire()
+        try:
+            remove_partial_folders(work_dir)
+            return self._build_locked(Path(repo_dir), work_dir, rebuild, good, bad)
+        finally:
+            lock.release()
+
+    def _build_locked(self, repo_dir: Path, work_dir: Path, rebuild: bool, good: Path | None,
+                      bad: Path | None) -> BuildReport:
         start = time.perf_counter()
-        repo_dir, work_dir = Path(repo_dir), Path(work_dir)
+        started = time.time()
         report = BuildReport(str(repo_dir), str(work_dir))
         walk = walk_repo(repo_dir, int(self.config.max_file_size_mb * 1024 * 1024))
         report.skipped = [{'source': s.source, 'reason': s.reason} for s in walk.skipped]
@@ -258,7 +279,7 @@ class FeatureStoreBuilder:
             self._calibrate(store, [], [], report)
         report.seconds = time.perf_counter() - start
         manifest.build_seconds = round(report.seconds, 3)
-        store.save(work_dir, report.to_json())
+        store.save(work_dir, report.to_json(), started=started)
         return report
 
     def _embed(self, texts: list[str]) -> np.ndarray:

@@ -1,7 +1,8 @@
 """A built feature store on disk: chunks, vectors, dense and sparse indexes, manifest; and its queries.
 
 Each build is written to a fresh `store-*` folder and published by atomically replacing `CURRENT`, so
-a crash mid-build leaves the previous store loadable. Building is in builder.py; this module only
+a crash mid-build leaves the previous store loadable. Writers hold an inter-process lock on the workdir
+(`workdir_lock`), so two builds never publish over each other. Building is in builder.py; this module only
 reads, writes and queries.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from loguru import logger
 
 from huixiangdou.primitive.chunk import Chunk
@@ -29,6 +31,28 @@ FORMAT_VERSION = 2
 # recalibrating before the reject stage can use it.
 READABLE_FORMATS = (1, 2)
 CURRENT = 'CURRENT'
+LOCK_FILE = '.build.lock'
+
+
+def workdir_lock(work_dir: Path) -> FileLock:
+    """The workdir's writer lock: blocks other processes and threads, re-entrant within one thread.
+
+    filelock rather than a hand-written fcntl/pid file: it handles re-entrancy, stale handles after fork
+    and platforms without flock.
+    """
+    return FileLock(Path(work_dir) / LOCK_FILE, is_singleton=True)
+
+
+def remove_partial_folders(work_dir: Path) -> list[str]:
+    """Delete `.store-*.partial` folders; only call while holding workdir_lock (then none is in use)."""
+    removed = []
+    for old in Path(work_dir).glob('.store-*.partial'):
+        shutil.rmtree(old, ignore_errors=True)
+        removed.append(old.name)
+    if removed:
+        logger.info('removed {} half-written store folder(s) left by an interrupted build: {}', len(removed),
+                    ', '.join(removed))
+    return removed
 
 
 class StoreError(RuntimeError):
@@ -246,9 +270,17 @@ class FeatureStore:
         return ranked[:k]
 
     # -- disk ----------------------------------------------------------------------------------
-    def save(self, work_dir: Path, report: dict | None = None) -> Path:
-        """Write into a new version folder, then point CURRENT at it (atomic); prune old versions."""
+    def save(self, work_dir: Path, report: dict | None = None, started: float | None = None) -> Path:
+        """Write into a new version folder, then point CURRENT at it (atomic); prune old versions.
+
+        Holds the workdir lock throughout. Pruning keeps the new version, the one it replaced (a reader
+        may be loading it right now) and any folder modified after `started` (the running build's start).
+        """
         work_dir.mkdir(parents=True, exist_ok=True)
+        with workdir_lock(work_dir):
+            return self._save_locked(work_dir, report, time.time() if started is None else started)
+
+    def _save_locked(self, work_dir: Path, report: dict | None, started: float) -> Path:
         name = f'store-{time.strftime("%Y%m%dT%H%M%S")}-{uuid.uuid4().hex[:6]}'
         folder = work_dir / name
         tmp = work_dir / f'.{name}.partial'
@@ -271,16 +303,17 @@ class FeatureStore:
         _fsync(tmp)
         os.replace(tmp, folder)
         _fsync(work_dir)
-        _atomic_write_text(work_dir / CURRENT, name + '\n')
+        pointer = work_dir / CURRENT
+        replaced = pointer.read_text(encoding='utf-8').strip() if pointer.is_file() else ''
+        _atomic_write_text(pointer, name + '\n')
         if report is not None:
             _atomic_write_text(work_dir / 'report.json', json.dumps(report, ensure_ascii=False, indent=1))
         self.folder = folder
-        for old in work_dir.iterdir():
-            # A partial folder may belong to a build running right now; only stale ones are debris.
-            stale_partial = (old.name.startswith('.store-') and old.name.endswith('.partial')
-                             and time.time() - old.stat().st_mtime > 3600)
-            if old.name != name and (old.name.startswith('store-') or stale_partial):
+        keep = {name, replaced}
+        for old in work_dir.glob('store-*'):
+            if old.name not in keep and old.stat().st_mtime < started:
                 shutil.rmtree(old, ignore_errors=True)
+        remove_partial_folders(work_dir)
         logger.info('feature store saved to {} ({} chunks)', folder, len(self.chunks))
         return folder
 

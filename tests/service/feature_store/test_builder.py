@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -86,21 +87,72 @@ def test_empty_repo_is_an_error(tmp_path, builder):
         builder.build(tmp_path / 'repo', tmp_path / 'work')
 
 
-def test_leftover_partial_write_does_not_break_loading(tmp_path, builder, embedder):
+def test_leftover_partial_write_does_not_break_loading_and_is_cleaned_at_the_next_build(tmp_path, builder,
+                                                                                        embedder):
     repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
     builder.build(repo, work)
     before = (work / CURRENT).read_text()
-    # What a crash in the middle of saving leaves behind: a half-written version folder.
+    # What a crash in the middle of saving leaves behind: a half-written version folder (any age: only a
+    # build holding the workdir lock writes one, so when we hold the lock it is debris).
     partial = work / '.store-20990101T000000-dead00.partial'
     partial.mkdir()
     (partial / 'chunks.jsonl').write_text('{"text": "half', encoding='utf-8')
-    os.utime(partial, (time.time() - 7200, time.time() - 7200))  # left by a crash two hours ago
-    running = work / '.store-20990101T000001-beef00.partial'    # a build writing right now
-    running.mkdir()
     assert len(FeatureStore.load(work, embedder).chunks) > 0
     builder.build(repo, work, rebuild=True)
     assert not partial.exists() and (work / CURRENT).read_text() != before
-    assert running.exists()
+
+
+def test_a_build_waits_for_the_running_one_and_keeps_its_files(tmp_path, builder, embedder):
+    """A build started while another holds the workdir waits, then starts from what that one published."""
+    repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
+    builder.build(repo, work)
+    done = threading.Event()
+    # Another process's build holds the lock (a real second process, as with two CLI runs).
+    holder = subprocess.Popen([sys.executable, '-c', (
+        'import sys, time; from huixiangdou.service.feature_store.store import workdir_lock\n'
+        'with workdir_lock(sys.argv[1]):\n    print("held", flush=True); time.sleep(float(sys.argv[2]))'),
+        str(work), '3'], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == 'held'
+    (repo / 'late.md').write_text('# Late\n\nThe late file explains the retry budget of the server.\n',
+                                  encoding='utf-8')
+
+    def incremental():
+        builder.build(repo, work)
+        done.set()
+
+    thread = threading.Thread(target=incremental)
+    thread.start()
+    assert not done.wait(1.0), 'the build must wait while another process holds the workdir'
+    holder.wait()
+    thread.join(120)
+    assert done.is_set()
+    store = FeatureStore.load(work, embedder)
+    assert 'late.md' in store.manifest.files and 'install.md' in store.manifest.files
+
+
+def test_concurrent_saves_always_leave_current_naming_a_loadable_store(tmp_path, builder, embedder):
+    repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
+    builder.build(repo, work)
+    store = FeatureStore.load(work, embedder)
+    errors = []
+
+    def save():
+        try:
+            store.save(work)
+        except Exception as exc:  # collected: the assertion below names it
+            errors.append(exc)
+
+    for _ in range(10):
+        threads = [threading.Thread(target=save) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert (work / (work / CURRENT).read_text().strip() / 'manifest.json').is_file()
+    assert not errors
+    assert len(FeatureStore.load(work, embedder).chunks) == len(store.chunks)
+    # Pruning keeps the published version and the one it replaced, nothing older.
+    assert len(list(work.glob('store-*'))) == 2
 
 
 def test_killed_build_leaves_previous_store_loadable(tmp_path, builder, embedder):
