@@ -14,6 +14,8 @@ import os
 from Crypto.Cipher import AES
 from Crypto.Util.Padding import pad, unpad
 
+from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
+
 
 class LarkCryptoError(ValueError):
     """An `encrypt` payload that cannot be decrypted with the configured Encrypt Key."""
@@ -44,14 +46,15 @@ def decrypt_text(encrypt_key: str, encrypted: str) -> str:
 
 
 def decrypt_payload(encrypt_key: str, encrypted: str) -> dict:
-    """Decrypt the `encrypt` field of a callback body into the event object."""
+    """Decrypt the `encrypt` field of a callback body into the event object.
+
+    The plaintext gets the same bounds as any body (depth, lone surrogates): a sender that holds the
+    key can still send hostile JSON.
+    """
     try:
-        payload = json.loads(decrypt_text(encrypt_key, encrypted))
-    except ValueError:
-        raise LarkCryptoError(_WRONG_KEY) from None
-    if not isinstance(payload, dict):
-        raise LarkCryptoError('decrypted event is not a JSON object')
-    return payload
+        return parse_json_object(decrypt_text(encrypt_key, encrypted))
+    except InvalidJson as exc:
+        raise LarkCryptoError(f'decrypted event: {exc}') from None
 
 
 def encrypt_payload(encrypt_key: str, payload: dict, iv: bytes | None = None) -> str:

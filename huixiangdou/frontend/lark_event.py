@@ -1,12 +1,15 @@
 """Parses Lark schema-2.0 `im.message.receive_v1` events into a plain LarkTextMessage.
 
-Text and rich-text (post) messages only; authentication and decryption happen before, in lark_group.py.
+Text and rich-text (post) messages only; it checks the shape of every field it reads (a wrong type is
+CallbackRejected(400)); authentication and decryption happen before, in lark_group.py.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
+
+from huixiangdou.frontend.errors import CallbackRejected
+from huixiangdou.primitive.json_input import InvalidJson, parse_json
 
 MESSAGE_EVENT = 'im.message.receive_v1'
 _SPACES = re.compile(r'[ \t\u2005\u00a0]+')
@@ -25,49 +28,95 @@ class LarkTextMessage:
     root_id: str = ''     # the first message of its thread
 
 
+def field_object(container: dict, key: str, where: str) -> dict:
+    """container[key] as a dict ({} when absent or null); 400 naming the field when it is anything else."""
+    value = container.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CallbackRejected(400, f'{where}.{key} must be an object, got {type(value).__name__}')
+    return value
+
+
+def field_text(container: dict, key: str, where: str) -> str:
+    """container[key] as a str ('' when absent or null); numbers are accepted as ids; 400 otherwise."""
+    value = container.get(key)
+    if value is None:
+        return ''
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise CallbackRejected(400, f'{where}.{key} must be a string, got {type(value).__name__}')
+
+
+def _field_list(container: dict, key: str, where: str) -> list:
+    value = container.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise CallbackRejected(400, f'{where}.{key} must be an array, got {type(value).__name__}')
+    return value
+
+
 def _post_text(content: dict) -> str:
     # Receive events carry post content as {"title", "content": [[element, ...], ...]}; some clients
-    # wrap it in a locale key, so unwrap one level if needed.
+    # wrap it in a locale key, so unwrap one level if needed. The content is user-authored, so
+    # elements of an unexpected shape are skipped rather than refused.
     if 'content' not in content:
         content = next((v for v in content.values() if isinstance(v, dict)), {})
     lines = []
-    for line in content.get('content') or []:
-        lines.append(''.join(el.get('text', '') for el in line if isinstance(el, dict) and el.get('tag') == 'text'))
-    title = content.get('title') or ''
+    body = content.get('content')
+    for line in body if isinstance(body, list) else []:
+        if not isinstance(line, list):
+            continue
+        lines.append(''.join(el['text'] for el in line
+                             if isinstance(el, dict) and el.get('tag') == 'text' and isinstance(el.get('text'), str)))
+    title = content.get('title')
+    title = title if isinstance(title, str) else ''
     return '\n'.join(([title] if title else []) + lines)
 
 
 def parse_message_event(event: dict) -> LarkTextMessage | None:
     """The text of a message event, or None for message types we do not answer (images, files...)."""
-    message = event.get('message') or {}
-    sender = event.get('sender') or {}
-    message_type = message.get('message_type', '')
+    message = field_object(event, 'message', 'event')
+    sender = field_object(event, 'sender', 'event')
+    sender_id = field_object(sender, 'sender_id', 'event.sender')
+    message_type = field_text(message, 'message_type', 'event.message')
+    mentions = _field_list(message, 'mentions', 'event.message')
+    mentioned_keys, mentioned_open_ids = [], []
+    for number, mention in enumerate(mentions):
+        if not isinstance(mention, dict):
+            raise CallbackRejected(400, f'event.message.mentions[{number}] must be an object, '
+                                        f'got {type(mention).__name__}')
+        mentioned_keys.append(field_text(mention, 'key', f'event.message.mentions[{number}]'))
+        mention_id = field_object(mention, 'id', f'event.message.mentions[{number}]')
+        mentioned_open_ids.append(field_text(mention_id, 'open_id', f'event.message.mentions[{number}].id'))
     try:
-        content = json.loads(message.get('content') or '{}')
-    except ValueError:
+        content = parse_json(field_text(message, 'content', 'event.message') or '{}')
+    except InvalidJson:
         return None
     if not isinstance(content, dict):
         return None
     if message_type == 'text':
-        text = str(content.get('text', ''))
+        text = content.get('text')
+        text = text if isinstance(text, str) else ''
     elif message_type == 'post':
         text = _post_text(content)
     else:
         return None
-    mentions = message.get('mentions') or []
-    for mention in mentions:
-        key = mention.get('key', '')
+    for key in mentioned_keys:
         if key:
             text = text.replace(key, ' ')
     text = _SPACES.sub(' ', text).strip()
     return LarkTextMessage(
-        chat_id=str(message.get('chat_id', '')),
-        chat_type=str(message.get('chat_type', '')),
-        message_id=str(message.get('message_id', '')),
-        sender_open_id=str((sender.get('sender_id') or {}).get('open_id', '')),
-        sender_type=str(sender.get('sender_type', 'user')),
+        chat_id=field_text(message, 'chat_id', 'event.message'),
+        chat_type=field_text(message, 'chat_type', 'event.message'),
+        message_id=field_text(message, 'message_id', 'event.message'),
+        sender_open_id=field_text(sender_id, 'open_id', 'event.sender.sender_id'),
+        sender_type=field_text(sender, 'sender_type', 'event.sender') or 'user',
         text=text,
-        mentioned_open_ids=[str((m.get('id') or {}).get('open_id', '')) for m in mentions],
-        parent_id=str(message.get('parent_id') or ''),
-        root_id=str(message.get('root_id') or ''),
+        mentioned_open_ids=mentioned_open_ids,
+        parent_id=field_text(message, 'parent_id', 'event.message'),
+        root_id=field_text(message, 'root_id', 'event.message'),
     )

@@ -7,31 +7,37 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
 
 from aiohttp import web
 from loguru import logger
 
 from huixiangdou.config import FrontendConfig, LarkGroupConfig
-from huixiangdou.frontend.callback_body import read_json_body, rejection_response
+from huixiangdou.frontend.callback_body import rejection_response
 from huixiangdou.frontend.callback_server import CallbackServer
 from huixiangdou.frontend.errors import CallbackRejected, LarkApiError
 from huixiangdou.frontend.group_dispatcher import GroupDispatcher
 from huixiangdou.frontend.group_message import GroupMessage, Outcome, OutcomeStatus, Responder
 from huixiangdou.frontend.lark_crypto import LarkCryptoError, decrypt_payload, verify_event_signature
-from huixiangdou.frontend.lark_event import MESSAGE_EVENT, LarkTextMessage, parse_message_event
+from huixiangdou.frontend.lark_event import (MESSAGE_EVENT, LarkTextMessage, field_object, field_text,
+                                             parse_message_event)
 from huixiangdou.frontend.lark_open_api import LarkOpenApi
 from huixiangdou.frontend.lark_post import answer_post
-from huixiangdou.frontend.recent_ids import RecentIds
+from huixiangdou.frontend.seen_ids import SeenIds
+from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
 
 REPLIES_REMEMBERED = 10000
+SEEN_IDS_FILE = 'lark_group_seen.sqlite'
 
 
 class LarkGroupServer(CallbackServer):
     """aiohttp server for Lark event callbacks (url_verification and im.message.receive_v1).
 
     Usage:
-        server = LarkGroupServer(config.frontend, worker)
+        server = LarkGroupServer(config.frontend, worker, state_dir=config.path(config.feature_store.work_dir))
         await server.warm_up()
         port = await server.start()
         ...
@@ -39,19 +45,26 @@ class LarkGroupServer(CallbackServer):
 
     Security: with an Encrypt Key, every event must be encrypted and carry a valid X-Lark-Signature;
     with a Verification Token, the token inside the event must match. Anything else gets 401.
+    Events sent (signed timestamp) or created (header.create_time) more than max_event_age ago get 400,
+    and ids already seen, also before a restart when `state_dir` is given, are acknowledged and dropped.
     """
 
     name = 'lark_group'
 
     def __init__(self, frontend: FrontendConfig, responder: Responder, *, api: LarkOpenApi | None = None,
-                 port: int | None = None):
+                 port: int | None = None, state_dir: str | Path | None = None,
+                 clock: Callable[[], float] = time.time):
         self.frontend = frontend
         self.config: LarkGroupConfig = frontend.lark_group
         super().__init__(self.config.host, self.config.port if port is None else port)
         self.api = api or LarkOpenApi(self.config.app_id, self.config.app_secret, self.config.base_url)
         self.dispatcher = GroupDispatcher.from_config(frontend, responder, self._on_outcome)
-        self._seen_events = RecentIds()
-        self._seen_messages = RecentIds()
+        # Event and message ids share one table, told apart by an "event:" / "message:" prefix.
+        self._seen = SeenIds(Path(state_dir) / SEEN_IDS_FILE if state_dir is not None else ':memory:')
+        if state_dir is None:
+            logger.warning('lark_group: no state folder given, so seen event ids are kept in memory and a '
+                           'redelivery after a restart is answered again')
+        self._clock = clock
         # Our reply id -> (asker open_id, asked message id), and asked message id -> our reply id,
         # so a revoke word in the thread finds the answer to recall.
         self._replies: OrderedDict[str, tuple[str, str]] = OrderedDict()
@@ -63,6 +76,7 @@ class LarkGroupServer(CallbackServer):
                            'finds the callback URL can post fake events; set one in [frontend.lark_group]')
 
     async def warm_up(self) -> None:
+        self._seen.warm_up()
         await self.api.warm_up()
         if self.config.only_at_bot:
             # Only needed to tell "@bot" from "@someone else"; fails early if the app lacks the bot feature.
@@ -79,63 +93,96 @@ class LarkGroupServer(CallbackServer):
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.api.close()
+        self._seen.close()
 
     # ---- callback -------------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
-            raw, body = await read_json_body(request, self.frontend.max_body_size)
-            payload = self._authenticate(request, raw, body)
+            payload = await self._authenticate(request)
+            if payload.get('type') == 'url_verification':
+                challenge = field_text(payload, 'challenge', 'body')
+                logger.info('lark_group: answered url_verification')
+                return web.json_response({'challenge': challenge})
+            header = field_object(payload, 'header', 'body')
+            event = field_object(payload, 'event', 'body')
+            event_type = field_text(header, 'event_type', 'header') or field_text(event, 'type', 'event')
+            event_id = field_text(header, 'event_id', 'header') or field_text(payload, 'uuid', 'body')
+            # Parsed before the id is recorded, so a malformed event is refused without being remembered.
+            message = parse_message_event(event) if event_type == MESSAGE_EVENT else None
+            if not self._seen.add(f'event:{event_id}' if event_id else ''):
+                logger.info('lark_group: duplicate delivery of event {} ignored', event_id)
+                return web.json_response({})
+            if message is not None:
+                self._accept_message(message)
+            elif event_type != MESSAGE_EVENT:
+                logger.debug('lark_group: ignored event type {!r} ({})', event_type, event_id)
         except CallbackRejected as exc:
             logger.warning('lark_group: rejected callback from {}: {} {}', request.remote, exc.status, exc.reason)
             return rejection_response(exc)
-        if payload.get('type') == 'url_verification':
-            logger.info('lark_group: answered url_verification')
-            return web.json_response({'challenge': payload.get('challenge', '')})
-        header = payload.get('header') or {}
-        event_type = header.get('event_type') or (payload.get('event') or {}).get('type', '')
-        event_id = header.get('event_id') or payload.get('uuid', '')
-        if not self._seen_events.add(event_id):
-            logger.info('lark_group: duplicate delivery of event {} ignored', event_id)
-            return web.json_response({})
-        if event_type == MESSAGE_EVENT:
-            self._accept_message(payload.get('event') or {})
-        else:
-            logger.debug('lark_group: ignored event type {!r} ({})', event_type, event_id)
         return web.json_response({})
 
-    def _authenticate(self, request: web.Request, raw: bytes, body: dict) -> dict:
+    async def _authenticate(self, request: web.Request) -> dict:
+        """The event object of an authentic, fresh callback; CallbackRejected otherwise.
+
+        With an Encrypt Key the signature is checked on the raw bytes before anything is parsed.
+        """
+        raw = await _read_raw(request, self.frontend.max_body_size)
         encrypt_key = self.config.encrypt_key
+        signature = request.headers.get('X-Lark-Signature', '')
+        if encrypt_key and signature:
+            timestamp = request.headers.get('X-Lark-Request-Timestamp', '')
+            nonce = request.headers.get('X-Lark-Request-Nonce', '')
+            if not verify_event_signature(timestamp, nonce, encrypt_key, raw, signature):
+                raise CallbackRejected(401, 'X-Lark-Signature does not match')
+            self._check_age(timestamp, 1.0, 'X-Lark-Request-Timestamp')
+        body = _parse(raw)
         if 'encrypt' in body:
             if not encrypt_key:
                 raise CallbackRejected(400, 'event is encrypted but [frontend.lark_group] encrypt_key is empty')
-            signature = request.headers.get('X-Lark-Signature', '')
-            timestamp = request.headers.get('X-Lark-Request-Timestamp', '')
-            nonce = request.headers.get('X-Lark-Request-Nonce', '')
+            encrypted = body['encrypt']
+            if not isinstance(encrypted, str):
+                raise CallbackRejected(400, f'body.encrypt must be a string, got {type(encrypted).__name__}')
             try:
-                payload = decrypt_payload(encrypt_key, str(body['encrypt']))
+                payload = decrypt_payload(encrypt_key, encrypted)
             except LarkCryptoError as exc:
                 raise CallbackRejected(401, str(exc)) from None
             # Lark signs event deliveries; the one-off url_verification may come unsigned.
-            if signature or payload.get('type') != 'url_verification':
-                if not verify_event_signature(timestamp, nonce, encrypt_key, raw, signature):
-                    raise CallbackRejected(401, 'X-Lark-Signature does not match')
+            if not signature and payload.get('type') != 'url_verification':
+                raise CallbackRejected(401, 'X-Lark-Signature is missing')
         elif encrypt_key:
             raise CallbackRejected(401, 'plain event while encrypt_key is set: Lark encrypts every event')
         else:
             payload = body
         token = self.config.verification_token
         if token:
-            got = payload.get('token') or (payload.get('header') or {}).get('token', '')
+            got = payload.get('token')
+            if got is None:
+                got = field_object(payload, 'header', 'body').get('token')
             if not isinstance(got, str) or not hmac.compare_digest(got.encode(), token.encode()):
                 raise CallbackRejected(401, 'verification token does not match')
+        if not (encrypt_key and signature):
+            # Nothing signs the delivery time here, so fall back to when Lark created the event.
+            create_time = field_text(field_object(payload, 'header', 'body'), 'create_time', 'header')
+            if create_time:
+                self._check_age(create_time, 1000.0, 'header.create_time')
         return payload
 
-    def _accept_message(self, event: dict) -> None:
-        message = parse_message_event(event)
-        if message is None or message.chat_type != 'group' or message.sender_type != 'user':
+    def _check_age(self, stamp: str, per_second: float, where: str) -> None:
+        """400 when `stamp` (in 1/per_second units since the epoch) is outside max_event_age of now."""
+        try:
+            sent_at = float(stamp) / per_second
+        except ValueError:
+            raise CallbackRejected(400, f'{where} must be a number, got {stamp[:20]!r}') from None
+        age = self._clock() - sent_at
+        if not abs(age) <= self.config.max_event_age:  # also refuses nan
+            raise CallbackRejected(400, f'{where} is {age:.0f} s from now, outside max_event_age '
+                                        f'{self.config.max_event_age:.0f} s: a replayed or stale event')
+
+    def _accept_message(self, message: LarkTextMessage) -> None:
+        if message.chat_type != 'group' or message.sender_type != 'user':
             return
-        if not self._seen_messages.add(message.message_id):
+        if not self._seen.add(f'message:{message.message_id}' if message.message_id else ''):
             logger.info('lark_group: message {} delivered twice; answered once', message.message_id)
             return
         if self._revoke_if_asked(message):
@@ -191,5 +238,23 @@ class LarkGroupServer(CallbackServer):
                 self._reply_to_asked.pop(old_asked, None)
 
 
-async def run_lark_group(frontend: FrontendConfig, responder: Responder) -> None:
-    await LarkGroupServer(frontend, responder).serve_forever()
+async def _read_raw(request: web.Request, max_size: int) -> bytes:
+    """The body bytes, unparsed; 413 past max_size (aiohttp stops reading at client_max_size)."""
+    if request.content_length is not None and request.content_length > max_size:
+        raise CallbackRejected(413, f'body of {request.content_length} bytes exceeds {max_size}')
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise CallbackRejected(413, f'body exceeds {max_size} bytes') from None
+
+
+def _parse(raw: bytes) -> dict:
+    try:
+        return parse_json_object(raw)
+    except InvalidJson as exc:
+        raise CallbackRejected(400, str(exc)) from None
+
+
+async def run_lark_group(frontend: FrontendConfig, responder: Responder, state_dir: str | Path | None = None) -> None:
+    """Serve until cancelled; `state_dir` (the workdir) keeps seen event ids across restarts."""
+    await LarkGroupServer(frontend, responder, state_dir=state_dir).serve_forever()

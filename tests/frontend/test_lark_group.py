@@ -4,19 +4,12 @@ from __future__ import annotations
 import asyncio
 import json
 
-import aiohttp
 import pytest
 from loguru import logger
 
-from huixiangdou.config import GroupConfig, LarkGroupConfig
 from huixiangdou.frontend.lark_crypto import encrypt_payload
-from huixiangdou.frontend.lark_group import LarkGroupServer
-from huixiangdou.frontend.lark_open_api import LarkOpenApi
-from tests.frontend.conftest import REFERENCE, ScriptedResponder, frontend_config
-from tests.frontend.lark_events import message_event, signed_request
-
-ENCRYPT_KEY = 'fake-encrypt-key-密钥'
-TOKEN = 'vtoken'
+from tests.frontend.conftest import REFERENCE, ScriptedResponder
+from tests.frontend.lark_events import ENCRYPT_KEY, TOKEN, Driver, message_event, start_lark_server
 
 
 class Clock:
@@ -28,48 +21,18 @@ class Clock:
 
 
 @pytest.fixture
-async def lark(fake_lark, responder, unused_port):
-    """A running LarkGroupServer wired to the fake; yields a small driver object."""
+async def lark(fake_lark, responder):
+    """Starts LarkGroupServers wired to the fake (settings override config keys); stops them after the test."""
     servers = []
 
-    async def start(responder=responder, clock=None, **settings):
-        group = LarkGroupConfig(app_id=fake_lark.app_id, app_secret=fake_lark.app_secret, encrypt_key=ENCRYPT_KEY,
-                                verification_token=TOKEN, host='127.0.0.1', port=0, base_url=fake_lark.base_url,
-                                groups={'oc_group1': GroupConfig(name='茴香豆用户群', introduction='安装与使用')})
-        frontend = frontend_config(type='lark_group', max_body_size=4096, lark_group=group)
-        for key, value in settings.items():
-            target = group if hasattr(group, key) else frontend
-            setattr(target, key, value)
-        api = LarkOpenApi(group.app_id, group.app_secret, group.base_url, retry_delay=0,
-                          **({'clock': clock} if clock else {}))
-        server = LarkGroupServer(frontend, responder, api=api)
-        await server.warm_up()
-        await server.start()
-        servers.append(server)
-        return Driver(server)
+    async def start(responder=responder, **settings) -> Driver:
+        driver = await start_lark_server(fake_lark, responder, **settings)
+        servers.append(driver.server)
+        return driver
 
     yield start
     for server in servers:
         await server.stop()
-
-
-class Driver:
-    def __init__(self, server: LarkGroupServer):
-        self.server = server
-        self.url = f'http://127.0.0.1:{server.port}{server.config.path}'
-
-    async def post_raw(self, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(self.url, data=body, headers=headers or {'Content-Type': 'application/json'}) as r:
-                return r.status, await r.json(content_type=None)
-
-    async def send(self, payload: dict, *, forge: bool = False) -> tuple[int, dict]:
-        return await self.post_raw(*signed_request(payload, ENCRYPT_KEY, forge=forge))
-
-    async def settle(self):
-        await self.server.dispatcher.wait_idle()
-        if self.server._tasks:
-            await asyncio.gather(*list(self.server._tasks))
 
 
 async def test_url_verification_challenge_encrypted_and_unsigned(lark):
