@@ -5,9 +5,59 @@ Subclasses build the aiohttp app and own the dispatcher; this class only binds, 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import re
+import secrets
 
 from aiohttp import web
 from loguru import logger
+
+from huixiangdou.frontend.errors import FrontendError
+
+# A path segment that works as a shared secret: long, URL-safe, and not a word someone would guess.
+SECRET_SEGMENT_MIN_LENGTH = 16
+_URL_SAFE = re.compile(r'[A-Za-z0-9_-]+')
+
+
+def is_loopback(host: str) -> bool:
+    """True for hosts only this machine can reach: localhost, 127.0.0.0/8, ::1."""
+    if host.strip().lower() == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip('[]')).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to a public address
+
+
+def is_secret_path(path: str) -> bool:
+    """Whether the last segment of `path` looks like a random token (e.g. secrets.token_urlsafe(18)).
+
+    A heuristic: at least 16 URL-safe characters, at least 10 distinct ones, mixing at least two of
+    lower case, upper case and digits. `/huixiangdou/message` or `/hook-for-my-wechat-bot` fail it.
+    """
+    segment = path.rstrip('/').rsplit('/', 1)[-1]
+    if len(segment) < SECRET_SEGMENT_MIN_LENGTH or not _URL_SAFE.fullmatch(segment):
+        return False
+    classes = sum(any(test(c) for c in segment) for test in (str.islower, str.isupper, str.isdigit))
+    return len(set(segment)) >= 10 and classes >= 2
+
+
+def suggest_secret_path(prefix: str = '/huixiangdou') -> str:
+    return f'{prefix}/{secrets.token_urlsafe(18)}'
+
+
+def require_protected(name: str, section: str, host: str, token: str, path: str, path_key: str = 'path') -> None:
+    """Refuse to serve on a non-loopback host with neither a token nor a secret path (secure by default).
+
+    Called at start, not at config load, so a config for another frontend still loads.
+    """
+    if is_loopback(host) or token or is_secret_path(path):
+        return
+    raise FrontendError(
+        f'{name}: refusing to listen on {host} with an empty token and the guessable path {path!r}: anyone '
+        f'who can reach the port could make the bot talk. In config.ini [{section}] set {path_key} = '
+        f'"{suggest_secret_path()}" (a fresh random path; give the full URL only to the helper app), '
+        f'or set token, or set host = "127.0.0.1" to accept local requests only.')
 
 
 class CallbackServer:

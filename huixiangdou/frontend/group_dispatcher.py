@@ -53,6 +53,10 @@ class GroupDispatcher:
         self._side_tasks: set[asyncio.Task] = set()
         self._in_flight = 0  # messages queued or being answered, across groups
         self._closed = False
+        # For cancel(): ids waiting in a queue, ids to skip when dequeued, the answer task per running id.
+        self._queued_ids: set[str] = set()
+        self._dropped_ids: set[str] = set()
+        self._running: dict[str, asyncio.Task[Outcome]] = {}
 
     @classmethod
     def from_config(cls, config: FrontendConfig, responder: Responder, on_outcome: OutcomeHandler,
@@ -86,6 +90,7 @@ class GroupDispatcher:
         try:
             queue.put_nowait(message)
             self._in_flight += 1
+            self._queued_ids.add(message.message_id)
         except asyncio.QueueFull:
             logger.warning('group {} queue full ({} waiting): dropped message {}', message.group_id,
                            self.queue_size, message.message_id)
@@ -102,15 +107,53 @@ class GroupDispatcher:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
+    def cancel(self, message_id: str) -> bool:
+        """Stop spending work on a message nobody waits for any more (its caller timed out).
+
+        A queued message is dropped when its turn comes; one being answered has its worker call
+        cancelled. Either way the outcome is CANCELLED. False when the message is not queued or
+        running: already answered, unknown, or still held by the merge policy.
+        """
+        task = self._running.get(message_id)
+        if task is not None:
+            return task.cancel()
+        if message_id in self._queued_ids:
+            self._dropped_ids.add(message_id)
+            return True
+        return False
+
     async def _consume(self, group_id: str, queue: asyncio.Queue[GroupMessage]) -> None:
         while True:
             message = await queue.get()
+            self._queued_ids.discard(message.message_id)
             try:
-                outcome = await self._answer(message)
+                if message.message_id in self._dropped_ids:
+                    self._dropped_ids.discard(message.message_id)
+                    logger.info('group {} message {}: dropped unanswered, its caller gave up', group_id,
+                                message.message_id)
+                    outcome = Outcome(message, OutcomeStatus.CANCELLED)
+                else:
+                    outcome = await self._answer_cancellable(message)
                 await self._deliver(outcome)
             finally:
                 self._in_flight -= 1
                 queue.task_done()
+
+    async def _answer_cancellable(self, message: GroupMessage) -> Outcome:
+        # A task of its own, so cancel() can stop this message without stopping the group's consumer.
+        task = asyncio.create_task(self._answer(message), name=f'answer-{message.message_id}')
+        self._running[message.message_id] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            consumer = asyncio.current_task()
+            if consumer is not None and consumer.cancelling():
+                raise  # abort() or shutdown: not a per-message cancel
+            logger.info('group {} message {}: worker stopped, its caller gave up', message.group_id,
+                        message.message_id)
+            return Outcome(message, OutcomeStatus.CANCELLED)
+        finally:
+            self._running.pop(message.message_id, None)
 
     async def _answer(self, message: GroupMessage) -> Outcome:
         if not self.limiter.allows(message.group_id):
@@ -172,6 +215,8 @@ class GroupDispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._consumers.clear()
         self._queues.clear()
+        self._queued_ids.clear()
+        self._dropped_ids.clear()
         self._in_flight = 0
         if dropped:
             logger.info('dispatcher stopped with {} unanswered queued message(s)', dropped)

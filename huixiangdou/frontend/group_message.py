@@ -45,6 +45,7 @@ class OutcomeStatus(Enum):
     RATE_LIMITED = 'rate_limited'  # the group used up its replies for this minute
     QUEUE_FULL = 'queue_full'      # the group's queue was full; the message was dropped
     FAILED = 'failed'              # the worker raised; logged, nothing sent
+    CANCELLED = 'cancelled'        # the frontend gave up waiting: dropped from the queue or the worker stopped
 
 
 @dataclass

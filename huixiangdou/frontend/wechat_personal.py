@@ -1,7 +1,8 @@
-"""The `wechat_personal` frontend: an HTTP endpoint for the Android helper app that reads group chats.
+"""The `wechat_personal` frontend: an HTTP endpoint for Android helper apps that read WeChat group chats.
 
-The app POSTs one group message per request and posts back whatever `reply` the response holds;
-the JSON format is documented in docs/frontend_wechat_personal.md. Nothing here drives WeChat itself.
+One path speaks two formats, told apart by the body: upstream HuixiangDou's app (post, then poll for
+answers; wechat_app_protocol.py) and our synchronous JSON (the answer in the response). Both are
+documented in docs/frontend_wechat_personal.md. Nothing here drives WeChat itself.
 """
 from __future__ import annotations
 
@@ -14,23 +15,28 @@ from loguru import logger
 
 from huixiangdou.config import FrontendConfig, WechatPersonalConfig
 from huixiangdou.frontend.callback_body import read_json_body, rejection_response
-from huixiangdou.frontend.callback_server import CallbackServer
+from huixiangdou.frontend.callback_server import CallbackServer, is_loopback, is_secret_path, require_protected
 from huixiangdou.frontend.errors import CallbackRejected
 from huixiangdou.frontend.group_dispatcher import GroupDispatcher
-from huixiangdou.frontend.group_message import GroupMessage, Outcome, Responder
+from huixiangdou.frontend.group_message import GroupMessage, Outcome, OutcomeStatus, Responder
+from huixiangdou.frontend.polled_answers import PolledAnswers
+from huixiangdou.frontend.wechat_app_protocol import (POLL, AppRequest, PolledItem, answer_for, app_body,
+                                                       is_app_body, parse_app_request)
+
+SECTION = 'frontend.wechat_personal'
 
 
 class WechatPersonalServer(CallbackServer):
-    """Answers each POSTed message in the response body (the request waits for the worker).
+    """Takes group messages on `path` and answers them through the GroupDispatcher.
 
-    Request:  {"group_id": "...", "group_name": "...", "sender": "...", "content": "...", "message_id": "..."}
-    Response: {"status": "answered", "reply": "...", "references": [...], "message_id": "..."}
-    `status` is one of answered, silent, merged, rate_limited, queue_full, failed, timeout; only
-    "answered" carries a reply the app should post.
+    App format (upstream's APK): a text post is acknowledged at once; its outcome waits per group
+    until a poll for that group collects it. Our format waits up to `reply_timeout` and answers in the
+    body: {"status": "answered", "reply": "...", "references": [...], "message_id": "..."}; a request
+    that times out has its message dropped or its worker call cancelled.
 
     Usage:
         server = WechatPersonalServer(config.frontend, worker)
-        port = await server.start()
+        port = await server.start()   # FrontendError if exposed without a token or secret path
     """
 
     name = 'wechat_personal'
@@ -40,28 +46,74 @@ class WechatPersonalServer(CallbackServer):
         self.config: WechatPersonalConfig = frontend.wechat_personal
         super().__init__(self.config.host, self.config.bind_port if port is None else port)
         self.dispatcher = GroupDispatcher.from_config(frontend, responder, self._on_outcome)
+        self.polled = PolledAnswers(self.config.poll_keep_seconds, frontend.group_queue_size)
+        # The app sends no headers but the content type: a secret path is its only credential.
+        self.path_is_secret = is_secret_path(self.config.path)
         self._waiting: dict[str, asyncio.Future[Outcome | None]] = {}
-        if not self.config.token:
-            logger.warning('wechat_personal: token is empty, so anyone who can reach port {} can make the '
-                           'bot talk; set [frontend.wechat_personal] token', self.port)
+        self._app_posts: dict[str, AppRequest] = {}  # our message id -> the app's post, until its outcome
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=self.frontend.max_body_size)
         app.router.add_post(self.config.path, self.handle)
         return app
 
+    async def start(self) -> int:
+        require_protected(self.name, SECTION, self.config.host, self.config.token, self.config.path)
+        if self.config.token and not self.path_is_secret:
+            logger.warning('wechat_personal: the Android app cannot send the token, so its posts are refused '
+                           'until [{}] path ends in a random segment of 16+ characters', SECTION)
+        elif not self.config.token and not self.path_is_secret and is_loopback(self.host):
+            logger.warning('wechat_personal: no token and a guessable path: fine on {} only', self.host)
+        return await super().start()
+
     async def before_stop(self) -> None:
         await self.dispatcher.abort()
         for future in self._waiting.values():
             if not future.done():
                 future.set_result(None)  # read by handle() as "shutting down"
+        self._app_posts.clear()
 
-    def _check_token(self, request: web.Request) -> None:
+    def _authorized(self, request: web.Request, app_format: bool) -> bool:
         if not self.config.token:
-            return
+            return True
         given = request.headers.get('Authorization', '')
-        if not hmac.compare_digest(given.encode(), f'Bearer {self.config.token}'.encode()):
-            raise CallbackRejected(401, 'missing or wrong token: send "Authorization: Bearer <token>"')
+        if hmac.compare_digest(given.encode(), f'Bearer {self.config.token}'.encode()):
+            return True
+        return app_format and self.path_is_secret
+
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            _, body = await read_json_body(request, self.frontend.max_body_size)
+        except CallbackRejected as exc:
+            logger.warning('wechat_personal: rejected request from {}: {} {}', request.remote, exc.status, exc.reason)
+            return rejection_response(exc)
+        app_format = is_app_body(body)
+        try:
+            if not self._authorized(request, app_format):
+                raise CallbackRejected(401, 'missing or wrong token: send "Authorization: Bearer <token>"')
+            if app_format:
+                return await self._handle_app(parse_app_request(body))
+            return await self._handle_sync(self._parse(body))
+        except CallbackRejected as exc:
+            logger.warning('wechat_personal: rejected request from {}: {} {}', request.remote, exc.status, exc.reason)
+            if app_format:
+                return web.json_response(app_body(exc.reason, exc.status), status=exc.status)
+            return rejection_response(exc)
+
+    async def _handle_app(self, post: AppRequest) -> web.Response:
+        if post.query_type == POLL:
+            items = self.polled.take(post.group_id)
+            if items:
+                logger.info('wechat_personal: poll for group {} collected {} item(s)', post.group_id, len(items))
+            return web.json_response(app_body(items=items))
+        message = GroupMessage(group_id=post.group_id, text=post.content, sender_id=post.username,
+                               sender_name=post.username, group_name=post.groupname, message_id=uuid.uuid4().hex)
+        self._app_posts[message.message_id] = post
+        if not self.dispatcher.submit(message) and self.dispatcher.closed:
+            self._app_posts.pop(message.message_id, None)
+            return web.json_response(app_body('shutting down', 503), status=503)
+        # The app ignores this body and polls for the outcome; an empty `data` matches upstream.
+        return web.json_response(app_body())
 
     @staticmethod
     def _parse(body: dict) -> GroupMessage:
@@ -79,14 +131,7 @@ class WechatPersonalServer(CallbackServer):
                             # Our own id keys the waiting request; the app's id is echoed back.
                             message_id=uuid.uuid4().hex, platform_ids={'client_id': fields['message_id']})
 
-    async def handle(self, request: web.Request) -> web.Response:
-        try:
-            self._check_token(request)
-            _, body = await read_json_body(request, self.frontend.max_body_size)
-            message = self._parse(body)
-        except CallbackRejected as exc:
-            logger.warning('wechat_personal: rejected request from {}: {} {}', request.remote, exc.status, exc.reason)
-            return rejection_response(exc)
+    async def _handle_sync(self, message: GroupMessage) -> web.Response:
         future: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
         self._waiting[message.message_id] = future
         if not self.dispatcher.submit(message) and self.dispatcher.closed:
@@ -96,8 +141,7 @@ class WechatPersonalServer(CallbackServer):
         try:
             outcome = await asyncio.wait_for(asyncio.shield(future), self.config.reply_timeout)
         except asyncio.TimeoutError:
-            logger.warning('wechat_personal: no answer for group {} within {}s', message.group_id,
-                           self.config.reply_timeout)
+            self._give_up(message)
             return web.json_response({'status': 'timeout', 'reply': '', 'references': [], 'message_id': client_id})
         finally:
             self._waiting.pop(message.message_id, None)
@@ -106,7 +150,19 @@ class WechatPersonalServer(CallbackServer):
         return web.json_response({'status': outcome.status.value, 'reply': outcome.reply,
                                   'references': outcome.references, 'message_id': client_id})
 
+    def _give_up(self, message: GroupMessage) -> None:
+        # Nobody will read this answer: free the group's worker for the messages behind it.
+        stopped = self.dispatcher.cancel(message.message_id)
+        logger.warning('wechat_personal: no answer for group {} message {} within {}s; {}', message.group_id,
+                       message.message_id, self.config.reply_timeout,
+                       'stopped its work' if stopped else 'it was not queued or running')
+
     async def _on_outcome(self, outcome: Outcome) -> None:
+        post = self._app_posts.pop(outcome.message.message_id, None)
+        if post is not None:
+            if outcome.status is not OutcomeStatus.CANCELLED:
+                self.polled.put(post.group_id, PolledItem(post, answer_for(outcome)))
+            return
         future = self._waiting.get(outcome.message.message_id)
         if future is not None and not future.done():
             future.set_result(outcome)
