@@ -57,12 +57,19 @@ def decrypt_payload(encrypt_key: str, encrypted: str) -> dict:
         raise LarkCryptoError(f'decrypted event: {exc}') from None
 
 
-def encrypt_payload(encrypt_key: str, payload: dict, iv: bytes | None = None) -> str:
-    """The inverse of decrypt_payload; what Lark does before posting (used by tests and the bench)."""
+def encrypt_text(encrypt_key: str, text: str, iv: bytes | None = None) -> str:
+    """The inverse of decrypt_text."""
     iv = iv or os.urandom(16)
-    plain = json.dumps(payload, ensure_ascii=False).encode('utf-8')
     cipher = AES.new(_aes_key(encrypt_key), AES.MODE_CBC, iv)
-    return base64.b64encode(iv + cipher.encrypt(pad(plain, AES.block_size))).decode('ascii')
+    return base64.b64encode(iv + cipher.encrypt(pad(text.encode('utf-8'), AES.block_size))).decode('ascii')
+
+
+def encrypt_payload(encrypt_key: str, payload: dict, iv: bytes | None = None) -> str:
+    """The inverse of decrypt_payload; what Lark does before posting (used by tests and the bench).
+
+    ASCII-escaped JSON, so a payload holding a lone surrogate still encrypts (as "\\ud800").
+    """
+    return encrypt_text(encrypt_key, json.dumps(payload), iv)
 
 
 def event_signature(timestamp: str, nonce: str, encrypt_key: str, body: bytes) -> str:
