@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,7 +24,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog='python -m huixiangdou.main',
         description='Run the huixiangdou assistant: answer sample queries, one --query, or serve the '
                     'group-chat frontend selected by [frontend] type in config.ini.')
-    parser.add_argument('--config', default='config.ini', help='config file (TOML), default: %(default)s')
+    # --config_path: upstream HuixiangDou's spelling, accepted so its users' scripts keep working.
+    parser.add_argument('--config', '--config_path', dest='config', default='config.ini',
+                        help='config file (TOML), default: %(default)s')
     parser.add_argument('--standalone', action='store_true',
                         help='also start the hybrid LLM server as a subprocess (stopped on exit)')
     parser.add_argument('--query', action='append',
@@ -128,12 +131,32 @@ def check_standalone(config: Config) -> None:
                           f'{config.llm.server.local_llm_bind_port}): make them agree')
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwind exactly as for Ctrl-C, so the LLM server child is stopped too."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def stop_on_termination_signals() -> None:
+    """What systemd, docker and process managers send must stop the process tree, not orphan the child."""
+
+    def handler(signum, _frame):
+        raise Stopped(signum)
+
+    for name in ('SIGTERM', 'SIGHUP'):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     from huixiangdou.primitive.embedder import EmbedderError
     from huixiangdou.service.feature_store import StoreError
     from huixiangdou.service.llm_client import LLMClientError
 
     args = parse_args(argv)
+    stop_on_termination_signals()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     setup_logging(args.verbose)
     try:
@@ -153,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StoreError, EmbedderError, LLMClientError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
+    except Stopped as exc:
+        print(f'stopped by {exc}', file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print('stopped', file=sys.stderr)
         return 130

@@ -99,7 +99,10 @@ async def test_missing_store_is_built_first(tmp_path, fake_openai):
     assert (tmp_path / 'work' / 'CURRENT').is_file()
 
 
-async def test_ctrl_c_stops_the_server_subprocess(tmp_path, fake_openai, sample_store):
+@pytest.mark.parametrize('signum, code', [(signal.SIGINT, 130), (signal.SIGTERM, 128 + signal.SIGTERM)],
+                         ids=['ctrl-c', 'sigterm'])
+async def test_stopping_main_stops_the_server_subprocess(tmp_path, fake_openai, sample_store, signum, code):
+    """Ctrl-C, and SIGTERM as systemd, docker and process managers send it: no orphaned server."""
     work_dir, _ = sample_store
     fake_openai.fail('hang')
     config, port = remote_config(tmp_path, fake_openai, work_dir)
@@ -112,10 +115,14 @@ async def test_ctrl_c_stops_the_server_subprocess(tmp_path, fake_openai, sample_
         await asyncio.sleep(0.1)
     assert fake_openai.requests
     assert health(port)
-    proc.send_signal(signal.SIGINT)
-    code = await asyncio.wait_for(proc.wait(), 60)
-    assert code == 130
+    proc.send_signal(signum)
+    assert await asyncio.wait_for(proc.wait(), 60) == code
     assert not health(port)
+
+
+def test_upstream_flag_spelling_is_accepted():
+    from huixiangdou.main import parse_args
+    assert parse_args(['--config_path', 'x.ini']).config == 'x.ini'
 
 
 async def test_config_error_exits_nonzero(tmp_path):

@@ -30,13 +30,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description='Build the feature store (parse, chunk, embed, FAISS + BM25 index) from a folder of '
                     'documents and calibrate the reject threshold; or evaluate rejection on labelled '
                     'questions against an existing store.')
-    parser.add_argument('--config', default='config.ini', help='config file (TOML), default: %(default)s')
-    parser.add_argument('--repo-dir', help='documents to index (default: [feature_store] repo_dir)')
-    parser.add_argument('--work-dir', help='where the store is written (default: [feature_store] work_dir)')
+    # The underscore spellings (--config_path, --repo_dir, --work_dir, --good_questions, --bad_questions) are
+    # upstream HuixiangDou's, accepted so its users' scripts keep working.
+    parser.add_argument('--config', '--config_path', dest='config', default='config.ini',
+                        help='config file (TOML), default: %(default)s')
+    parser.add_argument('--repo-dir', '--repo_dir', dest='repo_dir',
+                        help='documents to index (default: [feature_store] repo_dir)')
+    parser.add_argument('--work-dir', '--work_dir', dest='work_dir',
+                        help='where the store is written (default: [feature_store] work_dir)')
     parser.add_argument('--rebuild', action='store_true',
                         help='re-parse and re-embed every file instead of only new or changed ones')
-    parser.add_argument('--good', help='on-topic questions for calibration (default: [feature_store] good_questions)')
-    parser.add_argument('--bad', help='chatter for calibration (default: [feature_store] bad_questions)')
+    parser.add_argument('--good', '--good_questions', dest='good',
+                        help='on-topic questions for calibration (default: [feature_store] good_questions)')
+    parser.add_argument('--bad', '--bad_questions', dest='bad',
+                        help='chatter for calibration (default: [feature_store] bad_questions)')
     parser.add_argument('--eval-good', help='evaluate: labelled on-topic questions (JSON list or one per line)')
     parser.add_argument('--eval-bad', help='evaluate: labelled chatter')
     parser.add_argument('--explain', metavar='MESSAGE',

@@ -82,3 +82,19 @@ def test_cli_fails_clearly_on_config_error(tmp_path, capsys):
     assert cli(['--config', str(config)]) == 1
     err = capsys.readouterr().err
     assert 'chunk_sise' in err and str(config) in err
+
+
+def test_upstream_flag_spellings_build_a_store(tmp_path):
+    """Scripts written for upstream HuixiangDou pass --config_path, --repo_dir, --work_dir and the question files."""
+    repo, work = tmp_path / 'repo', tmp_path / 'work'
+    repo.mkdir()
+    (repo / 'guide.md').write_text('# 部署\n\n茴香豆的大模型服务默认监听 8888 端口。\n', encoding='utf-8')
+    good, bad = tmp_path / 'good.json', tmp_path / 'bad.json'
+    good.write_text(json.dumps(['大模型服务监听哪个端口？']), encoding='utf-8')
+    bad.write_text(json.dumps(['今天中午吃什么？']), encoding='utf-8')
+    config = write_config(tmp_path / 'config.ini', feature_store={'embedding_model_path': ''})
+    assert cli(['--config_path', str(config), '--repo_dir', str(repo), '--work_dir', str(work),
+                '--good_questions', str(good), '--bad_questions', str(bad), '--quiet']) == 0
+    report = json.loads((work / 'report.json').read_text(encoding='utf-8'))
+    assert report['indexed'] == ['guide.md']
+    assert report['examples'] == {'accepted': ['大模型服务监听哪个端口？'], 'rejected': ['今天中午吃什么？']}
