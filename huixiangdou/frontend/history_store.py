@@ -12,6 +12,8 @@ from pathlib import Path
 
 from loguru import logger
 
+from huixiangdou.primitive.json_input import clean_text
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -61,6 +63,8 @@ class HistoryStore:
         if self.path != ':memory:':
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path)
+        # Text written by another tool may hold bytes that are not UTF-8; read it as U+FFFD, not an error.
+        self._db.text_factory = lambda raw: raw.decode('utf-8', 'replace')
         # WAL + NORMAL: a write costs well under a millisecond, so calling from the event loop is fine,
         # and a crash loses at most the last few messages of context, never the database.
         self._db.execute('PRAGMA journal_mode=WAL')
@@ -81,18 +85,21 @@ class HistoryStore:
             self.db.execute(
                 'INSERT INTO messages (group_id, role, sender_id, message_id, reply_to, content, created_at)'
                 ' VALUES (?, ?, ?, ?, ?, ?, ?)',
-                (message.group_id, message.role, message.sender_id, message.message_id, message.reply_to,
-                 message.content, message.created_at or time.time()))
+                # Cleaned here, the edge to SQLite: a lone surrogate (from a platform or a model's
+                # reply) cannot be encoded as UTF-8 and would fail the insert.
+                (clean_text(message.group_id), message.role, clean_text(message.sender_id),
+                 clean_text(message.message_id), clean_text(message.reply_to), clean_text(message.content),
+                 message.created_at or time.time()))
             self.db.execute(
                 'DELETE FROM messages WHERE group_id = ? AND id NOT IN '
                 '(SELECT id FROM messages WHERE group_id = ? ORDER BY id DESC LIMIT ?)',
-                (message.group_id, message.group_id, self.size))
+                (clean_text(message.group_id), clean_text(message.group_id), self.size))
 
     def recent(self, group_id: str) -> list[StoredMessage]:
         """The group's kept messages, oldest first."""
         rows = self.db.execute(
             'SELECT group_id, role, content, sender_id, message_id, reply_to, created_at FROM messages '
-            'WHERE group_id = ? ORDER BY id', (group_id,)).fetchall()
+            'WHERE group_id = ? ORDER BY id', (clean_text(group_id),)).fetchall()
         return [StoredMessage(*row) for row in rows]
 
     def pairs(self, group_id: str) -> list[tuple[str, str]]:

@@ -19,11 +19,12 @@ from huixiangdou.frontend.errors import CallbackRejected, WkteamApiError
 from huixiangdou.frontend.group_dispatcher import GroupDispatcher
 from huixiangdou.frontend.group_message import GroupMessage, Outcome, OutcomeStatus, Responder
 from huixiangdou.frontend.history_store import HistoryStore
-from huixiangdou.frontend.recent_ids import RecentIds
+from huixiangdou.frontend.seen_ids import SeenIds
 from huixiangdou.frontend.wkteam_api import SentMessage, WkteamApi
 from huixiangdou.frontend.wkteam_event import WkteamGroupMessage, parse_callback
 
 SENT_REMEMBERED = 10000
+SEEN_IDS_FILE = 'wkteam_seen.sqlite'
 QUOTE_LIMIT = 60
 
 
@@ -58,13 +59,16 @@ class WechatWkteamServer(CallbackServer):
                                     account=self.config.account, password=self.config.password)
         self.history = HistoryStore(history_path, self.config.history_size)
         self.dispatcher = GroupDispatcher.from_config(frontend, responder, self._on_outcome, history=self.history)
-        self._seen = RecentIds()
+        # Next to the history, so a push wkteam redelivers after a restart is still answered once.
+        self._seen = SeenIds(':memory:' if str(history_path) == ':memory:'
+                             else Path(history_path).with_name(SEEN_IDS_FILE))
         # newMsgId of our sent answer -> (asker wcId, what revoke needs).
         self._sent: OrderedDict[str, tuple[str, SentMessage]] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
 
     async def warm_up(self) -> None:
         self.history.warm_up()
+        self._seen.warm_up()
         await self.api.warm_up()
 
     def build_app(self) -> web.Application:
@@ -78,6 +82,7 @@ class WechatWkteamServer(CallbackServer):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.api.close()
         self.history.close()
+        self._seen.close()
 
     def _group(self, group_id: str) -> GroupConfig:
         # Upstream config keys groups by the bare number; pushes carry "<number>@chatroom".
@@ -88,14 +93,14 @@ class WechatWkteamServer(CallbackServer):
         try:
             _, body = await read_json_body(request, self.frontend.max_body_size)
             message = parse_callback(body)
-            if message is not None and self.config.wid and message.wid and message.wid != self.config.wid:
+            if message is not None and self.config.wid and message.wid != self.config.wid:
                 raise CallbackRejected(401, 'wId does not match [frontend.wechat_wkteam] wid')
         except CallbackRejected as exc:
             logger.warning('wechat_wkteam: rejected callback from {}: {} {}', request.remote, exc.status, exc.reason)
             return rejection_response(exc)
         if message is None:
             return web.json_response({})
-        if not self._seen.add(message.new_msg_id or message.msg_id):
+        if not self._seen.add(message.new_msg_id or message.msg_id):  # kept across restarts
             logger.info('wechat_wkteam: message {} delivered twice; answered once', message.new_msg_id)
             return web.json_response({})
         if self._revoke_if_asked(message):

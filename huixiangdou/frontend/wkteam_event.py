@@ -1,12 +1,16 @@
 """Parses wkteam message pushes (group text 80001, group quote 80014) into WkteamGroupMessage.
 
-Shapes follow docs/frontend_wechat_wkteam.md; other message types (images, private chats) give None.
+Shapes follow docs/frontend_wechat_wkteam.md; other message types (images, private chats) give None,
+and a group message with a field of the wrong type (or no wId) gives CallbackRejected(400).
 """
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+
+from huixiangdou.frontend.errors import CallbackRejected
+from huixiangdou.primitive.json_input import clean_text
 
 GROUP_TEXT = '80001'
 GROUP_QUOTE = '80014'
@@ -45,31 +49,59 @@ def _parse_quote(xml_text: str) -> tuple[str, str, str, str]:
     refer = appmsg.find('refermsg')
     title = appmsg.findtext('title', '')
     if refer is None:
-        return title, '', '', ''
-    return title, refer.findtext('content', ''), refer.findtext('svrid', ''), refer.findtext('chatusr', '')
+        return clean_text(title), '', '', ''
+    return (clean_text(title), clean_text(refer.findtext('content', '')), clean_text(refer.findtext('svrid', '')),
+            clean_text(refer.findtext('chatusr', '')))
+
+
+def _text(container: dict, key: str, where: str) -> str:
+    """container[key] as str ('' when absent or null); wkteam sends ids as numbers or strings."""
+    value = container.get(key)
+    if value is None:
+        return ''
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise CallbackRejected(400, f'{where}.{key} must be a string, got {type(value).__name__}')
 
 
 def parse_callback(body: dict) -> WkteamGroupMessage | None:
-    message_type = str(body.get('messageType', ''))
+    """The group message a push carries, None for pushes we do not answer; 400 for a wrongly shaped one.
+
+    Every group message must name its instance (`data.wId`): the server compares it with the
+    configured wid, so leaving it out must not skip that check.
+    """
+    message_type = body.get('messageType')
+    if not isinstance(message_type, (str, int)) or isinstance(message_type, bool):
+        return None
+    if str(message_type) not in (GROUP_TEXT, GROUP_QUOTE):
+        return None
     data = body.get('data')
-    if message_type not in (GROUP_TEXT, GROUP_QUOTE) or not isinstance(data, dict):
+    if not isinstance(data, dict):
+        raise CallbackRejected(400, f'data must be an object, got {type(data).__name__}')
+    wid = _text(data, 'wId', 'data')
+    if not wid:
+        raise CallbackRejected(400, 'data.wId is missing: every wkteam push names its instance')
+    group_id = _text(data, 'fromGroup', 'data')
+    bot_id = _text(body, 'wcId', 'body')
+    atlist = data.get('atlist')
+    if atlist is None:
+        atlist = []
+    if not isinstance(atlist, list) or not all(isinstance(at, str) for at in atlist):
+        raise CallbackRejected(400, f'data.atlist must be a list of strings, got {type(atlist).__name__}')
+    sender_id = _text(data, 'fromUser', 'data')
+    msg_id, new_msg_id = _text(data, 'msgId', 'data'), _text(data, 'newMsgId', 'data')
+    content, title = _text(data, 'content', 'data'), _text(data, 'title', 'data')
+    if not group_id or data.get('self') or sender_id == bot_id:
         return None
-    group_id = str(data.get('fromGroup') or '')
-    if not group_id or data.get('self'):
-        return None
-    bot_id = str(body.get('wcId', ''))
-    atlist = data.get('atlist') or []
     message = WkteamGroupMessage(
-        wid=str(data.get('wId', '')), bot_id=bot_id, group_id=group_id, sender_id=str(data.get('fromUser', '')),
-        text='', msg_id=str(data.get('msgId', '')), new_msg_id=str(data.get('newMsgId', '')),
-        at_bot=bool(bot_id) and bot_id in atlist)
-    content = str(data.get('content') or '')
-    if message_type == GROUP_QUOTE:
-        title, quoted, quoted_id, quoted_sender = _parse_quote(content)
-        message.text = strip_mentions(str(data.get('title') or title))
+        wid=wid, bot_id=bot_id, group_id=group_id, sender_id=sender_id, text='', msg_id=msg_id,
+        new_msg_id=new_msg_id, at_bot=bool(bot_id) and bot_id in atlist)
+    if str(message_type) == GROUP_QUOTE:
+        typed, quoted, quoted_id, quoted_sender = _parse_quote(content)
+        message.text = strip_mentions(title or typed)
         message.quoted_text, message.quoted_new_msg_id, message.quoted_sender = quoted, quoted_id, quoted_sender
     else:
         message.text = strip_mentions(content)
-    if message.sender_id == bot_id:
-        return None
     return message

@@ -43,3 +43,29 @@ def test_size_zero_keeps_nothing():
     store.warm_up()
     store.append(StoredMessage('g', 'user', 'hello'))
     assert store.recent('g') == []
+
+
+def test_lone_surrogates_are_stored_as_replacement_characters(tmp_path):
+    store = HistoryStore(tmp_path / 'wkteam.sqlite', size=10)
+    store.warm_up()
+    store.append(StoredMessage('g\udc80', 'user', 'install \ud800?', sender_id='wxid_\udfff', message_id='m\ud801'))
+    store.append(StoredMessage('g\udc80', 'bot', 'pip install \udbff', reply_to='m\ud801'))
+    assert store.pairs('g\udc80') == [('install \ufffd?', 'pip install \ufffd')]
+    assert store.recent('g\ufffd')[0].sender_id == 'wxid_\ufffd'
+    for message in store.recent('g\ufffd'):
+        message.content.encode('utf-8')
+    store.close()
+
+
+def test_text_that_is_not_utf8_in_the_file_is_read_as_replacement_characters(tmp_path):
+    import sqlite3
+    path = tmp_path / 'wkteam.sqlite'
+    store = HistoryStore(path, size=10)
+    store.warm_up()
+    store.close()
+    with sqlite3.connect(path) as db:  # another tool wrote raw bytes as TEXT
+        db.execute("INSERT INTO messages (group_id, role, content, created_at) VALUES ('g', 'user', "
+                   "CAST(X'696E7374616C6CFF' AS TEXT), 0)")
+    store.warm_up()
+    assert [m.content for m in store.recent('g')] == ['install\ufffd']
+    store.close()
