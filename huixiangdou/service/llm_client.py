@@ -27,6 +27,8 @@ from huixiangdou.service.llm.retry import backoff_delay, parse_retry_after
 
 SERVICE_NAME = 'huixiangdou-llm'  # what GET /health answers in "service"
 RETRY_STATUSES = {429, 500, 502, 503}
+# The HTTP status an error event in a stream stands for (OpenAI's shape carries a code, not a status).
+STREAM_ERROR_STATUS = {'upstream_timeout': 504, 'rate_limited': 429}
 
 
 class LLMClientError(Exception):
@@ -77,6 +79,9 @@ class LLMClient:
         self.timeout = config.client_timeout
         self.max_retries = config.client_max_retries
         self.retry_base_delay, self.retry_max_delay = retry_base_delay, retry_max_delay
+        # The server's own key ([llm.server] api_key), sent when set; never logged.
+        key = config.server.api_key
+        self._headers = {'Authorization': f'Bearer {key}'} if key else {}
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> 'LLMClient':
@@ -105,7 +110,7 @@ class LLMClient:
                 break
             retry_after = None
             try:
-                response = await self._http().post(url, json=payload,
+                response = await self._http().post(url, json=payload, headers=self._headers,
                                                    timeout=aiohttp.ClientTimeout(total=None, sock_read=left,
                                                                                  connect=left))
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
@@ -171,7 +176,7 @@ class LLMClient:
                         if 'error' in event:
                             error = event['error']
                             raise LLMClientError(f'LLM stream broke: {error.get("message")}',
-                                                 int(error.get('code') or 503))
+                                                 STREAM_ERROR_STATUS.get(error.get('code'), 503))
                         for choice in event.get('choices', []):
                             piece = (choice.get('delta') or {}).get('content')
                             if piece:

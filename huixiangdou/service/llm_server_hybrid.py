@@ -1,5 +1,5 @@
 """The hybrid LLM server: one aiohttp app offering the local and the remote backend through
-POST /inference, the OpenAI wire format (/v1/chat/completions, /v1/models) and GET /health.
+POST /inference, the OpenAI wire format (llm/openai_api.py) and GET /health, behind an optional API key.
 
 It does not generate or retry itself (huixiangdou.service.llm does); `python -m` runs it from config.ini.
 """
@@ -7,24 +7,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import hmac
+import ipaddress
+import secrets
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from aiohttp import web
 from loguru import logger
 
-from huixiangdou.config import Config, ConfigError, LLMConfig, load_config
-from huixiangdou.service.llm.backend import (ROLES, BadRequest, ChatMessage, LLMBackend, LLMError)
-from huixiangdou.service.llm.rate_limit import estimate_tokens
+from huixiangdou.config import Config, ConfigError, LLMConfig, LLMServerConfig, load_config
+from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
+from huixiangdou.service.llm import openai_api
+from huixiangdou.service.llm.backend import (BadRequest, ChatMessage, GenerationParams, LLMBackend, LLMError,
+                                             Unauthorized)
+from huixiangdou.service.llm.openai_api import (BACKEND_HEADER, ROUTER_KEY, SERVICE_NAME, error_response,
+                                                parse_message, positive_int)
 from huixiangdou.service.llm.router import BACKEND_CHOICES, Router
 
-SERVICE_NAME = 'huixiangdou-llm'
-ROUTER_KEY = web.AppKey('router', Router)
 MAX_BODY_KEY = web.AppKey('max_body_size', int)
-BACKEND_HEADER = 'X-HuixiangDou-Backend'
+API_KEY_KEY = web.AppKey('api_key', str)
+# The start_server probe and load balancers check liveness without a key; it reveals only model names.
+OPEN_PATHS = ('/health',)
+
+
+class UnsafeBind(Exception):
+    """The server would listen beyond this machine without an API key."""
 
 
 def build_backends(config: LLMConfig) -> dict[str, LLMBackend]:
@@ -39,40 +48,62 @@ def build_backends(config: LLMConfig) -> dict[str, LLMBackend]:
     return backends
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
-    """The OpenAI error shape, used by every endpoint so one client parser reads them all."""
-    body = {'error': {'message': message, 'type': code, 'code': status}}
-    return web.json_response(body, status=status, headers=headers)
+def is_loopback(host: str) -> bool:
+    if host == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(config: LLMServerConfig) -> None:
+    """Refuse to serve other machines without [llm.server] api_key (the models and upstream keys are ours)."""
+    if config.api_key or is_loopback(config.host):
+        return
+    raise UnsafeBind(f'[llm.server] host = "{config.host}" accepts connections from other machines, so '
+                     '[llm.server] api_key must be set (clients then send "Authorization: Bearer <api_key>"); '
+                     f'for example api_key = "{secrets.token_urlsafe(32)}". Or bind host = "127.0.0.1".')
 
 
 @web.middleware
 async def errors_as_json(request: web.Request, handler):
+    """Every failure becomes OpenAI's error JSON; nothing unexpected reaches the client as a traceback."""
     try:
         return await handler(request)
     except LLMError as exc:
-        headers = None
-        retry_after = getattr(exc, 'retry_after', None)
-        if retry_after:
-            headers = {'Retry-After': str(max(1, round(retry_after)))}
-        return error_response(exc.status, exc.code, str(exc), headers)
+        return error_response(exc)
     except web.HTTPRequestEntityTooLarge:
-        return error_response(413, 'body_too_large', f'request body is larger than {request.app[MAX_BODY_KEY]} '
-                              'bytes: shorten the prompt or raise [llm.server] max_body_size')
+        return error_response(BadRequest(f'request body is larger than {request.app[MAX_BODY_KEY]} bytes: '
+                                         'shorten the prompt or raise [llm.server] max_body_size',
+                                         status=413, code='body_too_large'))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, 'http_error', exc.reason)
+        code = 'not_found' if exc.status == 404 else 'http_error'
+        return error_response(BadRequest(exc.reason, status=exc.status, code=code))
+    except Exception:  # a bug of ours: log it with its traceback, answer without one
+        logger.exception(f'{request.method} {request.path} failed')
+        return error_response(LLMError('internal error; the server log has the details', status=500,
+                                       code='internal_error'))
+
+
+@web.middleware
+async def require_api_key(request: web.Request, handler):
+    expected = request.app[API_KEY_KEY]
+    if expected and request.path not in OPEN_PATHS:
+        scheme, _, given = request.headers.get('Authorization', '').partition(' ')
+        if scheme.lower() != 'bearer' or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            raise Unauthorized('missing or wrong API key: send "Authorization: Bearer <[llm.server] api_key>"')
+    return await handler(request)
 
 
 async def read_json(request: web.Request) -> dict:
     raw = await request.read()  # raises 413 past client_max_size
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f'body is not valid JSON: {exc}') from None
-    if not isinstance(body, dict):
-        raise BadRequest('body must be a JSON object')
-    return body
+        return parse_json_object(raw)
+    except InvalidJson as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def parse_history(history) -> list[ChatMessage]:
@@ -80,7 +111,7 @@ def parse_history(history) -> list[ChatMessage]:
     if history is None:
         return []
     if not isinstance(history, list):
-        raise BadRequest('history must be a list')
+        raise BadRequest('history must be a list', param='history')
     messages = []
     for i, item in enumerate(history):
         if isinstance(item, dict):
@@ -88,117 +119,30 @@ def parse_history(history) -> list[ChatMessage]:
         elif isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(x, str) for x in item):
             messages += [ChatMessage('user', item[0]), ChatMessage('assistant', item[1])]
         else:
-            raise BadRequest(f'history[{i}] must be {{"role", "content"}} or a [user, assistant] pair')
+            raise BadRequest(f'history[{i}] must be {{"role", "content"}} or a [user, assistant] pair',
+                             param=f'history[{i}]')
     return messages
-
-
-def parse_message(item, where: str) -> ChatMessage:
-    if not isinstance(item, dict):
-        raise BadRequest(f'{where} must be an object with role and content')
-    role, content = item.get('role'), item.get('content')
-    if role not in ROLES:
-        raise BadRequest(f'{where}.role must be one of {", ".join(ROLES)}, got {role!r}')
-    if isinstance(content, list):  # OpenAI content parts: keep the text ones
-        content = ''.join(p.get('text', '') for p in content if isinstance(p, dict) and p.get('type') == 'text')
-    if not isinstance(content, str):
-        raise BadRequest(f'{where}.content must be a string')
-    return ChatMessage(role, content)
-
-
-def parse_max_tokens(value) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BadRequest(f'max tokens must be a positive integer, got {value!r}')
-    return value
 
 
 async def inference(request: web.Request) -> web.Response:
     body = await read_json(request)
     prompt = body.get('prompt')
     if not isinstance(prompt, str) or not prompt.strip():
-        raise BadRequest('prompt must be a non-empty string')
+        raise BadRequest('prompt must be a non-empty string', param='prompt')
     backend = body.get('backend', 'auto')
     if backend not in BACKEND_CHOICES:
-        raise BadRequest(f'backend must be one of {", ".join(BACKEND_CHOICES)}, got {backend!r}')
+        raise BadRequest(f'backend must be one of {", ".join(BACKEND_CHOICES)}, got {backend!r}', param='backend')
     messages = parse_history(body.get('history')) + [ChatMessage('user', prompt)]
+    params = GenerationParams(max_new_tokens=positive_int(body.get('max_new_tokens'), 'max_new_tokens'))
     started = time.perf_counter()
-    generation = await request.app[ROUTER_KEY].generate(messages, backend, parse_max_tokens(body.get('max_new_tokens')))
+    generation = await request.app[ROUTER_KEY].generate(messages, backend, params)
     logger.debug(f'/inference backend={generation.backend} seconds={time.perf_counter() - started:.3f}')
     return web.json_response({'text': generation.text, 'backend': generation.backend, 'model': generation.model},
                              headers={BACKEND_HEADER: generation.backend})
 
 
-def parse_chat_request(body: dict) -> tuple[list[ChatMessage], str, int | None]:
-    raw = body.get('messages')
-    if not isinstance(raw, list) or not raw:
-        raise BadRequest('messages must be a non-empty list')
-    messages = [parse_message(m, f'messages[{i}]') for i, m in enumerate(raw)]
-    # The model field picks the backend: "local", "remote" or anything else for "auto".
-    model = body.get('model')
-    backend = model if model in BACKEND_CHOICES else 'auto'
-    max_tokens = parse_max_tokens(body.get('max_completion_tokens', body.get('max_tokens')))
-    return messages, backend, max_tokens
-
-
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    body = await read_json(request)
-    messages, backend, max_tokens = parse_chat_request(body)
-    router = request.app[ROUTER_KEY]
-    completion_id = f'chatcmpl-{uuid.uuid4().hex}'
-    created = int(time.time())
-    if body.get('stream'):
-        return await stream_chat(request, router, messages, backend, max_tokens, completion_id, created)
-    generation = await router.generate(messages, backend, max_tokens)
-    prompt_tokens = estimate_tokens(''.join(m.content for m in messages))
-    completion_tokens = estimate_tokens(generation.text)
-    return web.json_response({
-        'id': completion_id, 'object': 'chat.completion', 'created': created, 'model': generation.model,
-        'choices': [{'index': 0, 'message': {'role': 'assistant', 'content': generation.text},
-                     'finish_reason': 'stop'}],
-        'usage': {'prompt_tokens': prompt_tokens, 'completion_tokens': completion_tokens,
-                  'total_tokens': prompt_tokens + completion_tokens},
-        'system_fingerprint': generation.backend,
-    }, headers={BACKEND_HEADER: generation.backend})
-
-
-def sse(payload: dict) -> bytes:
-    return b'data: ' + json.dumps(payload, ensure_ascii=False).encode() + b'\n\n'
-
-
-async def stream_chat(request, router: Router, messages, backend, max_tokens, completion_id, created):
-    # Errors before the first piece still get a normal JSON error (and fallback); after it, an SSE error event.
-    chosen, pieces = await router.stream(messages, backend, max_tokens)
-    response = web.StreamResponse(headers={'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache',
-                                           BACKEND_HEADER: chosen.name})
-    await response.prepare(request)
-
-    def chunk(delta: dict, finish: str | None = None) -> bytes:
-        return sse({'id': completion_id, 'object': 'chat.completion.chunk', 'created': created,
-                    'model': chosen.model, 'system_fingerprint': chosen.name,
-                    'choices': [{'index': 0, 'delta': delta, 'finish_reason': finish}]})
-
-    try:
-        await response.write(chunk({'role': 'assistant', 'content': ''}))
-        async for piece in pieces:
-            await response.write(chunk({'content': piece}))
-        await response.write(chunk({}, 'stop'))
-    except LLMError as exc:
-        logger.warning(f'backend={chosen.name} stream broke: {exc}')
-        await response.write(sse({'error': {'message': str(exc), 'type': exc.code, 'code': exc.status}}))
-    finally:
-        await pieces.aclose()
-    await response.write(b'data: [DONE]\n\n')
-    await response.write_eof()
-    return response
-
-
-async def list_models(request: web.Request) -> web.Response:
-    router = request.app[ROUTER_KEY]
-    data = [{'id': name, 'object': 'model', 'created': 0, 'owned_by': SERVICE_NAME, 'root': b.model}
-            for name, b in router.backends.items()]
-    data.insert(0, {'id': 'auto', 'object': 'model', 'created': 0, 'owned_by': SERVICE_NAME, 'root': 'auto'})
-    return web.json_response({'object': 'list', 'data': data})
+    return await openai_api.chat_completions(request, await read_json(request))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -213,8 +157,10 @@ def create_app(config: LLMConfig, router: Router | None = None) -> web.Applicati
     Usage (tests pass an already warmed router to share one loaded model):
         runner = web.AppRunner(create_app(config.llm)); await runner.setup()
     """
-    app = web.Application(client_max_size=config.server.max_body_size, middlewares=[errors_as_json])
+    app = web.Application(client_max_size=config.server.max_body_size,
+                          middlewares=[errors_as_json, require_api_key])
     app[MAX_BODY_KEY] = config.server.max_body_size
+    app[API_KEY_KEY] = config.server.api_key
     owns_router = router is None
 
     async def start(app: web.Application) -> None:
@@ -236,7 +182,8 @@ def create_app(config: LLMConfig, router: Router | None = None) -> web.Applicati
     app.on_cleanup.append(stop)
     app.router.add_post('/inference', inference)
     app.router.add_post('/v1/chat/completions', chat_completions)
-    app.router.add_get('/v1/models', list_models)
+    app.router.add_get('/v1/models', openai_api.list_models)
+    app.router.add_get('/v1/models/{model}', openai_api.get_model)
     app.router.add_get('/health', health)
     return app
 
@@ -262,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         logger.error(str(exc))
         return 2
     server = config.llm.server
+    try:
+        check_bind(server)
+    except UnsafeBind as exc:
+        logger.error(f'LLM server will not start: {exc}')
+        return 2
     try:
         app = create_app(config.llm)
         logger.info(f'LLM server starting on http://{server.host}:{server.local_llm_bind_port}')

@@ -20,7 +20,11 @@ API:
 - `responder(messages: list[dict]) -> str`: answer text; default 'echo: <last user message>'.
 - `fail(mode, times=None, retry_after=None, paths=None)`: mode '429' (with Retry-After when given), '500',
   'hang' (never answers until stop()), 'close' (drops the connection), 'break_stream' (streams one
-  chunk then drops the connection). times=None fails forever; paths limits it to those paths.
+  chunk then drops the connection), 'bad_json' (200 with a truncated JSON body), 'bad_sse' (streams one
+  chunk, then an event that is not JSON). times=None fails forever; paths limits it to those paths.
+- Chat answers honour `max_tokens` (one character per token: the text is cut, finish_reason "length"),
+  `stop` (cut before the first stop string) and `stream_options.include_usage` (a last chunk with usage);
+  usage counts characters.
   `clear_faults()` undoes it.
 - `requests`: every request received, as Recorded(method, path, headers, body).
 - `stream_delay`: seconds between SSE chunks (default 0).
@@ -40,8 +44,8 @@ import pytest_asyncio
 from aiohttp import web
 
 BODY = web.RequestKey('body', object)
-BREAK_STREAM = web.RequestKey('break_stream', bool)
-FAULT_MODES = ('429', '500', 'hang', 'close', 'break_stream')
+STREAM_FAULT = web.RequestKey('stream_fault', str)
+FAULT_MODES = ('429', '500', 'hang', 'close', 'break_stream', 'bad_json', 'bad_sse')
 
 
 @dataclass
@@ -65,6 +69,16 @@ def default_responder(messages: list[dict]) -> str:
     if isinstance(last_user, list):
         last_user = ''.join(p.get('text', '') for p in last_user if isinstance(p, dict))
     return f'echo: {last_user[:200]}'
+
+
+def cut_answer(text: str, max_tokens, stop) -> tuple[str, str]:
+    """Apply `stop` and `max_tokens` (one character per token) the way the real API does."""
+    for word in ([stop] if isinstance(stop, str) else stop or []):
+        if isinstance(word, str) and word and word in text:
+            text = text[:text.index(word)]
+    if isinstance(max_tokens, int) and 0 < max_tokens < len(text):
+        return text[:max_tokens], 'length'
+    return text, 'stop'
 
 
 def hashed_embedding(text: str, dim: int) -> list[float]:
@@ -166,9 +180,12 @@ class FakeOpenAI:
             return self._error(400, 'body must be JSON', 'invalid_request_error')
         request[BODY] = body
         fault = self._take_fault(request.path)
-        if fault is None or fault.mode == 'break_stream':
-            request[BREAK_STREAM] = fault is not None
+        if fault is None or fault.mode in ('break_stream', 'bad_sse'):
+            request[STREAM_FAULT] = fault.mode if fault else ''
             return await handler(request)
+        if fault.mode == 'bad_json':
+            return web.Response(body=b'{"id": "chatcmpl-1", "choices": [{"index": 0, "mess',
+                                content_type='application/json')
         if fault.mode == '429':
             headers = {'Retry-After': f'{fault.retry_after:g}'} if fault.retry_after is not None else None
             return self._error(429, 'Rate limit reached', 'rate_limit_exceeded', headers)
@@ -187,14 +204,19 @@ class FakeOpenAI:
         if not isinstance(messages, list) or not messages:
             return self._error(400, 'messages must be a non-empty list', 'invalid_request_error')
         text = self.responder(messages)
+        text, finish = cut_answer(text, body.get('max_tokens'), body.get('stop'))
         model = body.get('model') or self.model
         cid, created = f'chatcmpl-{uuid.uuid4().hex[:12]}', int(time.time())
+        prompt_chars = sum(len(m.get('content') or '') for m in messages if isinstance(m, dict)
+                           and isinstance(m.get('content'), str))
+        usage = {'prompt_tokens': prompt_chars, 'completion_tokens': len(text),
+                 'total_tokens': prompt_chars + len(text)}
         if not body.get('stream'):
             return web.json_response({
                 'id': cid, 'object': 'chat.completion', 'created': created, 'model': model,
                 'choices': [{'index': 0, 'message': {'role': 'assistant', 'content': text},
-                             'finish_reason': 'stop'}],
-                'usage': {'prompt_tokens': 1, 'completion_tokens': 1, 'total_tokens': 2}})
+                             'finish_reason': finish}],
+                'usage': usage})
         response = web.StreamResponse(headers={'Content-Type': 'text/event-stream'})
         await response.prepare(request)
         pieces = [text[i:i + 4] for i in range(0, len(text), 4)] or ['']
@@ -207,12 +229,20 @@ class FakeOpenAI:
         await response.write(chunk({'role': 'assistant', 'content': ''}))
         for i, piece in enumerate(pieces):
             await response.write(chunk({'content': piece}))
-            if request[BREAK_STREAM]:
+            if request[STREAM_FAULT] == 'break_stream':
                 request.transport.close()
+                return response
+            if request[STREAM_FAULT] == 'bad_sse':
+                await response.write(b'data: {"choices": [{"delta": {"content": \n\n')
+                await response.write(b'data: [DONE]\n\n')
                 return response
             if self.stream_delay:
                 await asyncio.sleep(self.stream_delay)
-        await response.write(chunk({}, 'stop'))
+        await response.write(chunk({}, finish))
+        if (body.get('stream_options') or {}).get('include_usage'):
+            data = {'id': cid, 'object': 'chat.completion.chunk', 'created': created, 'model': model,
+                    'choices': [], 'usage': usage}
+            await response.write(b'data: ' + json.dumps(data).encode() + b'\n\n')
         await response.write(b'data: [DONE]\n\n')
         await response.write_eof()
         return response

