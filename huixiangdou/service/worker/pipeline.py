@@ -120,11 +120,19 @@ class Worker:
         except Exception:  # boundary: a frontend must get a session back, never an exception
             logger.exception('worker failed on group={} query={!r}', session.group_id, session.query[:80])
             session.finish(ErrorCode.INTERNAL_ERROR)
+        await self._record(session)
+        return session
+
+    async def _record(self, session: Session) -> None:
+        """Log the outcome and append it to save_path; a failure here never changes the answer."""
         logger.info('group={} code={} query={!r}', session.group_id, session.code, session.query[:80])
         logger.debug('group={} stages: {}', session.group_id, session.debug)
-        if self.log_path is not None:
+        if self.log_path is None:
+            return
+        try:
             await asyncio.to_thread(self._append_log, session)
-        return session
+        except (OSError, ValueError) as exc:  # a full disk or odd text must not turn an answer into a failure
+            logger.warning('could not save the outcome to {}: {}', self.log_path, exc)
 
     def _append_log(self, session: Session) -> None:
         """One JSON line per message: what came in, what the bot decided, what it said."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from huixiangdou.primitive.json_input import clean_text
+
 
 class ErrorCode(Enum):
     SUCCESS = 0
@@ -57,6 +59,12 @@ class Session:
     language: str = 'en'
     passages: list[Passage] = field(default_factory=list)
     debug: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self):
+        # The worker's edge: text from any frontend must encode as UTF-8 in logs, prompts and saved outcomes.
+        self.query = clean_text(self.query)
+        self.history = [(clean_text(user), clean_text(bot)) for user, bot in self.history]
+        self.group_id, self.group_name = clean_text(self.group_id), clean_text(self.group_name)
 
     @property
     def done(self) -> bool:

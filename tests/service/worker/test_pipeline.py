@@ -130,3 +130,18 @@ async def test_outcomes_are_appended_to_the_work_log(store, llm, fake_openai, tm
     assert answered['reject_score'] >= answered['threshold'] and answered['answer'] is True
     assert answered['nearest_on_topic'][0]['text'] and answered['best_chunk']['reference']
     assert silent['nearest_chatter'][0]['cosine'] > 0
+
+
+async def test_lone_surrogates_and_an_unwritable_log_do_not_fail_the_message(store, llm, fake_openai, tmp_path):
+    import json
+    log = tmp_path / 'logs' / 'work.txt'
+    worker = Worker(WorkerConfig(), store, llm, log_path=log)
+    session = await worker.run(Session(query=ON_TOPIC + '\ud800', group_id='g\udfff'))
+    assert session.code == ErrorCode.SUCCESS
+    record = json.loads(log.read_text(encoding='utf-8'))
+    assert record['query'].endswith('\ufffd') and record['group'] == 'g\ufffd'
+    # The log path turns into a folder (a full or broken disk): the answer still stands.
+    log.unlink()
+    log.mkdir()
+    session = await worker.run(Session(query=ON_TOPIC, group_id='g1'))
+    assert session.code == ErrorCode.SUCCESS
