@@ -1,17 +1,23 @@
 """One typed configuration object, loaded once from config.ini (TOML) and passed down.
 
 Every key is declared here with its type and default; unknown sections or keys and wrong types raise
-ConfigError naming the key and the file. Nothing else in the package reads config.ini or the environment
+ConfigError naming the key and the file (with a "did you mean"). Keys of upstream HuixiangDou's config.ini
+are renamed or ignored first, by the table in config_upstream.py. Nothing else in the package reads config.ini or the environment
 for settings (API keys excepted, which may come from the environment by design).
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from loguru import logger
+
+from huixiangdou.config_upstream import UpstreamConfigError, translate, upstream_names
 
 
 class ConfigError(ValueError):
@@ -254,6 +260,8 @@ class LarkGroupConfig:
     def validate(self) -> None:
         _check_port('[frontend.lark_group] port', self.port)
         _check_path('[frontend.lark_group] path', self.path)
+        if self.max_event_age <= 0:
+            raise ConfigError(f'[frontend.lark_group] max_event_age must be > 0 seconds, got {self.max_event_age}')
         if not self.base_url.startswith(('http://', 'https://')):
             raise ConfigError(f'[frontend.lark_group] base_url must start with http:// or https://, '
                               f'got {self.base_url!r}')
@@ -274,6 +282,9 @@ class WechatPersonalConfig:
         _check_path('[frontend.wechat_personal] path', self.path)
         if self.reply_timeout <= 0:
             raise ConfigError(f'[frontend.wechat_personal] reply_timeout must be > 0, got {self.reply_timeout}')
+        if self.poll_keep_seconds <= 0:
+            raise ConfigError('[frontend.wechat_personal] poll_keep_seconds must be > 0, '
+                              f'got {self.poll_keep_seconds}')
 
 
 @dataclass
@@ -352,6 +363,10 @@ class Config:
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     # Directory relative paths are resolved against (the folder holding config.ini).
     base_dir: Path = field(default_factory=Path.cwd)
+    # Upstream-only keys the file held, mapped or ignored ("web_search.x_api_key"); empty for our own format.
+    upstream_keys: list[str] = field(default_factory=list)
+    # The reject_throttle of an upstream-shaped file: kept for messages, never used (see reject_throttle_override).
+    upstream_reject_throttle: float | None = None
 
     def validate(self) -> None:
         if self.worker.enable_rerank and not self.feature_store.reranker_model_path:
@@ -393,9 +408,28 @@ def _convert(value, tp, where: str):
     raise ConfigError(f'{where}: unsupported type {tp}')  # pragma: no cover - programming error
 
 
+# Config fields that record how the file was read; they are never keys in it.
+_NOT_KEYS = ('base_dir', 'upstream_keys', 'upstream_reject_throttle')
+
+
+def _unknown(key: str, value, names: set[str], where: str) -> ConfigError:
+    """The error for a key (or sub-section) that is neither ours nor upstream's, with a likely intended name."""
+    ours = sorted(n for n in names if n != 'groups')
+    upstream = upstream_names(where)
+    is_section = isinstance(value, dict)
+    shown = (lambda k: f'[{where}.{k}]' if where else f'[{k}]') if is_section else repr
+    parts = [f'unknown section {shown(key)}' if is_section else f'unknown key {key!r} in [{where or "top level"}]']
+    match = difflib.get_close_matches(str(key), ours, n=1) or difflib.get_close_matches(str(key), upstream, n=1)
+    if match:
+        parts.append(f'did you mean {shown(match[0])}?' + (' (an upstream key, which we ignore)'
+                                                            if match[0] in upstream else ''))
+    parts.append(f'known keys: {", ".join(ours)}')
+    return ConfigError('; '.join(parts))
+
+
 def _build(cls, table: dict, where: str):
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.name != 'base_dir'}
+    names = {f.name for f in dataclasses.fields(cls) if f.name not in _NOT_KEYS}
     has_groups = 'groups' in names
     kwargs = {}
     groups = {}
@@ -406,8 +440,7 @@ def _build(cls, table: dict, where: str):
             # Sub-sections keyed by a group id hold per-group settings.
             groups[str(key)] = _build(GroupConfig, value, f'{where}.{key}')
         else:
-            known = ', '.join(sorted(n for n in names if n != 'groups'))
-            raise ConfigError(f'unknown key {key!r} in [{where or "top level"}]; known keys: {known}')
+            raise _unknown(key, value, names, where)
     if has_groups:
         kwargs['groups'] = groups
     obj = cls(**kwargs)
@@ -426,8 +459,28 @@ def load_config(path: str | os.PathLike = 'config.ini') -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f'{path}: not valid TOML: {exc}') from exc
     try:
-        config = _build(Config, table, '')
-    except ConfigError as exc:
+        upstream = translate(table)
+        config = _build(Config, upstream.table, '')
+    except (ConfigError, UpstreamConfigError) as exc:
         raise ConfigError(f'{path}: {exc}') from None
     config.base_dir = path.resolve().parent
+    config.upstream_keys = upstream.upstream_keys
+    config.upstream_reject_throttle = upstream.upstream_reject_throttle
     return config
+
+
+def reject_throttle_override(config: Config, calibrated: float | None = None) -> float | None:
+    """The reject threshold config.ini imposes, or None to use the calibrated one (pass it to show both).
+
+    A native config's reject_throttle is used as written (-1 = None). An upstream-shaped config's is not:
+    upstream's value is a similarity cut for its own embedding model, meaningless for our P(on-topic).
+    """
+    if config.upstream_reject_throttle is not None:
+        shown = 'the calibrated threshold' if calibrated is None else f'the calibrated threshold {calibrated:.3f}'
+        logger.warning('[feature_store] reject_throttle = {} comes from an upstream config (a similarity for '
+                       'another embedding model); using {} instead. Set -1 or a P(on-topic) in [0, 1] on '
+                       'purpose in a config without upstream keys to override it',
+                       config.upstream_reject_throttle, shown)
+        return None
+    value = config.feature_store.reject_throttle
+    return None if value == -1 else value

@@ -29,8 +29,12 @@ PRESETS: dict[str, Preset] = {
                            'SILICONCLOUD_API_KEY'),
     'qwen': Preset('https://dashscope.aliyuncs.com/compatible-mode/v1', 'qwen-plus', 128000,
                    'DASHSCOPE_API_KEY'),
-    'internlm': Preset('https://internlm-chat.intern-ai.org.cn/puyu/api/v1', 'internlm2.5-latest', 32000,
-                       'INTERNLM_API_KEY'),
+    # InternLM's chat API moved here from internlm-chat.intern-ai.org.cn/puyu/api/v1 (its 2024 address).
+    'internlm': Preset('https://chat.intern-ai.org.cn/api/v1', 'internlm3-latest', 32000, 'INTERNLM_API_KEY'),
+    # PPIO's OpenAI-compatible endpoint; the model is the one upstream HuixiangDou defaults to for ppio.
+    'ppio': Preset('https://api.ppinfra.com/v3/openai', 'thudm/glm-4-9b-chat', 32000, 'PPIO_API_KEY'),
+    # A GPT reseller upstream HuixiangDou supports; base URL as upstream uses it.
+    'xi-api': Preset('https://api.xi-ai.cn/v1', 'gpt-4o-mini', 128000, 'XI_API_KEY'),
     'vllm': Preset('http://127.0.0.1:8000/v1', 'auto', 32000, 'VLLM_API_KEY', needs_key=False),
     'lmdeploy': Preset('http://127.0.0.1:23333/v1', 'auto', 32000, 'LMDEPLOY_API_KEY', needs_key=False),
     'ollama': Preset('http://127.0.0.1:11434/v1', 'auto', 8000, 'OLLAMA_API_KEY', needs_key=False),
