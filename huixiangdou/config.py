@@ -419,7 +419,7 @@ def _unknown(key: str, value, names: set[str], where: str) -> ConfigError:
     is_section = isinstance(value, dict)
     shown = (lambda k: f'[{where}.{k}]' if where else f'[{k}]') if is_section else repr
     parts = [f'unknown section {shown(key)}' if is_section else f'unknown key {key!r} in [{where or "top level"}]']
-    match = difflib.get_close_matches(str(key), ours, n=1) or difflib.get_close_matches(str(key), upstream, n=1)
+    match = difflib.get_close_matches(str(key), ours + upstream, n=1)
     if match:
         parts.append(f'did you mean {shown(match[0])}?' + (' (an upstream key, which we ignore)'
                                                             if match[0] in upstream else ''))
