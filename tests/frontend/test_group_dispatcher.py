@@ -182,3 +182,48 @@ async def test_abort_drops_queued_work_without_waiting_for_the_worker():
     await asyncio.sleep(0)
     await dispatcher.abort()
     assert outcomes == []
+
+
+class CancelRecorder(ScriptedResponder):
+    """Holds each answer at the gate; records the queries whose run was cancelled."""
+
+    def __init__(self, gate):
+        super().__init__(gate=gate)
+        self.cancelled: list[str] = []
+
+    async def run(self, session):
+        try:
+            return await super().run(session)
+        except asyncio.CancelledError:
+            self.cancelled.append(session.query)
+            raise
+
+
+async def test_cancel_stops_the_running_answer_and_drops_the_queued_one():
+    gate = asyncio.Event()
+    responder = CancelRecorder(gate)
+    outcomes, on_outcome = collecting()
+    dispatcher = GroupDispatcher(responder, on_outcome)
+    for i in range(3):
+        dispatcher.submit(msg(f'install {i}', mid=str(i)))
+    await asyncio.wait_for(_until(lambda: responder.seen), 10)   # the worker holds message 0
+    assert dispatcher.cancel('1') is True   # still queued: dropped when its turn comes
+    assert dispatcher.cancel('0') is True   # running: its worker call is cancelled
+    await asyncio.wait_for(_until(lambda: len(outcomes) == 2), 10)
+    gate.set()
+    await dispatcher.close()
+    by_id = {o.message.message_id: o.status for o in outcomes}
+    assert by_id == {'0': OutcomeStatus.CANCELLED, '1': OutcomeStatus.CANCELLED, '2': OutcomeStatus.ANSWERED}
+    assert responder.cancelled == ['install 0']
+    assert responder.queries == ['install 0', 'install 2']   # message 1 never reached the worker
+
+
+async def test_cancel_of_an_answered_or_unknown_message_changes_nothing(responder):
+    outcomes, on_outcome = collecting()
+    dispatcher = GroupDispatcher(responder, on_outcome)
+    dispatcher.submit(msg('install 1', mid='1'))
+    await dispatcher.wait_idle()
+    assert dispatcher.cancel('1') is False and dispatcher.cancel('nope') is False
+    dispatcher.submit(msg('install 2', mid='2'))
+    await dispatcher.close()
+    assert [o.status for o in outcomes] == [OutcomeStatus.ANSWERED, OutcomeStatus.ANSWERED]

@@ -1,12 +1,19 @@
-"""WechatPersonalServer: the helper app's JSON endpoint, token check, answers in the response body."""
+"""WechatPersonalServer: our synchronous JSON format, token check, secure-by-default start, timeouts that stop work.
+
+The Android app's post-and-poll format is tested in test_wechat_personal_app.py.
+"""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import aiohttp
 import pytest
 
+from huixiangdou.frontend.callback_server import is_loopback, is_secret_path, require_protected
+from huixiangdou.frontend.errors import FrontendError
 from huixiangdou.frontend.wechat_personal import WechatPersonalServer
+from huixiangdou.service.worker.session import ErrorCode
 from tests.frontend.conftest import REFERENCE, ScriptedResponder, frontend_config
 
 TOKEN = 'helper-app-token'
@@ -122,6 +129,80 @@ async def test_stopping_releases_waiting_requests(wechat):
     await server.stop()
     status, body = await waiting
     assert status == 503
+
+
+class RecordingResponder(ScriptedResponder):
+    """Takes `slow_seconds` on queries holding "slow", answers the rest at once; records finished and cancelled runs."""
+
+    def __init__(self, slow_seconds: float):
+        super().__init__()
+        self.slow_seconds = slow_seconds
+        self.finished: list[str] = []
+        self.cancelled: list[str] = []
+
+    async def run(self, session):
+        self.seen.append(session)
+        try:
+            await asyncio.sleep(self.slow_seconds if 'slow' in session.query else 0)
+        except asyncio.CancelledError:
+            self.cancelled.append(session.query)
+            raise
+        self.finished.append(session.query)
+        return session.finish(ErrorCode.SUCCESS, f'Answer to: {session.query}')
+
+
+async def test_timed_out_request_stops_its_worker_so_the_group_moves_on(wechat):
+    worker = RecordingResponder(slow_seconds=1.0)
+    url = await wechat(responder=worker, reply_timeout=0.2)
+    assert (await post(url, {'group_id': 'g', 'content': 'slow question'}))[1]['status'] == 'timeout'
+    # Had the slow answer kept running, this one would wait behind it past its own timeout.
+    assert (await post(url, {'group_id': 'g', 'content': 'quick question'}))[1]['status'] == 'answered'
+    await asyncio.sleep(1.0)
+    assert worker.cancelled == ['slow question']
+    assert worker.finished == ['quick question']   # no answer computed for a request that gave up
+
+
+@pytest.mark.parametrize('host, token, path', [
+    ('0.0.0.0', '', '/huixiangdou/message'),
+    ('::', '', '/huixiangdou/message'),
+    ('192.168.1.20', '', '/huixiangdou/hook-for-wechat'),      # long but a guessable phrase
+    ('wechat-box.lan', '', '/huixiangdou/aaaaaaaaaaaaaaaaaaaa'),
+    ('0.0.0.0', '', '/huixiangdou/Ab3'),
+])
+async def test_exposed_endpoint_without_a_secret_refuses_to_start_and_offers_a_path(host, token, path, responder):
+    frontend = frontend_config(type='wechat_personal')
+    frontend.wechat_personal.host, frontend.wechat_personal.token, frontend.wechat_personal.path = host, token, path
+    server = WechatPersonalServer(frontend, responder, port=0)
+    with pytest.raises(FrontendError) as refused:
+        await server.start()
+    suggested = re.search(r'path = "(/huixiangdou/[A-Za-z0-9_-]+)"', str(refused.value)).group(1)
+    assert is_secret_path(suggested) and '[frontend.wechat_personal]' in str(refused.value)
+    assert server._runner is None   # nothing was bound
+
+
+@pytest.mark.parametrize('host, token, path', [
+    ('0.0.0.0', 'a-token', '/huixiangdou/message'),              # allowed with a token
+    ('0.0.0.0', '', '/huixiangdou/Zq3vX9kLm2Tr8WbYc4Hd'),       # allowed with a long random path
+    ('127.0.0.1', '', '/huixiangdou/message'),                   # loopback allowed
+    ('localhost', '', '/huixiangdou/message'),
+    ('::1', '', '/huixiangdou/message'),
+])
+def test_token_secret_path_or_loopback_allow_the_start(host, token, path):
+    require_protected('wechat_personal', 'frontend.wechat_personal', host, token, path)
+
+
+def test_loopback_and_secret_path_checks():
+    assert all(is_loopback(h) for h in ('127.0.0.1', '127.8.0.3', '::1', 'localhost', '[::1]'))
+    assert not any(is_loopback(h) for h in ('0.0.0.0', '::', '', '10.0.0.2', 'example.com'))
+    assert is_secret_path('/x/' + 'Zq3vX9kLm2Tr8WbYc4Hd') and is_secret_path('/Zq3vX9kLm2Tr8WbYc4Hd/')
+    assert not is_secret_path('/huixiangdou/message') and not is_secret_path('/hook/huixiangdoumessages')
+    assert not is_secret_path('/x/Zq3vX9kLm2Tr8Wb')          # 15 characters
+    assert not is_secret_path('/x/Zq3vX9kLm2Tr8WbYc4Hd!!')   # not URL-safe
+
+
+async def test_started_loopback_server_answers(wechat):
+    url = await wechat(token='')
+    assert (await post(url, {'group_id': 'g', 'content': 'install'}, token=''))[1]['status'] == 'answered'
 
 
 async def _until(predicate):
