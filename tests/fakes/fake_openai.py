@@ -224,7 +224,7 @@ class FakeOpenAI:
         def chunk(delta: dict, finish: str | None = None) -> bytes:
             data = {'id': cid, 'object': 'chat.completion.chunk', 'created': created, 'model': model,
                     'choices': [{'index': 0, 'delta': delta, 'finish_reason': finish}]}
-            return b'data: ' + json.dumps(data, ensure_ascii=False).encode() + b'\n\n'
+            return b'data: ' + json.dumps(data).encode() + b'\n\n'  # escapes, as a real API may send
 
         await response.write(chunk({'role': 'assistant', 'content': ''}))
         for i, piece in enumerate(pieces):

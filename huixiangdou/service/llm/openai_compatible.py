@@ -229,16 +229,20 @@ class OpenAICompatibleBackend(LLMBackend):
             lambda: self._client.post(CHAT_PATH, cast_to=object, body=payload, stream=True,
                                       stream_cls=openai.AsyncStream[object]),
             deadline, messages)
-        finish, usage = None, None
+        finish, usage, events = None, None, 0
         try:
             iterator = response.__aiter__()
             while True:
                 try:
                     chunk = await self._attempt(iterator.__anext__, deadline)
                 except StopAsyncIteration:
+                    if not events:  # e.g. a JSON body where server-sent events were asked for
+                        raise UpstreamMalformed(f'remote {self.base_url} answered a stream request without '
+                                                'any server-sent event') from None
                     break
                 except _Retryable as failure:
                     raise failure.error from None
+                events += 1
                 if not isinstance(chunk, dict):
                     raise UpstreamMalformed(f'remote {self.base_url} streamed a chunk that is not an object')
                 usage = read_usage(chunk) or usage
