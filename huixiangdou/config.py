@@ -1,9 +1,9 @@
 """One typed configuration object, loaded once from config.ini (TOML) and passed down.
 
 Every key is declared here with its type and default; unknown sections or keys and wrong types raise
-ConfigError naming the key and the file (with a "did you mean"). Keys of upstream HuixiangDou's config.ini
-are renamed or ignored first, by the table in config_upstream.py. Nothing else in the package reads config.ini or the environment
-for settings (API keys excepted, which may come from the environment by design).
+ConfigError naming the key and the file, with a "did you mean". Keys of upstream HuixiangDou's config.ini
+are renamed or ignored first, by the table in config_upstream.py. Nothing else in the package reads
+config.ini or the environment for settings (API keys excepted, which may come from the environment by design).
 """
 from __future__ import annotations
 
@@ -417,7 +417,12 @@ def _unknown(key: str, value, names: set[str], where: str) -> ConfigError:
     ours = sorted(n for n in names if n != 'groups')
     upstream = upstream_names(where)
     is_section = isinstance(value, dict)
-    shown = (lambda k: f'[{where}.{k}]' if where else f'[{k}]') if is_section else repr
+
+    def shown(name: str) -> str:
+        if not is_section:
+            return repr(name)
+        return f'[{where}.{name}]' if where else f'[{name}]'
+
     parts = [f'unknown section {shown(key)}' if is_section else f'unknown key {key!r} in [{where or "top level"}]']
     match = difflib.get_close_matches(str(key), ours + upstream, n=1)
     if match:
