@@ -125,3 +125,25 @@ async def test_start_server_reports_a_server_that_cannot_start(tmp_path, monkeyp
     with pytest.raises(LLMClientError, match='exited with code'):
         async with start_server(path, config, timeout=120):
             pass
+
+
+async def test_the_client_sends_the_server_api_key(fake_openai):
+    llm = remote_config(fake_openai.base_url, api_key='s3cret-key')
+    async with serve(create_app(llm)) as url:
+        async with LLMClient(client_config(url, server=llm.server)) as keyed:
+            reply = await keyed.generate('with key')
+            pieces = [p async for p in keyed.stream('streamed with key')]
+        async with LLMClient(client_config(url)) as keyless:
+            with pytest.raises(LLMClientError) as info:
+                await keyless.generate('without')
+    assert reply.text == 'echo: with key' and ''.join(pieces) == 'echo: streamed with key'
+    assert info.value.status == 401
+
+
+async def test_a_stream_error_event_keeps_its_status(fake_openai):
+    fake_openai.stream_delay = 0.4  # the first piece arrives, then the upstream is too slow
+    async with serve(create_app(remote_config(fake_openai.base_url, remote_timeout=0.6))) as url:
+        async with LLMClient(client_config(url)) as llm:
+            with pytest.raises(LLMClientError) as info:
+                [p async for p in llm.stream('a slow answer')]
+    assert info.value.status == 504 and 'stream broke' in str(info.value)

@@ -10,6 +10,7 @@ from huixiangdou.service.llm.backend import ChatMessage, RateLimited
 from huixiangdou.service.llm.presets import PRESETS
 from huixiangdou.service.llm.rate_limit import MinuteWindowLimiter, estimate_tokens
 from huixiangdou.service.llm.retry import backoff_delay, parse_retry_after
+from huixiangdou.service.llm.stop_strings import StopScanner
 from huixiangdou.service.llm.trimming import conversation_length, trim_messages
 
 
@@ -86,3 +87,33 @@ def test_every_documented_preset_exists_with_base_url_model_and_context():
 def test_config_rejects_an_unknown_remote_type():
     with pytest.raises(ConfigError, match='remote_type'):
         LLMServerConfig(remote_type='nope').validate()
+
+
+@pytest.mark.parametrize('pieces, stops, sent', [
+    (['Paris.\n', 'Q: next'], ['\nQ:'], 'Paris.'),           # stop split across pieces
+    (['ab', 'cSTO', 'Pdef'], ['STOP'], 'abc'),
+    (['no stop ', 'here', ' S'], ['STOP'], 'no stop here S'),  # held text comes back at the end
+    (['x', 'y'], [], 'xy'),
+    (['a, b', '. c'], [',', '.'], 'a'),                      # the first of several stops wins
+])
+def test_stop_scanner_cuts_at_the_first_stop_even_when_split(pieces, stops, sent):
+    scanner = StopScanner(stops)
+    out = ''.join(scanner.feed(p) for p in pieces) + scanner.flush()
+    assert out == sent
+    assert scanner.stopped == (sent != ''.join(pieces))
+
+
+def test_stop_scanner_holds_back_only_what_could_still_become_a_stop():
+    scanner = StopScanner(['</s>'])
+    assert scanner.feed('answer <') == 'answer '
+    assert scanner.feed('b>') == '<b>'
+
+
+async def test_limiter_refund_gives_a_refused_request_back():
+    now = [0.0]
+    limiter = MinuteWindowLimiter(rpm=1, tpm=10_000, clock=lambda: now[0])
+    ticket = await limiter.acquire(10, deadline=1)
+    limiter.refund(ticket)
+    await limiter.acquire(10, deadline=1)  # fits again at once
+    with pytest.raises(RateLimited):
+        await limiter.acquire(10, deadline=1)
