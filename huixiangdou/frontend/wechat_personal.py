@@ -24,6 +24,9 @@ from huixiangdou.frontend.wechat_app_protocol import (POLL, AppRequest, PolledIt
                                                        is_app_body, parse_app_request)
 
 SECTION = 'frontend.wechat_personal'
+# Outcomes kept per group between polls. Rejections (queue_full, rate_limited) arrive at once, so
+# this must exceed what one poll window can bring, not merely the worker queue's size.
+MIN_POLLED_PER_GROUP = 100
 
 
 class WechatPersonalServer(CallbackServer):
@@ -46,7 +49,8 @@ class WechatPersonalServer(CallbackServer):
         self.config: WechatPersonalConfig = frontend.wechat_personal
         super().__init__(self.config.host, self.config.bind_port if port is None else port)
         self.dispatcher = GroupDispatcher.from_config(frontend, responder, self._on_outcome)
-        self.polled = PolledAnswers(self.config.poll_keep_seconds, frontend.group_queue_size)
+        self.polled = PolledAnswers(self.config.poll_keep_seconds,
+                                    max(MIN_POLLED_PER_GROUP, 2 * frontend.group_queue_size))
         # The app sends no headers but the content type: a secret path is its only credential.
         self.path_is_secret = is_secret_path(self.config.path)
         self._waiting: dict[str, asyncio.Future[Outcome | None]] = {}

@@ -250,3 +250,21 @@ async def test_the_app_gets_answers_from_the_real_worker(fake_openai, llm, sampl
         await server.stop()
     assert len(app.typed) == 1   # the answer; chatter types nothing outside debug mode
     assert app.typed[0].startswith('飞书群应用的 encrypt_key') and 'encrypt_key' in app.typed[0].split('------')[1]
+
+
+def test_polled_answers_keep_the_newest_per_group_and_forget_old_ones():
+    from huixiangdou.frontend.polled_answers import PolledAnswers
+    from huixiangdou.frontend.wechat_app_protocol import AppAnswer, AppRequest, PolledItem
+
+    now = [0.0]
+    answers = PolledAnswers(keep_seconds=10, per_group=2, clock=lambda: now[0])
+
+    def item(text):
+        return PolledItem(AppRequest('g', 'g', 'u', 'text', text), AppAnswer(0, 'success', text))
+
+    for text in ('a', 'b', 'c'):
+        answers.put('g', item(text))
+    answers.put('other', item('x'))
+    assert [i.answer.text for i in answers.take('g')] == ['b', 'c']   # bounded: the oldest went
+    now[0] = 11.0
+    assert answers.take('other') == [] and len(answers) == 0          # expired
