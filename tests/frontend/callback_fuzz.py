@@ -135,7 +135,7 @@ def mutated(base: Callable[[], dict], paths: list[str]) -> st.SearchStrategy[dic
             if isinstance(target, dict):
                 target[last] = value
         return body
-    return st.builds(apply, st.lists(st.tuples(st.sampled_from(paths), scalars | json_values), min_size=1, max_size=3))
+    return st.builds(apply, st.lists(st.tuples(st.sampled_from(paths), scalars | json_values), max_size=3))
 
 
 def encoded(values: st.SearchStrategy) -> st.SearchStrategy[bytes]:

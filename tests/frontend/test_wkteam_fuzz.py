@@ -56,7 +56,8 @@ def test_wkteam_callback_survives_hostile_bodies(tmp_path):
         post()
         # The bodies got past parsing to the checks behind it, and some were accepted.
         assert statuses[200] >= 5 and statuses[400] >= 20, statuses
-        status, text = server.post('/callback', json.dumps(push(f'{KEYWORD} install?', group='final@chatroom')).encode())
+        valid = push(f'{KEYWORD} install?', group='final@chatroom')
+        status, text = server.post('/callback', json.dumps(valid).encode())
         assert status == 200, text
         server.run(fake.wait_until(lambda: any(KEYWORD in sent['content'] for sent in fake.sent)))
     assert log.problems == []

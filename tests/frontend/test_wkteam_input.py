@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.frontend.test_wechat_wkteam import BOT, GROUP, WID, push, quote, wkteam  # noqa: F401 (fixture)
+from tests.frontend.test_wechat_wkteam import push, quote, wkteam  # noqa: F401 (fixture)
 
 
 async def test_push_without_wid_is_refused(wkteam, responder):  # noqa: F811
