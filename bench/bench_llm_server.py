@@ -129,7 +129,7 @@ async def burst(url: str, headers: dict, n: int) -> int:
 
 def bench_local(max_new_tokens: int) -> None:
     from huixiangdou.config import LLMServerConfig
-    from huixiangdou.service.llm.backend import ChatMessage
+    from huixiangdou.service.llm.backend import ChatMessage, GenerationParams
     from huixiangdou.service.llm.local_transformers import LocalTransformersBackend
 
     backend = LocalTransformersBackend(LLMServerConfig(local_llm_max_new_tokens=max_new_tokens))
@@ -139,14 +139,15 @@ def bench_local(max_new_tokens: int) -> None:
 
     async def measure():
         messages = [ChatMessage('user', 'Explain what a search index is, in a few sentences.')]
-        await backend.generate([ChatMessage('user', 'hi')], max_new_tokens=2)  # first-call warm-up
+        await backend.generate([ChatMessage('user', 'hi')], GenerationParams(max_new_tokens=2))  # warm-up
         start = time.perf_counter()
-        first, pieces = None, []
-        async for piece in backend.stream(messages):
-            first = first or time.perf_counter()
-            pieces.append(piece)
+        first, usage = None, None
+        async for chunk in backend.stream(messages):
+            if chunk.text:
+                first = first or time.perf_counter()
+            usage = chunk.usage or usage
         end = time.perf_counter()
-        tokens = len(backend._tokenizer.encode(''.join(pieces), add_special_tokens=False))
+        tokens = usage.completion_tokens  # counted by the model's tokenizer
         print(f'local model: {tokens} tokens, {tokens / (end - start):.1f} tokens/s overall, '
               f'{(tokens - 1) / max(end - first, 1e-9):.1f} tokens/s after the first, '
               f'time to first token {1000 * (first - start):.0f} ms')

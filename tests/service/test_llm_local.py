@@ -3,13 +3,15 @@ and routing / fallback between it and the remote backend on the fake."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import aiohttp
+import openai
 import pytest
 
 from huixiangdou.config import LLMConfig, LLMServerConfig
-from huixiangdou.service.llm.backend import BackendBusy, ChatMessage
+from huixiangdou.service.llm.backend import BackendBusy, ChatMessage, GenerationParams
 from huixiangdou.service.llm.local_transformers import LocalTransformersBackend, default_model_file
 from huixiangdou.service.llm.openai_compatible import OpenAICompatibleBackend
 from huixiangdou.service.llm.router import Router
@@ -38,11 +40,65 @@ def test_the_default_model_is_the_packaged_gguf():
 
 async def test_local_generation_and_streaming_agree(local_backend):
     messages = [ChatMessage('user', 'What is the capital of France?')]
-    text = await local_backend.generate(messages)
-    pieces = [p async for p in local_backend.stream(messages)]
-    assert 'Paris' in text
-    assert len(pieces) > 1 and ''.join(pieces).strip() == text.strip()  # greedy decoding: same tokens
+    answer = await local_backend.generate(messages)
+    chunks = [c async for c in local_backend.stream(messages)]
+    assert 'Paris' in answer.text
+    assert len(chunks) > 2 and ''.join(c.text for c in chunks).strip() == answer.text.strip()  # greedy
+    assert chunks[-1].finish_reason == answer.finish_reason and chunks[-1].usage == answer.usage
     assert local_backend.pending == 0
+
+
+FRANCE = [{'role': 'user', 'content': 'What is the capital of France?'}]
+
+
+@contextlib.asynccontextmanager
+async def local_sdk(local_backend):
+    """The server with only the local backend, and the official SDK pointed at it."""
+    async with serve(create_app(LLMConfig(), Router({'local': local_backend}))) as url:
+        client = openai.AsyncOpenAI(base_url=f'{url}/v1', api_key='unused', max_retries=0)
+        try:
+            yield client
+        finally:
+            await client.close()
+
+
+async def test_local_finish_reason_and_usage_come_from_the_model(local_backend):
+    async with local_sdk(local_backend) as client:
+        cut = await client.chat.completions.create(model='local', messages=FRANCE, max_tokens=3)
+        whole = await client.chat.completions.create(model='local', messages=FRANCE)
+        stream = await client.chat.completions.create(model='local', messages=FRANCE, max_tokens=3, stream=True,
+                                                      stream_options={'include_usage': True})
+        chunks = [c async for c in stream]
+    prompt_tokens = len(local_backend._inputs([ChatMessage('user', FRANCE[0]['content'])])['input_ids'][0])
+    assert cut.choices[0].finish_reason == 'length' and cut.usage.completion_tokens == 3
+    assert whole.choices[0].finish_reason == 'stop' and 'Paris' in whole.choices[0].message.content
+    assert cut.usage.prompt_tokens == whole.usage.prompt_tokens == prompt_tokens  # the tokenizer's count
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ['length']
+    assert chunks[-1].usage.completion_tokens == 3
+
+
+async def test_local_stop_cuts_the_answer_in_both_paths(local_backend):
+    async with local_sdk(local_backend) as client:
+        whole = await client.chat.completions.create(model='local', messages=FRANCE, stop=['Paris'])
+        stream = await client.chat.completions.create(model='local', messages=FRANCE, stop=['Paris'], stream=True)
+        chunks = [c async for c in stream]
+    streamed = ''.join(c.choices[0].delta.content or '' for c in chunks if c.choices)
+    assert whole.choices[0].message.content.startswith('The capital of France is')
+    assert 'Paris' not in whole.choices[0].message.content and whole.choices[0].finish_reason == 'stop'
+    assert streamed == whole.choices[0].message.content
+
+
+async def test_local_sampling_is_reproducible_with_a_seed(local_backend):
+    messages = [ChatMessage('user', 'Name an animal.')]
+    sampled = GenerationParams(temperature=1.5, top_p=0.95, seed=7)
+    first = await local_backend.generate(messages, sampled)
+    again = await local_backend.generate(messages, sampled)
+    others = {(await local_backend.generate(messages, GenerationParams(temperature=1.5, seed=s))).text
+              for s in (1, 2, 3)}
+    assert first.text == again.text
+    assert len(others) > 1  # a temperature really samples
+    greedy = {(await local_backend.generate(messages, GenerationParams(seed=s))).text for s in (1, 2)}
+    assert len(greedy) == 1  # no temperature: greedy, whatever the seed
 
 
 async def test_a_full_queue_is_refused_at_once(local_backend):
@@ -51,7 +107,7 @@ async def test_a_full_queue_is_refused_at_once(local_backend):
     await asyncio.sleep(0)  # let the first request take the only place
     with pytest.raises(BackendBusy, match='local_llm_queue_size'):
         await local_backend.generate(messages)
-    assert await first
+    assert (await first).text
 
 
 def hybrid(local_backend, fake_base_url: str, **remote_settings) -> tuple:
@@ -113,7 +169,7 @@ async def test_local_timeout_answers_504_and_frees_the_queue(local_backend):
         local_backend.timeout = saved
     assert status == 504 and 'local_llm_timeout' in body['error']['message']
     assert local_backend.pending == 0
-    assert await local_backend.generate([ChatMessage('user', 'Say yes.')])  # the worker thread is free again
+    assert (await local_backend.generate([ChatMessage('user', 'Say yes.')])).text  # the worker thread is free
 
 
 async def test_an_unloaded_model_answers_503_with_what_to_do():
