@@ -93,7 +93,9 @@ async def require_api_key(request: web.Request, handler):
     expected = request.app[API_KEY_KEY]
     if expected and request.path not in OPEN_PATHS:
         scheme, _, given = request.headers.get('Authorization', '').partition(' ')
-        if scheme.lower() != 'bearer' or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        # aiohttp keeps undecodable header bytes as lone surrogates; surrogateescape gives the bytes back.
+        given_bytes = given.strip().encode('utf-8', 'surrogateescape')
+        if scheme.lower() != 'bearer' or not hmac.compare_digest(given_bytes, expected.encode()):
             raise Unauthorized('missing or wrong API key: send "Authorization: Bearer <[llm.server] api_key>"')
     return await handler(request)
 

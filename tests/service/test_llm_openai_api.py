@@ -151,6 +151,19 @@ async def test_with_an_api_key_requests_without_it_get_401(fake_openai):
     assert len(chat_calls(fake_openai)) == 2  # refused requests never reached the upstream
 
 
+@pytest.mark.parametrize('raw', [b'Bearer \xff\xfe', b'Bearer \xed\xa0\x80', b'Bearer s3cret-key\xc3\xa9'])
+async def test_an_undecodable_authorization_header_is_401_not_500(fake_openai, raw):
+    async with serve(create_app(remote_config(fake_openai.base_url, api_key='s3cret-key'))) as url:
+        reader, writer = await asyncio.open_connection('127.0.0.1', int(url.rsplit(':', 1)[1]))
+        writer.write(b'POST /inference HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n'
+                     b'Authorization: ' + raw + b'\r\n\r\n{}')
+        await writer.drain()
+        status_line = (await reader.readline()).decode()
+        await reader.read()
+        writer.close()
+    assert status_line.split()[1] == '401'
+
+
 async def run_cli(tmp_path, **server) -> tuple[int, str]:
     path = write_config(tmp_path / 'config.ini', llm={'enable_local': 0, 'enable_remote': 1},
                         **{'llm.server': {'remote_type': 'vllm', 'remote_base_url': 'http://127.0.0.1:1/v1',
