@@ -185,7 +185,7 @@ def create_app(config: LLMConfig, router: Router | None = None) -> web.Applicati
     app.router.add_post('/inference', inference)
     app.router.add_post('/v1/chat/completions', chat_completions)
     app.router.add_get('/v1/models', openai_api.list_models)
-    app.router.add_get('/v1/models/{model}', openai_api.get_model)
+    app.router.add_get('/v1/models/{model:.+}', openai_api.get_model)  # ids like Qwen/Qwen2.5 hold slashes
     app.router.add_get('/health', health)
     return app
 

@@ -90,8 +90,10 @@ async def test_models_can_be_fetched_by_id_and_unknown_ones_are_404(fake_openai)
         model = await client.models.retrieve('remote')
         with pytest.raises(openai.NotFoundError) as missing:
             await client.models.retrieve('gpt-5')
+        with pytest.raises(openai.NotFoundError) as slashed:
+            await client.models.retrieve('Qwen/Qwen2.5-7B-Instruct')
     assert (model.id, model.owned_by) == ('remote', 'huixiangdou-llm')
-    assert missing.value.code == 'model_not_found'
+    assert missing.value.code == slashed.value.code == 'model_not_found'
 
 
 @pytest.mark.parametrize('model', ['gpt-4o', 'local'])  # local is not enabled here, so not listed
