@@ -21,7 +21,6 @@ import asyncio
 import hashlib
 import multiprocessing as mp
 import os
-import statistics
 import sys
 import time
 from collections import Counter

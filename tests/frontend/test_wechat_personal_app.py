@@ -203,9 +203,11 @@ async def test_unsupported_query_type_is_a_clean_app_format_refusal(wechat, resp
 
 
 @pytest.mark.parametrize('body', [
-    {'query': 'install'}, {'groupname': 'g', 'query': {'type': 'text'}}, {'groupname': 5, 'query': {'type': 'text',
-                                                                                                   'content': 'x'}},
-    {'query': {'type': 'text', 'content': 'install'}}, {'groupname': 'g', 'query': {'type': 1, 'content': 'x'}},
+    {'query': 'install'},
+    {'groupname': 'g', 'query': {'type': 'text'}},
+    {'groupname': 5, 'query': {'type': 'text', 'content': 'x'}},
+    {'query': {'type': 'text', 'content': 'install'}},
+    {'groupname': 'g', 'query': {'type': 1, 'content': 'x'}},
     {'groupname': 'g', 'username': ['x'], 'query': {'type': 'text', 'content': 'x'}},
 ])
 async def test_malformed_app_posts_are_400_in_the_app_format(wechat, body, responder):
