@@ -1,6 +1,7 @@
-"""Start/stop plumbing shared by the frontends that receive HTTP callbacks (Lark app, WeChat, wkteam).
+"""Start/stop plumbing shared by the frontends that receive HTTP callbacks (Lark app, WeChat, wkteam),
+and the secure-by-default check that refuses an exposed endpoint with neither a token nor a secret path.
 
-Subclasses build the aiohttp app and own the dispatcher; this class only binds, serves and shuts down.
+Subclasses build the aiohttp app and own the dispatcher; this module only checks, binds, serves and shuts down.
 """
 from __future__ import annotations
 
