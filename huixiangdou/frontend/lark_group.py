@@ -76,12 +76,16 @@ class LarkGroupServer(CallbackServer):
                            'finds the callback URL can post fake events; set one in [frontend.lark_group]')
 
     async def warm_up(self) -> None:
-        self._seen.warm_up()
         await self.api.warm_up()
         if self.config.only_at_bot:
             # Only needed to tell "@bot" from "@someone else"; fails early if the app lacks the bot feature.
             self._bot_open_id = await self.api.bot_open_id()
             logger.info('lark_group: answering only messages that @ the bot {}', self._bot_open_id)
+
+    async def start(self) -> int:
+        # The seen-id store is local and needed for the first callback, so it opens here, not in warm_up.
+        self._seen.warm_up()
+        return await super().start()
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=self.frontend.max_body_size)

@@ -44,7 +44,7 @@ class SeenIds:
             return
         if self.path != ':memory:':
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
         # WAL + NORMAL: an insert costs well under a millisecond, fine on the event loop; a crash may
         # forget the last few ids (a duplicate answer at worst), never corrupt the file.
         self._db.execute('PRAGMA journal_mode=WAL')
@@ -65,19 +65,20 @@ class SeenIds:
             return True
         item = clean_text(item)
         now = self._clock()
-        with self.db:
-            row = self.db.execute('SELECT seen_at FROM seen_ids WHERE id = ?', (item,)).fetchone()
-            if row is not None and row[0] >= now - self.keep_seconds:
+        # Autocommit, one statement in the common case: the callback path runs this for every event.
+        if self.db.execute('INSERT OR IGNORE INTO seen_ids (id, seen_at) VALUES (?, ?)', (item, now)).rowcount == 0:
+            # Known id: new again only if it was seen longer ago than keep_seconds (not yet pruned).
+            renewed = self.db.execute('UPDATE seen_ids SET seen_at = ? WHERE id = ? AND seen_at < ?',
+                                      (now, item, now - self.keep_seconds))
+            if renewed.rowcount == 0:
                 return False
-            self.db.execute('INSERT OR REPLACE INTO seen_ids (id, seen_at) VALUES (?, ?)', (item, now))
         self._inserts += 1
         if self._inserts % PRUNE_EVERY == 0:
             self._prune()
         return True
 
     def _prune(self) -> None:
-        with self.db:
-            self.db.execute('DELETE FROM seen_ids WHERE seen_at < ?', (self._clock() - self.keep_seconds,))
+        self.db.execute('DELETE FROM seen_ids WHERE seen_at < ?', (self._clock() - self.keep_seconds,))
 
     def __len__(self) -> int:
         return self.db.execute('SELECT COUNT(*) FROM seen_ids').fetchone()[0]

@@ -68,8 +68,12 @@ class WechatWkteamServer(CallbackServer):
 
     async def warm_up(self) -> None:
         self.history.warm_up()
-        self._seen.warm_up()
         await self.api.warm_up()
+
+    async def start(self) -> int:
+        # The seen-id store is local and needed for the first callback, so it opens here, not in warm_up.
+        self._seen.warm_up()
+        return await super().start()
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=self.frontend.max_body_size)
