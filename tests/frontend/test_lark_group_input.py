@@ -7,6 +7,8 @@ import time
 import pytest
 
 from huixiangdou.frontend.lark_crypto import encrypt_text, event_signature
+from huixiangdou.frontend.lark_group import LarkGroupServer
+from huixiangdou.frontend.lark_open_api import LarkOpenApi
 from huixiangdou.frontend.seen_ids import SeenIds
 from tests.frontend.lark_events import ENCRYPT_KEY, TOKEN, Driver, message_event, signed_request, start_lark_server
 
@@ -104,7 +106,29 @@ def test_seen_ids_persist_and_old_ones_are_forgotten(tmp_path):
     assert len(reopened) == 1
     assert reopened.add('event:a') is True
     assert reopened.add('event:b') is False
+    now[0] += 1000   # b is past keep_seconds but not pruned yet: still counts as new
+    assert reopened.add('event:b') is True
+    assert reopened.add('event:b') is False
     reopened.close()
+
+
+async def test_server_started_without_warm_up_still_deduplicates(fake_lark, responder, tmp_path):
+    driver = await start_lark_server(fake_lark, responder)
+    config = driver.server.frontend
+    await driver.server.stop()
+    group = config.lark_group
+    server = LarkGroupServer(config, responder, api=LarkOpenApi(group.app_id, group.app_secret, group.base_url),
+                             state_dir=tmp_path)
+    await server.start()   # as bench/bench_lark_callback.py does: no warm_up
+    try:
+        unwarmed = Driver(server)
+        event = message_event('install?')
+        assert await unwarmed.send(event) == (200, {})
+        assert await unwarmed.send(event) == (200, {})
+        await unwarmed.settle()
+        assert responder.queries == ['install?']
+    finally:
+        await server.stop()
 
 
 # ---- bodies that must not reach the parser, or must not crash it ------------------------------------
