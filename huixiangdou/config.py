@@ -488,4 +488,11 @@ def reject_throttle_override(config: Config, calibrated: float | None = None) ->
                        config.upstream_reject_throttle, shown)
         return None
     value = config.feature_store.reject_throttle
-    return None if value == -1 else value
+    if value == -1:
+        return None
+    if calibrated is not None and abs(value - calibrated) > 1e-9:
+        # Not silent: a value chosen for another store (or another embedding model) would quietly
+        # change what the bot answers.
+        logger.warning('[feature_store] reject_throttle = {} overrides the calibrated threshold {:.3f}; set -1 '
+                       'to use the calibration', value, calibrated)
+    return value

@@ -261,14 +261,6 @@ def test_january_2024_distance_throttle_loads_and_is_ignored(tmp_path):
         load_config(native)
 
 
-def test_a_native_reject_throttle_is_used_as_written(tmp_path, logs):
-    config = load_config(write(tmp_path, '[feature_store]\nreject_throttle = 0.7\n'))
-    assert config.upstream_keys == []
-    assert reject_throttle_override(config, calibrated=0.5) == 0.7
-    assert not [m for _, m in logs if 'reject_throttle' in m]
-    assert reject_throttle_override(load_config(write(tmp_path, '[feature_store]\nreject_throttle = -1\n'))) is None
-
-
 def test_our_own_sample_config_has_no_upstream_keys(repo_root, logs):
     config = load_config(repo_root / 'config.ini')
     assert config.upstream_keys == [] and config.upstream_reject_throttle is None
@@ -314,3 +306,13 @@ def test_both_names_of_one_key_is_an_error(tmp_path):
 def test_replay_window_poll_time_and_server_key_are_validated(tmp_path, text, key):
     with pytest.raises(ConfigError, match=key):
         load_config(write(tmp_path, text))
+
+
+def test_native_reject_throttle_overrides_and_says_so_with_both_values(tmp_path, logs):
+    config = load_config(write(tmp_path, '[feature_store]\nreject_throttle = 0.3\n'))
+    assert reject_throttle_override(config) == 0.3
+    assert not [m for _, m in logs if 'overrides' in m]
+    assert reject_throttle_override(config, calibrated=0.55) == 0.3
+    [(level, message)] = [r for r in logs if 'overrides' in r[1]]
+    assert level == 'WARNING' and '0.3' in message and '0.550' in message
+    assert reject_throttle_override(load_config(write(tmp_path, '[feature_store]\nreject_throttle = -1\n'))) is None

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from loguru import logger
 
-from huixiangdou.config import Config, ConfigError, load_config
+from huixiangdou.config import Config, ConfigError, load_config, reject_throttle_override
 from huixiangdou.primitive.documents.walker import RepoDirError
 from huixiangdou.primitive.embedder import EmbedderError
 from huixiangdou.service.api_embedder import make_embedder
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _print_build(report: BuildReport, threshold_override: float) -> None:
+def _print_build(report: BuildReport, threshold_override: float | None) -> None:
     print(f'Feature store written to {report.work_dir} in {report.seconds:.1f}s')
     print(f'  files indexed: {len(report.indexed)}  unchanged (reused): {len(report.reused)}  '
           f'deleted: {len(report.deleted)}  skipped: {len(report.skipped)}')
@@ -75,8 +75,9 @@ def _print_build(report: BuildReport, threshold_override: float) -> None:
             m = cal[name]
             if m:
                 print(f'    for comparison, {name.replace("_", " ")} (best threshold, in sample): F1 {m["f1"]:.3f}')
-        if threshold_override != -1:
-            print(f'  note: config.ini reject_throttle = {threshold_override} overrides the calibrated value')
+        if threshold_override is not None:
+            print(f'  note: config.ini reject_throttle = {threshold_override} overrides the calibrated threshold '
+                  f'{c["threshold"]:.4f}; set it to -1 to use the calibration')
         print('  would answer: ' + ' | '.join(report.examples.get('accepted', [])))
         print('  would ignore: ' + ' | '.join(report.examples.get('rejected', [])))
     print(f'  report: {Path(report.work_dir) / "report.json"}')
@@ -87,7 +88,7 @@ def evaluate(config: Config, work_dir: Path, good: Path, bad: Path) -> dict:
     the best one for these messages (which flatters: it is chosen on them)."""
     store = FeatureStore.load(work_dir, make_embedder(config))
     good_q, bad_q = calibration.load_questions(good), calibration.load_questions(bad)
-    threshold = store.decision_threshold(config.feature_store.reject_throttle)
+    threshold = store.decision_threshold(reject_throttle_override(config, store.threshold))
     scores = np.array([s.score for s in store.reject_scores(good_q + bad_q)])
     g, b = scores[:len(good_q)], scores[len(good_q):]
     return {
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         work_dir = Path(args.work_dir) if args.work_dir else config.path(fs.work_dir)
         if args.explain is not None:
             store = FeatureStore.load(work_dir, make_embedder(config))
-            why = store.explain(args.explain, fs.reject_throttle)
+            why = store.explain(args.explain, reject_throttle_override(config, store.threshold))
             if args.json:
                 print(json.dumps(why, ensure_ascii=False, indent=1))
             else:
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
         else:
-            _print_build(report, fs.reject_throttle)
+            _print_build(report, reject_throttle_override(config))
         return 0
     except (ConfigError, RepoDirError, BuildError, StoreError, EmbedderError,
             calibration.QuestionFileError) as exc:

@@ -193,12 +193,12 @@ class FeatureStore:
                              'good/bad question files ([feature_store] good_questions / bad_questions)')
         return self.reject_model
 
-    def decision_threshold(self, override: float = -1.0) -> float:
-        """The threshold in force: `override` ([feature_store] reject_throttle) unless it is -1, else
-        the calibrated one. The one place that reads the -1 sentinel; a store without a calibrated
-        reject model raises StoreError either way (there is nothing to compare with a threshold)."""
+    def decision_threshold(self, override: float | None = None) -> float:
+        """The threshold in force: `override` (config.reject_throttle_override) or, when None, the
+        calibrated one. A store without a calibrated reject model raises StoreError either way (there is
+        nothing to compare with a threshold)."""
         self._require_reject_model()
-        return self.threshold if override == -1 else override
+        return self.threshold if override is None else override
 
     def embed_queries(self, queries: list[str]) -> np.ndarray:
         if len(queries) == 1 and queries[0] in self._vector_cache:
@@ -233,7 +233,7 @@ class FeatureStore:
         """P(on-topic) of one message; compare with `threshold`."""
         return self.reject_scores([query])[0]
 
-    def explain(self, query: str, override: float = -1.0) -> dict:
+    def explain(self, query: str, override: float | None = None) -> dict:
         """The reject decision for `query` with its evidence (see RejectModel.decide)."""
         threshold = self.decision_threshold(override)
         score, out = self.reject_model.decide(self.evidence([query])[0])

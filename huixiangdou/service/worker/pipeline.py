@@ -14,7 +14,7 @@ from typing import AsyncIterator
 
 from loguru import logger
 
-from huixiangdou.config import Config, WorkerConfig
+from huixiangdou.config import Config, WorkerConfig, reject_throttle_override
 from huixiangdou.service.worker.check import Check
 from huixiangdou.service.worker.generate import Generate
 from huixiangdou.service.worker.intention import Intention
@@ -46,7 +46,7 @@ class Worker:
     """
 
     def __init__(self, config: WorkerConfig, store, llm, reranker=None, web_search=None,
-                 threshold_override: float = -1.0, log_path: Path | None = None):
+                 threshold_override: float | None = None, log_path: Path | None = None):
         if config.enable_rerank and reranker is None:
             raise ValueError('[worker] enable_rerank = 1 needs [feature_store] reranker_model_path')
         if config.enable_web_search and web_search is None:
@@ -93,7 +93,7 @@ class Worker:
             web_search = WebSearch(config.web_search, save_dir=config.path(config.web_search.save_dir))
         log_path = config.path(config.worker.save_path) if config.worker.save_path else None
         return cls(config.worker, store, LLMClient(config.llm), reranker, web_search,
-                   config.feature_store.reject_throttle, log_path)
+                   reject_throttle_override(config, store.threshold), log_path)
 
     @property
     def stage_names(self) -> list[str]:

@@ -1,7 +1,7 @@
 """Reject stage: the store's reject model scores the message; below the threshold the bot stays silent.
 
-The threshold is the calibrated one unless [feature_store] reject_throttle overrides it; it is resolved
-once, here. The decision's evidence goes to the session's debug record (and so to --verbose and the
+The threshold is the calibrated one unless config.ini overrides it (config.reject_throttle_override says
+whether it does); it is fixed when the stage is built. The decision's evidence goes to the session's debug record (and so to --verbose and the
 saved outcome).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from huixiangdou.service.worker.stage import run_cpu
 class Reject:
     name = 'reject'
 
-    def __init__(self, store: FeatureStore, threshold_override: float = -1.0):
+    def __init__(self, store: FeatureStore, threshold_override: float | None = None):
         self.store = store
         self.threshold = store.decision_threshold(threshold_override)  # StoreError if uncalibrated
 
