@@ -82,7 +82,10 @@ async def answer(config: Config, queries: list[str]) -> None:
 
 async def serve_frontend(config: Config) -> None:
     from huixiangdou.frontend import run_frontend
+    from huixiangdou.frontend.runner import check_frontend
     from huixiangdou.service.worker.pipeline import Worker
+
+    check_frontend(config)
 
     worker = await asyncio.to_thread(Worker.from_config, config)
     try:
@@ -151,6 +154,7 @@ def stop_on_termination_signals() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from huixiangdou.frontend.errors import FrontendError
     from huixiangdou.primitive.embedder import EmbedderError
     from huixiangdou.service.feature_store import StoreError
     from huixiangdou.service.llm_client import LLMClientError
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run(config, args)
         return 0
-    except (ConfigError, StoreError, EmbedderError, LLMClientError, ValueError) as exc:
+    except (ConfigError, StoreError, EmbedderError, LLMClientError, FrontendError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
     except Stopped as exc:

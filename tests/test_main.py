@@ -223,3 +223,13 @@ async def test_standalone_port_mismatch_is_a_config_error(tmp_path):
     config = write_config(tmp_path / 'config.ini', llm={'client_url': 'http://127.0.0.1:9999/inference'})
     code, _, err = await run_main('--standalone', '--config', str(config))
     assert code == 1 and 'local_llm_bind_port' in err
+
+
+async def test_an_exposed_wechat_endpoint_is_refused_before_models_load(tmp_path, sample_store):
+    """The default host is 0.0.0.0: with no token and the default path, main stops with a path to use."""
+    work_dir, _ = sample_store
+    config = write_config(tmp_path / 'config.ini', feature_store={'work_dir': str(work_dir)},
+                          frontend={'type': 'wechat_personal'})
+    code, _, err = await run_main('--config', str(config), timeout=120)
+    assert code == 1 and 'refusing to listen on 0.0.0.0' in err and 'Traceback' not in err
+    assert 'path = "/huixiangdou/' in err

@@ -10,6 +10,15 @@ from huixiangdou.config import Config
 from huixiangdou.frontend.group_message import Responder
 
 
+def check_frontend(config: Config) -> None:
+    """Refuse at once what the frontend would refuse at start (FrontendError), before models load for minutes."""
+    if config.frontend.type == 'wechat_personal':
+        from huixiangdou.frontend.callback_server import require_protected
+        from huixiangdou.frontend.wechat_personal import SECTION, WechatPersonalServer
+        wp = config.frontend.wechat_personal
+        require_protected(WechatPersonalServer.name, SECTION, wp.host, wp.token, wp.path)
+
+
 async def run_frontend(config: Config, responder: Responder) -> None:
     """Run `config.frontend.type` with `responder` answering; `none` returns at once."""
     frontend = config.frontend
@@ -23,7 +32,8 @@ async def run_frontend(config: Config, responder: Responder) -> None:
         await run_lark_webhook(frontend, responder)
     elif kind == 'lark_group':
         from huixiangdou.frontend.lark_group import run_lark_group
-        await run_lark_group(frontend, responder)
+        # Seen event ids live in the workdir, so a redelivery after a restart is not answered twice.
+        await run_lark_group(frontend, responder, config.path(config.feature_store.work_dir))
     elif kind == 'wechat_personal':
         from huixiangdou.frontend.wechat_personal import run_wechat_personal
         await run_wechat_personal(frontend, responder)

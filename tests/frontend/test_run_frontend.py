@@ -15,8 +15,8 @@ async def test_none_returns_at_once(responder):
     await asyncio.wait_for(run_frontend(Config(), responder), 5)
 
 
-async def test_lark_group_serves_until_cancelled(responder, fake_lark):
-    config = Config()
+async def test_lark_group_serves_until_cancelled_and_keeps_seen_ids_in_workdir(responder, fake_lark, tmp_path):
+    config = Config(base_dir=tmp_path)
     config.frontend.type = 'lark_group'
     group = config.frontend.lark_group
     group.app_id, group.app_secret, group.base_url = fake_lark.app_id, fake_lark.app_secret, fake_lark.base_url
@@ -39,6 +39,7 @@ async def test_lark_group_serves_until_cancelled(responder, fake_lark):
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.ClientConnectionError):
             await http.post(url, json={})
+    assert list((tmp_path / 'workdir').glob('*seen*.sqlite'))
 
 
 async def test_wkteam_keeps_history_in_workdir(responder, fake_wkteam, tmp_path):
