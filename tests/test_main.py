@@ -120,6 +120,28 @@ async def test_stopping_main_stops_the_server_subprocess(tmp_path, fake_openai, 
     assert not health(port)
 
 
+async def test_a_killed_main_does_not_leave_the_server_holding_its_port(tmp_path, fake_openai, sample_store):
+    """SIGKILL (the OOM killer, `kill -9`) runs no handler: the server notices its parent is gone and exits."""
+    work_dir, _ = sample_store
+    fake_openai.fail('hang')
+    config, port = remote_config(tmp_path, fake_openai, work_dir)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, '-m', 'huixiangdou.main', '--standalone', '--config', str(config), '--query', ON_TOPIC,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    for _ in range(3000):
+        if fake_openai.requests:
+            break
+        await asyncio.sleep(0.1)
+    assert health(port)
+    proc.kill()
+    await proc.wait()
+    for _ in range(100):
+        if not health(port):
+            break
+        await asyncio.sleep(0.2)
+    assert not health(port)
+
+
 def test_upstream_flag_spelling_is_accepted():
     from huixiangdou.main import parse_args
     assert parse_args(['--config_path', 'x.ini']).config == 'x.ini'

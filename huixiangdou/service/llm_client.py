@@ -237,7 +237,8 @@ class LLMServerProcess:
             self.reused = True
             logger.info(f'reusing the LLM server already running at {self.url}')
             return self
-        command = [sys.executable, '-m', 'huixiangdou.service.llm_server_hybrid', '--config', str(self.config_path)]
+        command = [sys.executable, '-m', 'huixiangdou.service.llm_server_hybrid', '--config', str(self.config_path),
+                   '--parent-pid', str(os.getpid())]
         logger.info(f'starting the LLM server: {" ".join(command)}')
         self.process = subprocess.Popen(command, env=dict(os.environ, HF_HUB_OFFLINE='1'))
         try:

@@ -9,7 +9,9 @@ import argparse
 import asyncio
 import hmac
 import ipaddress
+import os
 import secrets
+import signal
 import sys
 import time
 from pathlib import Path
@@ -195,10 +197,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog='python -m huixiangdou.service.llm_server_hybrid',
         description='Serve the local and remote LLM backends over HTTP: POST /inference, '
                     'POST /v1/chat/completions (OpenAI format), GET /v1/models, GET /health.')
-    parser.add_argument('--config', type=Path, default=Path('config.ini'),
+    # --config_path: upstream HuixiangDou's spelling.
+    parser.add_argument('--config', '--config_path', dest='config', type=Path, default=Path('config.ini'),
                         help='path to config.ini (default: ./config.ini); [llm] and [llm.server] are read')
     parser.add_argument('--log-level', default='INFO', help='loguru level (default INFO)')
+    parser.add_argument('--parent-pid', type=int, default=0,
+                        help='exit when this process dies (set by main --standalone, so a killed parent '
+                             'never leaves the server holding its port)')
     return parser.parse_args(argv)
+
+
+def watch_parent(app: web.Application, parent_pid: int, interval: float = 1.0) -> None:
+    """Stop gracefully once `parent_pid` is gone (the child is re-parented), however the parent died.
+
+    Polling getppid works on every POSIX system, unlike Linux's PR_SET_PDEATHSIG.
+    """
+
+    async def watch():
+        while os.getppid() == parent_pid:
+            await asyncio.sleep(interval)
+        logger.warning('parent process {} is gone: stopping the LLM server', parent_pid)
+        os.kill(os.getpid(), signal.SIGTERM)  # run_app's own graceful shutdown
+
+    async def start(app: web.Application):
+        task = asyncio.create_task(watch())
+        yield
+        task.cancel()
+
+    app.cleanup_ctx.append(start)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         app = create_app(config.llm)
+        if args.parent_pid:
+            watch_parent(app, args.parent_pid)
         logger.info(f'LLM server starting on http://{server.host}:{server.local_llm_bind_port}')
         # run_app turns SIGTERM / SIGINT into a graceful shutdown (cleanup hooks run).
         # handler_cancellation: when a client gives up, its generation stops instead of holding the
