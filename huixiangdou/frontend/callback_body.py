@@ -1,4 +1,5 @@
-"""Reads a platform callback's JSON body with a size limit, turning bad input into CallbackRejected.
+"""Reads a platform callback's JSON body with a size limit, and its fields with type checks, turning bad
+input into CallbackRejected.
 
 Shared by the Lark, WeChat and wkteam servers; authentication is each server's own job.
 """
@@ -35,3 +36,28 @@ async def read_json_body(request: web.Request, max_size: int) -> tuple[bytes, di
 
 def rejection_response(exc: CallbackRejected) -> web.Response:
     return web.json_response({'error': exc.reason}, status=exc.status)
+
+
+def field_object(container: dict, key: str, where: str) -> dict:
+    """container[key] as a dict ({} when absent or null); 400 naming the field when it is anything else."""
+    value = container.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CallbackRejected(400, f'{where}.{key} must be an object, got {type(value).__name__}')
+    return value
+
+
+def field_text(container: dict, key: str, where: str) -> str:
+    """container[key] as a str ('' when absent or null); 400 naming the field when it is anything else.
+
+    Integers are accepted, as text: Lark and wkteam send some ids as numbers.
+    """
+    value = container.get(key)
+    if value is None:
+        return ''
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise CallbackRejected(400, f'{where}.{key} must be a string, got {type(value).__name__}')

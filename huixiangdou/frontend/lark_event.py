@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from huixiangdou.frontend.callback_body import field_object, field_text
 from huixiangdou.frontend.errors import CallbackRejected
 from huixiangdou.primitive.json_input import InvalidJson, parse_json
 
@@ -26,28 +27,6 @@ class LarkTextMessage:
     mentioned_open_ids: list[str]
     parent_id: str = ''   # the message this one replies to
     root_id: str = ''     # the first message of its thread
-
-
-def field_object(container: dict, key: str, where: str) -> dict:
-    """container[key] as a dict ({} when absent or null); 400 naming the field when it is anything else."""
-    value = container.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise CallbackRejected(400, f'{where}.{key} must be an object, got {type(value).__name__}')
-    return value
-
-
-def field_text(container: dict, key: str, where: str) -> str:
-    """container[key] as a str ('' when absent or null); numbers are accepted as ids; 400 otherwise."""
-    value = container.get(key)
-    if value is None:
-        return ''
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise CallbackRejected(400, f'{where}.{key} must be a string, got {type(value).__name__}')
 
 
 def _field_list(container: dict, key: str, where: str) -> list:

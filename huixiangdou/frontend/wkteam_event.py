@@ -9,6 +9,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+from huixiangdou.frontend.callback_body import field_text
 from huixiangdou.frontend.errors import CallbackRejected
 from huixiangdou.primitive.json_input import clean_text
 
@@ -54,18 +55,6 @@ def _parse_quote(xml_text: str) -> tuple[str, str, str, str]:
             clean_text(refer.findtext('chatusr', '')))
 
 
-def _text(container: dict, key: str, where: str) -> str:
-    """container[key] as str ('' when absent or null); wkteam sends ids as numbers or strings."""
-    value = container.get(key)
-    if value is None:
-        return ''
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise CallbackRejected(400, f'{where}.{key} must be a string, got {type(value).__name__}')
-
-
 def parse_callback(body: dict) -> WkteamGroupMessage | None:
     """The group message a push carries, None for pushes we do not answer; 400 for a wrongly shaped one.
 
@@ -80,19 +69,19 @@ def parse_callback(body: dict) -> WkteamGroupMessage | None:
     data = body.get('data')
     if not isinstance(data, dict):
         raise CallbackRejected(400, f'data must be an object, got {type(data).__name__}')
-    wid = _text(data, 'wId', 'data')
+    wid = field_text(data, 'wId', 'data')
     if not wid:
         raise CallbackRejected(400, 'data.wId is missing: every wkteam push names its instance')
-    group_id = _text(data, 'fromGroup', 'data')
-    bot_id = _text(body, 'wcId', 'body')
+    group_id = field_text(data, 'fromGroup', 'data')
+    bot_id = field_text(body, 'wcId', 'body')
     atlist = data.get('atlist')
     if atlist is None:
         atlist = []
     if not isinstance(atlist, list) or not all(isinstance(at, str) for at in atlist):
         raise CallbackRejected(400, f'data.atlist must be a list of strings, got {type(atlist).__name__}')
-    sender_id = _text(data, 'fromUser', 'data')
-    msg_id, new_msg_id = _text(data, 'msgId', 'data'), _text(data, 'newMsgId', 'data')
-    content, title = _text(data, 'content', 'data'), _text(data, 'title', 'data')
+    sender_id = field_text(data, 'fromUser', 'data')
+    msg_id, new_msg_id = field_text(data, 'msgId', 'data'), field_text(data, 'newMsgId', 'data')
+    content, title = field_text(data, 'content', 'data'), field_text(data, 'title', 'data')
     if not group_id or data.get('self') or sender_id == bot_id:
         return None
     message = WkteamGroupMessage(

@@ -201,7 +201,7 @@ def _set(event: dict, path: str, value) -> dict:
     ('event.message.content', {'text': 'install'}, 'event.message.content'),
     ('event.message.message_id', ['om'], 'event.message.message_id'),
     ('header.event_id', {'id': 1}, 'header.event_id'),
-    ('header.event_type', 7.5, ''),          # a number is a (strange) string: ignored, not refused
+    ('header.event_type', 7.5, 'header.event_type'),  # ids may be integers, never fractions
 ])
 async def test_wrongly_typed_fields_give_400_naming_the_field(lark, responder, path, value, field):
     token_only = await lark(encrypt_key='')
