@@ -220,6 +220,9 @@ class WorkerConfig:
     context_max_length: int = 2000
     min_query_length: int = 4
     language: str = 'auto'
+    # "generate" (the LLM writes the answer), "extract" (quote the best sentences of the passages, with
+    # citations), or "auto" (generate; fall back to extract on a degenerate answer or without a capable model).
+    answer_mode: str = 'auto'
     save_path: str = 'logs/work.txt'
     time: WorkTimeConfig = field(default_factory=WorkTimeConfig)
 
@@ -232,6 +235,8 @@ class WorkerConfig:
             raise ConfigError(f'[worker] context_max_length must be >= 200 characters, got {self.context_max_length}')
         if self.language not in ('auto', 'zh', 'en'):
             raise ConfigError(f'[worker] language must be auto, zh or en, got {self.language!r}')
+        if self.answer_mode not in ('auto', 'generate', 'extract'):
+            raise ConfigError(f'[worker] answer_mode must be "auto", "generate" or "extract", got {self.answer_mode!r}')
 
 
 @dataclass

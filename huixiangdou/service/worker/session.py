@@ -49,6 +49,8 @@ class Session:
     """
     query: str
     history: list[tuple[str, str]] = field(default_factory=list)
+    # The message this one quotes or replies to, as the platform carried it (never markup in `query`).
+    quote: str = ''
     group_id: str = ''
     group_name: str = ''
     # What the group is about (per-group config); the answer prompt mentions it.
@@ -62,7 +64,7 @@ class Session:
 
     def __post_init__(self):
         # The worker's edge: text from any frontend must encode as UTF-8 in logs, prompts and saved outcomes.
-        self.query = clean_text(self.query)
+        self.query, self.quote = clean_text(self.query), clean_text(self.quote)
         self.history = [(clean_text(user), clean_text(bot)) for user, bot in self.history]
         self.group_id, self.group_name = clean_text(self.group_id), clean_text(self.group_name)
 
