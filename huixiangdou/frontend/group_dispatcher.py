@@ -163,7 +163,7 @@ class GroupDispatcher:
                         self.limiter.per_minute, message.message_id)
             return Outcome(message, OutcomeStatus.RATE_LIMITED)
         history = self.history.pairs(message.group_id) if self.history is not None else []
-        session = Session(query=message.text, history=history, group_id=message.group_id,
+        session = Session(query=message.text, quote=message.quote, history=history, group_id=message.group_id,
                           group_name=message.group_name, group_introduction=message.group_introduction)
         try:
             session = await self.responder.run(session)

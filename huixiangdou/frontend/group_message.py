@@ -4,7 +4,6 @@ Platform-neutral: Lark and WeChat parsers build GroupMessage; nothing here talks
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -23,16 +22,16 @@ class GroupMessage:
     """One text message from a group chat, already stripped of @mentions.
 
     `platform_ids` keeps whatever the platform needs to reply or recall later (wkteam's
-    newMsgId, Lark's root id); the dispatcher never looks inside it.
+    newMsgId, Lark's root id); the dispatcher never looks inside it. `quote` is the text of the message
+    this one quotes or replies to, as a field of its own: never folded into `text` as markup.
     """
     group_id: str
     text: str
     sender_id: str = ''
-    sender_name: str = ''
     message_id: str = ''
     group_name: str = ''
     group_introduction: str = ''
-    received_at: float = field(default_factory=time.monotonic)
+    quote: str = ''
     platform_ids: dict[str, str] = field(default_factory=dict)
     # Ids of earlier messages from the same sender that the merge policy folded into this one.
     merged_message_ids: list[str] = field(default_factory=list)
@@ -44,7 +43,8 @@ class OutcomeStatus(Enum):
     MERGED = 'merged'              # folded into a later message from the same sender
     RATE_LIMITED = 'rate_limited'  # the group used up its replies for this minute
     QUEUE_FULL = 'queue_full'      # the group's queue was full; the message was dropped
-    FAILED = 'failed'              # the worker raised; logged, nothing sent
+    # Our Worker catches its own errors, but the Responder protocol lets any responder raise.
+    FAILED = 'failed'              # the responder raised; logged, nothing sent
     CANCELLED = 'cancelled'        # the frontend gave up waiting: dropped from the queue or the worker stopped
 
 

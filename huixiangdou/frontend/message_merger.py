@@ -40,7 +40,7 @@ class MessageMerger:
             # The reply goes to the newest message, so it carries the newest id and platform ids.
             message.text = f'{previous.text}\n{message.text}'
             message.merged_message_ids = [*previous.merged_message_ids, previous.message_id]
-            message.received_at = previous.received_at
+            message.quote = message.quote or previous.quote
             self._on_merged(previous)
         timer = asyncio.get_running_loop().call_later(self.merge_seconds, self._flush, key)
         self._pending[key] = (message, timer)

@@ -111,7 +111,7 @@ class WechatPersonalServer(CallbackServer):
                 logger.info('wechat_personal: poll for group {} collected {} item(s)', post.group_id, len(items))
             return web.json_response(app_body(items=items))
         message = GroupMessage(group_id=post.group_id, text=post.content, sender_id=post.username,
-                               sender_name=post.username, group_name=post.groupname, message_id=uuid.uuid4().hex)
+                               group_name=post.groupname, message_id=uuid.uuid4().hex)
         self._app_posts[message.message_id] = post
         if not self.dispatcher.submit(message) and self.dispatcher.closed:
             self._app_posts.pop(message.message_id, None)
@@ -127,11 +127,11 @@ class WechatPersonalServer(CallbackServer):
             raise CallbackRejected(400, '"content" must be a non-empty string')
         if not isinstance(group_id, str) or not group_id:
             raise CallbackRejected(400, 'give "group_id" or "group_name" (a string)')
-        fields = {k: body.get(k, '') for k in ('group_name', 'sender', 'message_id')}
+        fields = {k: body.get(k, '') for k in ('group_name', 'sender', 'message_id', 'quote')}
         if not all(isinstance(v, str) for v in fields.values()):
-            raise CallbackRejected(400, '"group_name", "sender" and "message_id" must be strings')
+            raise CallbackRejected(400, '"group_name", "sender", "message_id" and "quote" must be strings')
         return GroupMessage(group_id=group_id, text=content.strip(), sender_id=fields['sender'],
-                            sender_name=fields['sender'], group_name=fields['group_name'],
+                            group_name=fields['group_name'], quote=fields['quote'].strip(),
                             # Our own id keys the waiting request; the app's id is echoed back.
                             message_id=uuid.uuid4().hex, platform_ids={'client_id': fields['message_id']})
 

@@ -109,12 +109,11 @@ class WechatWkteamServer(CallbackServer):
             return web.json_response({})
         if self._revoke_if_asked(message):
             return web.json_response({})
-        text = message.text
-        if message.quoted_text:
-            text = f'「{" ".join(message.quoted_text.split())}」\n{text}'
-        if text.strip():
+        if message.text.strip():
+            # The quoted message travels as its own field; the worker decides how to use it.
             self.dispatcher.submit(GroupMessage(
-                group_id=message.group_id, text=text.strip(), sender_id=message.sender_id,
+                group_id=message.group_id, text=message.text.strip(), quote=message.quoted_text.strip(),
+                sender_id=message.sender_id,
                 message_id=message.new_msg_id or message.msg_id, group_name=self._group(message.group_id).name,
                 group_introduction=self._group(message.group_id).introduction,
                 platform_ids={'wid': message.wid or self.config.wid}))

@@ -28,31 +28,28 @@ class WkteamGroupMessage:
     text: str               # mentions removed; for a quote, the newly typed text
     msg_id: str
     new_msg_id: str
-    at_bot: bool
     quoted_text: str = ''
     quoted_new_msg_id: str = ''  # svrid of the quoted message
-    quoted_sender: str = ''
 
 
 def strip_mentions(text: str) -> str:
     return _MENTION.sub(' ', text + ' ').strip()
 
 
-def _parse_quote(xml_text: str) -> tuple[str, str, str, str]:
-    """(typed text, quoted text, quoted newMsgId, quoted sender) from an 80014 appmsg XML."""
+def _parse_quote(xml_text: str) -> tuple[str, str, str]:
+    """(typed text, quoted text, quoted newMsgId) from an 80014 appmsg XML."""
     try:
         root = ET.fromstring(xml_text)
     except ET.ParseError:
-        return '', '', '', ''
+        return '', '', ''
     appmsg = root.find('appmsg') if root.tag != 'appmsg' else root
     if appmsg is None:
-        return '', '', '', ''
+        return '', '', ''
     refer = appmsg.find('refermsg')
     title = appmsg.findtext('title', '')
     if refer is None:
-        return clean_text(title), '', '', ''
-    return (clean_text(title), clean_text(refer.findtext('content', '')), clean_text(refer.findtext('svrid', '')),
-            clean_text(refer.findtext('chatusr', '')))
+        return clean_text(title), '', ''
+    return clean_text(title), clean_text(refer.findtext('content', '')), clean_text(refer.findtext('svrid', ''))
 
 
 def parse_callback(body: dict) -> WkteamGroupMessage | None:
@@ -86,11 +83,11 @@ def parse_callback(body: dict) -> WkteamGroupMessage | None:
         return None
     message = WkteamGroupMessage(
         wid=wid, bot_id=bot_id, group_id=group_id, sender_id=sender_id, text='', msg_id=msg_id,
-        new_msg_id=new_msg_id, at_bot=bool(bot_id) and bot_id in atlist)
+        new_msg_id=new_msg_id)
     if str(message_type) == GROUP_QUOTE:
-        typed, quoted, quoted_id, quoted_sender = _parse_quote(content)
+        typed, quoted, quoted_id = _parse_quote(content)
         message.text = strip_mentions(title or typed)
-        message.quoted_text, message.quoted_new_msg_id, message.quoted_sender = quoted, quoted_id, quoted_sender
+        message.quoted_text, message.quoted_new_msg_id = quoted, quoted_id
     else:
         message.text = strip_mentions(content)
     return message

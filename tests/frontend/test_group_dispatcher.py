@@ -180,7 +180,8 @@ async def test_abort_drops_queued_work_without_waiting_for_the_worker():
     dispatcher.submit(msg('install 1'))
     dispatcher.submit(msg('install 2'))
     await asyncio.sleep(0)
-    await dispatcher.abort()
+    # Bounded: an abort that waited for the worker would hang here; it must fail the test instead.
+    await asyncio.wait_for(dispatcher.abort(), 5)
     assert outcomes == []
 
 

@@ -58,6 +58,16 @@ async def test_on_topic_message_is_answered_in_the_response(wechat, responder):
     assert responder.seen[0].group_name == '茴香豆群'
 
 
+async def test_a_quoted_message_travels_as_its_own_field(wechat, responder):
+    url = await wechat()
+    status, body = await post(url, {'group_id': 'g1', 'content': '这个怎么 install？',
+                                    'quote': '报错：ERROR: No matching distribution (https://pypi.org/simple)'})
+    assert status == 200 and body['status'] == 'answered'
+    assert responder.seen[0].query == '这个怎么 install？'
+    assert responder.seen[0].quote == '报错：ERROR: No matching distribution (https://pypi.org/simple)'
+    assert (await post(url, {'group_id': 'g1', 'content': 'install', 'quote': 7}))[0] == 400
+
+
 async def test_chatter_gets_an_empty_reply(wechat):
     url = await wechat()
     status, body = await post(url, {'group_name': '茴香豆群', 'sender': '张三', 'content': '哈哈哈'})

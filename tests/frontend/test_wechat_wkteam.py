@@ -112,11 +112,14 @@ async def test_duplicate_push_is_answered_once(wkteam, fake_wkteam, responder):
     assert len(responder.seen) == 1 and len(fake_wkteam.sent) == 1
 
 
-async def test_quote_carries_the_quoted_text_into_the_question(wkteam, responder):
+async def test_quote_reaches_the_worker_as_its_own_field(wkteam, responder):
     driver = await wkteam()
-    await driver.push(quote('这个怎么安装', 123, 'pip 报错 no matching distribution', quoted_sender='wxid_bob'))
+    quoted = '报错：pip install 失败，见 https://example.com/a:b?x=1 「原文」'
+    await driver.push(quote('这个怎么解决', 123, quoted, quoted_sender='wxid_bob'))
     await driver.settle()
-    assert responder.queries == ['「pip 报错 no matching distribution」\n这个怎么安装']
+    # The question is what the user typed; the quote arrives whole, colons, URL and brackets included.
+    assert responder.queries == ['这个怎么解决']
+    assert responder.seen[0].quote == quoted
 
 
 async def test_asker_revokes_the_answer_by_quoting_it(wkteam, fake_wkteam):
