@@ -153,12 +153,30 @@ def stop_on_termination_signals() -> None:
             signal.signal(getattr(signal, name), handler)
 
 
-def main(argv: list[str] | None = None) -> int:
+def user_errors() -> tuple[type[Exception], ...]:
+    """Our own error types: each means the user must change something, and its message says what.
+
+    Anything else (a plain ValueError, KeyError, ...) is a bug and keeps its traceback.
+    """
+    from huixiangdou.config_upstream import UpstreamConfigError
     from huixiangdou.frontend.errors import FrontendError
+    from huixiangdou.frontend.lark_crypto import LarkCryptoError
+    from huixiangdou.primitive.documents.walker import RepoDirError
     from huixiangdou.primitive.embedder import EmbedderError
     from huixiangdou.service.feature_store import StoreError
+    from huixiangdou.service.feature_store.builder import BuildError
+    from huixiangdou.service.feature_store.calibration import QuestionFileError
+    from huixiangdou.service.feature_store.reject_model import RejectModelError
     from huixiangdou.service.llm_client import LLMClientError
+    from huixiangdou.service.reranker import RerankError
+    from huixiangdou.service.web_search import WebSearchError
 
+    return (ConfigError, UpstreamConfigError, StoreError, BuildError, RepoDirError, QuestionFileError,
+            RejectModelError, EmbedderError, LLMClientError, RerankError, WebSearchError, FrontendError,
+            LarkCryptoError)
+
+
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop_on_termination_signals()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -170,14 +188,14 @@ def main(argv: list[str] | None = None) -> int:
         ensure_feature_store(config, Path(args.config))
         setup_logging(args.verbose)  # the builder's CLI set its own log level
         if args.standalone:
-            from huixiangdou.service.llm_client import start_server
+            from huixiangdou.service.llm_server_process import start_server
 
             with start_server(Path(args.config), config):
                 run(config, args)
         else:
             run(config, args)
         return 0
-    except (ConfigError, StoreError, EmbedderError, LLMClientError, FrontendError, ValueError) as exc:
+    except user_errors() as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
     except Stopped as exc:

@@ -20,6 +20,8 @@ from huixiangdou.frontend.group_dispatcher import GroupDispatcher
 from huixiangdou.frontend.group_message import GroupMessage, Outcome, OutcomeStatus, Responder
 from huixiangdou.frontend.lark_crypto import webhook_sign
 from huixiangdou.frontend.lark_post import answer_post
+from huixiangdou.primitive.http_retry import RetryPolicy, TransientFailure, parse_retry_after, send_with_retry, \
+    transient_status
 
 # Custom-bot codes worth another try: 11232 = sending too frequently. Others (19021 bad signature,
 # 19022 IP not allowed, 19024 keyword missing, 9499 bad request) fail the same way every time.
@@ -38,7 +40,7 @@ class LarkWebhookSender:
     """
 
     def __init__(self, webhook_url: str, secret: str = '', *, max_retries: int = 3, retry_delay: float = 1.0,
-                 timeout: float = 10.0, clock: Callable[[], float] = time.time):
+                 retry_max_delay: float = 30.0, timeout: float = 10.0, clock: Callable[[], float] = time.time):
         if not webhook_url.startswith(('http://', 'https://')):
             raise ValueError('webhook_url must be the http(s) URL of a Lark custom bot, '
                              f'got {webhook_url[:40]!r}')
@@ -47,7 +49,7 @@ class LarkWebhookSender:
         self.webhook_url = webhook_url
         self._secret = secret
         self.max_retries = max_retries
-        self.retry_delay = retry_delay
+        self.retry = RetryPolicy.from_retries(max_retries, retry_delay, retry_max_delay)
         self.timeout = timeout
         self._clock = clock
         self._http: aiohttp.ClientSession | None = None
@@ -73,42 +75,51 @@ class LarkWebhookSender:
                    title: str = 'HuixiangDou') -> None:
         """Post one answer; retry rate limits and transient failures, raise LarkApiError otherwise."""
         await self.warm_up()
-        attempt = 0
-        while True:
+
+        async def attempt() -> None:
             # Re-signed per attempt: Lark rejects timestamps that drift from its clock.
-            body = self._body(reply, references or [], question, title)
-            try:
-                await self._post_once(body)
-                return
-            except LarkApiError as exc:
-                if not exc.retryable or attempt >= self.max_retries:
-                    logger.error('lark webhook: giving up after {} attempt(s): code={} msg={}',
-                                 attempt + 1, exc.code, exc.msg)
-                    raise
-                logger.warning('lark webhook: code={} msg={}; retrying', exc.code, exc.msg)
-            await asyncio.sleep(self.retry_delay * 2 ** attempt)
-            attempt += 1
+            await self._post_once(self._body(reply, references or [], question, title))
+
+        try:
+            await send_with_retry(self.retry, attempt, service='lark webhook')
+        except TransientFailure as failure:
+            error = failure.error
+            logger.error('lark webhook: giving up after {} attempt(s): code={} msg={}', failure.attempts,
+                         error.code, error.msg)
+            raise error from None
+        except LarkApiError as error:
+            logger.error('lark webhook: refused: code={} msg={}', error.code, error.msg)
+            raise
 
     async def _post_once(self, body: dict) -> None:
+        """One post; LarkApiError when Lark refuses it for good, TransientFailure(LarkApiError) when another
+        try may pass (frequency limit, 429, 5xx, network)."""
         assert self._http is not None
         try:
             async with self._http.post(self.webhook_url, json=body) as resp:
                 status = resp.status
+                retry_after = parse_retry_after(resp.headers.get('Retry-After'))
                 try:
                     data = await resp.json(content_type=None)
                 except ValueError:
                     data = None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise LarkApiError('webhook post', 'network', f'{type(exc).__name__}: {exc}', retryable=True) from None
+            raise TransientFailure(LarkApiError('webhook post', 'network', f'{type(exc).__name__}: {exc}',
+                                                retryable=True)) from None
+        # Lark's docs treat a 500 as "server busy, try again" like 502-504.
+        transient = transient_status(status, transient_500=True)
         if not isinstance(data, dict):
-            raise LarkApiError('webhook post', f'http {status}', 'response is not JSON',
-                               retryable=status == 429 or status >= 500)
-        # Newer webhooks answer {"code", "msg"}; older ones {"StatusCode", "StatusMessage"}.
-        code = data.get('code', data.get('StatusCode', 0 if status == 200 else status))
-        if code != 0 or status != 200:
-            msg = str(data.get('msg', data.get('StatusMessage', '')))
-            raise LarkApiError('webhook post', code, msg,
-                               retryable=code in RETRYABLE_WEBHOOK_CODES or status == 429 or status >= 500)
+            error = LarkApiError('webhook post', f'http {status}', 'response is not JSON', retryable=transient)
+        else:
+            # Newer webhooks answer {"code", "msg"}; older ones {"StatusCode", "StatusMessage"}.
+            code = data.get('code', data.get('StatusCode', 0 if status == 200 else status))
+            if code == 0 and status == 200:
+                return
+            error = LarkApiError('webhook post', code, str(data.get('msg', data.get('StatusMessage', ''))),
+                                 retryable=code in RETRYABLE_WEBHOOK_CODES or transient)
+        if error.retryable:
+            raise TransientFailure(error, retry_after)
+        raise error
 
 
 async def stdin_questions() -> AsyncIterator[str]:

@@ -14,6 +14,8 @@ import aiohttp
 from loguru import logger
 
 from huixiangdou.frontend.errors import LarkApiError
+from huixiangdou.primitive.http_retry import RetryPolicy, TransientFailure, parse_retry_after, send_with_retry, \
+    transient_status
 
 TOKEN_PATH = '/open-apis/auth/v3/tenant_access_token/internal'
 # Codes meaning "your tenant_access_token is missing, invalid or expired": fetch a new one, try again.
@@ -36,7 +38,8 @@ class LarkOpenApi:
     """
 
     def __init__(self, app_id: str, app_secret: str, base_url: str, *, timeout: float = 10.0,
-                 max_retries: int = 2, retry_delay: float = 0.5, clock: Callable[[], float] = time.monotonic):
+                 max_retries: int = 2, retry_delay: float = 0.5, retry_max_delay: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic):
         if not app_id or not app_secret:
             raise ValueError('[frontend.lark_group] app_id and app_secret are required: copy them from '
                              '"Credentials & Basic Info" of your app in the Lark developer console')
@@ -47,7 +50,7 @@ class LarkOpenApi:
         self.base_url = base_url.rstrip('/')
         self.timeout = timeout
         self.max_retries = max_retries
-        self.retry_delay = retry_delay
+        self.retry = RetryPolicy.from_retries(max_retries, retry_delay, retry_max_delay)
         self._clock = clock
         self._http: aiohttp.ClientSession | None = None
         self._token = ''
@@ -65,33 +68,54 @@ class LarkOpenApi:
 
     async def _request(self, method: str, path: str, action: str, *, body: dict | None = None,
                        token: str = '') -> dict:
+        """One call; LarkApiError when Lark refuses for good, TransientFailure(LarkApiError) when another
+        try may pass (frequency limit, 429, 5xx, network)."""
         await self.warm_up()
         assert self._http is not None
         headers = {'Authorization': f'Bearer {token}'} if token else {}
         try:
             async with self._http.request(method, self.base_url + path, json=body, headers=headers) as resp:
                 status = resp.status
+                # Lark's gateway says when the rate-limit window resets; Retry-After if a proxy sets it.
+                retry_after = parse_retry_after(resp.headers.get('Retry-After')
+                                                or resp.headers.get('x-ogw-ratelimit-reset'))
                 try:
                     data = await resp.json(content_type=None)
                 except (ValueError, json.JSONDecodeError):
                     data = None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise LarkApiError(action, 'network', f'{type(exc).__name__}: {exc}', retryable=True) from None
+            raise TransientFailure(LarkApiError(action, 'network', f'{type(exc).__name__}: {exc}',
+                                                retryable=True)) from None
+        # Lark's docs treat a 500 as "server busy, try again" like 502-504.
+        transient = transient_status(status, transient_500=True)
         if not isinstance(data, dict):
-            raise LarkApiError(action, f'http {status}', 'response is not JSON',
-                               retryable=status == 429 or status >= 500)
-        code = data.get('code', -1)
-        if code != 0:
-            raise LarkApiError(action, code, str(data.get('msg', '')),
-                               retryable=code in RETRYABLE_CODES or status == 429 or status >= 500)
-        return data
+            error = LarkApiError(action, f'http {status}', 'response is not JSON', retryable=transient)
+        else:
+            code = data.get('code', -1)
+            if code == 0:
+                return data
+            error = LarkApiError(action, code, str(data.get('msg', '')),
+                                 retryable=code in RETRYABLE_CODES or transient)
+        if error.retryable:
+            raise TransientFailure(error, retry_after)
+        raise error
+
+    async def _send(self, method: str, path: str, action: str, *, body: dict | None = None,
+                    token: str = '') -> dict:
+        """_request under the shared retry policy; the final failure is a LarkApiError."""
+        try:
+            return await send_with_retry(self.retry, lambda: self._request(method, path, action, body=body,
+                                                                           token=token),
+                                         service=f'lark {action}')
+        except TransientFailure as failure:
+            raise failure.error from None
 
     async def tenant_token(self, force: bool = False) -> str:
         """The cached tenant_access_token, fetched again when close to expiry or when forced."""
         async with self._token_lock:
             if force or not self._token or self._clock() >= self._token_refresh_at:
-                data = await self._request('POST', TOKEN_PATH, 'tenant_access_token',
-                                           body={'app_id': self.app_id, 'app_secret': self._app_secret})
+                data = await self._send('POST', TOKEN_PATH, 'tenant_access_token',
+                                        body={'app_id': self.app_id, 'app_secret': self._app_secret})
                 expire = float(data.get('expire', 0))
                 self._token = str(data.get('tenant_access_token', ''))
                 if not self._token:
@@ -102,25 +126,32 @@ class LarkOpenApi:
             return self._token
 
     async def call(self, method: str, path: str, action: str, body: dict | None = None) -> dict:
-        """An authenticated call with one token refresh and retries for rate limits and 5xx."""
-        attempt = 0
+        """An authenticated call with one token refresh and the shared retry policy (rate limits, 5xx)."""
         refreshed = False
-        while True:
+
+        async def attempt() -> dict:
+            nonlocal refreshed
             token = await self.tenant_token()
             try:
                 return await self._request(method, path, action, body=body, token=token)
             except LarkApiError as exc:
-                if exc.code in TOKEN_INVALID_CODES and not refreshed:
-                    logger.info('lark {}: token rejected (code={}); fetching a new one', action, exc.code)
-                    refreshed = True
-                    await self.tenant_token(force=True)
-                    continue
-                if not exc.retryable or attempt >= self.max_retries:
-                    logger.error('lark {} failed: code={} msg={}', action, exc.code, exc.msg)
+                if exc.code not in TOKEN_INVALID_CODES or refreshed:
                     raise
-                logger.warning('lark {}: code={} msg={}; retrying', action, exc.code, exc.msg)
-            await asyncio.sleep(self.retry_delay * 2 ** attempt)
-            attempt += 1
+                # Not a failed attempt: the token expired early; fetch a new one and send again.
+                logger.info('lark {}: token rejected (code={}); fetching a new one', action, exc.code)
+                refreshed = True
+                token = await self.tenant_token(force=True)
+                return await self._request(method, path, action, body=body, token=token)
+
+        try:
+            return await send_with_retry(self.retry, attempt, service=f'lark {action}')
+        except TransientFailure as failure:
+            logger.error('lark {} failed after {} attempt(s): code={} msg={}', action, failure.attempts,
+                         failure.error.code, failure.error.msg)
+            raise failure.error from None
+        except LarkApiError as exc:
+            logger.error('lark {} failed: code={} msg={}', action, exc.code, exc.msg)
+            raise
 
     async def bot_open_id(self) -> str:
         data = await self.call('GET', '/open-apis/bot/v3/info', 'bot info')

@@ -1,4 +1,5 @@
-"""A small client for the wkteam WeChat API: log in, send a group text, revoke a sent message.
+"""A small client for the wkteam WeChat API: log in, send a group text, revoke a sent message, each under the
+shared retry policy (primitive/http_retry.py).
 
 Shapes as documented in docs/frontend_wechat_wkteam.md (success is code "1000"); no callback handling here.
 """
@@ -11,8 +12,12 @@ import aiohttp
 from loguru import logger
 
 from huixiangdou.frontend.errors import WkteamApiError
+from huixiangdou.primitive.http_retry import RetryPolicy, TransientFailure, parse_retry_after, send_with_retry, \
+    transient_status
 
 SUCCESS = '1000'
+# A send has no idempotency key: retried only when the request surely did not reach wkteam's handler.
+NOT_SERVED_STATUSES = frozenset({429, 503})
 
 
 @dataclass
@@ -33,7 +38,8 @@ class WkteamApi:
     """
 
     def __init__(self, base_url: str, *, api_token: str = '', account: str = '', password: str = '',
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, max_retries: int = 2, retry_delay: float = 0.5,
+                 retry_max_delay: float = 30.0):
         if not base_url.startswith(('http://', 'https://')):
             raise ValueError(f'[frontend.wechat_wkteam] base_url must start with http(s)://, got {base_url!r}')
         if not api_token and not (account and password):
@@ -43,6 +49,7 @@ class WkteamApi:
         self.account = account
         self._password = password
         self.timeout = timeout
+        self.retry = RetryPolicy.from_retries(max_retries, retry_delay, retry_max_delay)
         self._http: aiohttp.ClientSession | None = None
 
     async def warm_up(self) -> None:
@@ -56,27 +63,48 @@ class WkteamApi:
             await self._http.close()
             self._http = None
 
-    async def _post(self, path: str, action: str, body: dict) -> dict:
+    async def _post(self, path: str, action: str, body: dict, *, idempotent: bool = False) -> dict:
+        """The answer's JSON under the retry policy; WkteamApiError when wkteam refuses or retries run out.
+
+        `idempotent` calls (login) retry every transient failure; others only those where nothing was sent
+        (the connection could not be opened, or 429 / 503), so a lost answer never posts a text twice.
+        """
         if self._http is None:
             raise RuntimeError('WkteamApi.warm_up() must be called before use')
+        try:
+            return await send_with_retry(self.retry, lambda: self._post_once(path, action, body, idempotent),
+                                         service=f'wkteam {action}')
+        except TransientFailure as failure:
+            logger.error('wkteam {} failed after {} attempt(s): {}', action, failure.attempts, failure.error)
+            raise failure.error from None
+
+    async def _post_once(self, path: str, action: str, body: dict, idempotent: bool) -> dict:
         headers = {'Authorization': self._token} if self._token else {}
         try:
             async with self._http.post(self.base_url + path, json=body, headers=headers) as resp:
                 status = resp.status
+                retry_after = parse_retry_after(resp.headers.get('Retry-After'))
                 try:
                     data = await resp.json(content_type=None)
                 except ValueError:
                     data = None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise WkteamApiError(action, 'network', f'{type(exc).__name__}: {exc}') from None
+            error = WkteamApiError(action, 'network', f'{type(exc).__name__}: {exc}')
+            if idempotent or isinstance(exc, aiohttp.ClientConnectorError):
+                raise TransientFailure(error) from None
+            raise error from None
         if not isinstance(data, dict):
-            raise WkteamApiError(action, f'http {status}', 'response is not JSON')
+            error = WkteamApiError(action, f'http {status}', 'response is not JSON')
+            if transient_status(status) and (idempotent or status in NOT_SERVED_STATUSES):
+                raise TransientFailure(error, retry_after)
+            raise error
         if str(data.get('code')) != SUCCESS:
             raise WkteamApiError(action, data.get('code', ''), str(data.get('message', '')))
         return data
 
     async def login(self) -> None:
-        data = await self._post('/member/login', 'login', {'account': self.account, 'password': self._password})
+        data = await self._post('/member/login', 'login', {'account': self.account, 'password': self._password},
+                                idempotent=True)
         token = (data.get('data') or {}).get('Authorization', '')
         if not token:
             raise WkteamApiError('login', 'empty', 'no Authorization in the login answer')

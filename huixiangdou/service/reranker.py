@@ -11,9 +11,10 @@ from pathlib import Path
 import aiohttp
 from loguru import logger
 
-from huixiangdou.service.llm.retry import backoff_delay, parse_retry_after
+from huixiangdou.config import ConfigError
+from huixiangdou.primitive.http_retry import RetryPolicy, TransientFailure, parse_retry_after, send_with_retry, \
+    transient_status
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 HUB_ID = re.compile(r'^[\w.-]+/[\w.-]+$')
 
 
@@ -34,10 +35,11 @@ class Reranker:
 
     def __init__(self, model_path: str, api_token: str = '', api_model: str = 'BAAI/bge-reranker-v2-m3',
                  batch_size: int = 32, max_length: int = 512, timeout: float = 30.0,
-                 max_retries: int = 3, retry_base_delay: float = 0.5, queue_size: int = 16,
-                 device: str | None = None):
+                 max_retries: int = 3, retry_base_delay: float = 0.5, retry_max_delay: float = 30.0,
+                 queue_size: int = 16, device: str | None = None):
+        # Settings that come from config.ini are ConfigError (a ValueError): main prints them in one line.
         if not model_path:
-            raise ValueError('Reranker needs a model_path; to run without reranking leave [feature_store] '
+            raise ConfigError('Reranker needs a model_path; to run without reranking leave [feature_store] '
                              'reranker_model_path empty (or set [worker] enable_rerank = 0) and do not build one')
         for name, value, low in (('batch_size', batch_size, 1), ('max_length', max_length, 8),
                                  ('max_retries', max_retries, 0), ('queue_size', queue_size, 1)):
@@ -47,10 +49,10 @@ class Reranker:
             raise ValueError(f'timeout must be > 0 seconds, got {timeout}')
         self.remote = model_path.startswith(('http://', 'https://'))
         if self.remote and not model_path.rstrip('/').endswith('/rerank'):
-            raise ValueError(f'a rerank API URL must end in /rerank (e.g. https://api.siliconflow.cn/v1/rerank), '
+            raise ConfigError(f'a rerank API URL must end in /rerank (e.g. https://api.siliconflow.cn/v1/rerank), '
                              f'got {model_path!r}')
         if not self.remote and not Path(model_path).expanduser().exists() and not HUB_ID.match(model_path):
-            raise ValueError(f'reranker model {model_path!r} is neither a folder nor a Hugging Face id: fix '
+            raise ConfigError(f'reranker model {model_path!r} is neither a folder nor a Hugging Face id: fix '
                              '[feature_store] reranker_model_path in config.ini')
         self.model_path = model_path.rstrip('/') if self.remote else model_path
         self.api_model = api_model
@@ -58,7 +60,8 @@ class Reranker:
         self.max_length = max_length
         self.timeout = timeout
         self.max_retries = max_retries
-        self.retry_base_delay = retry_base_delay
+        # Each try is bounded by `timeout`, so a rerank takes at most max_retries + 1 of them plus the waits.
+        self.retry = RetryPolicy.from_retries(max_retries, retry_base_delay, retry_max_delay)
         self.queue_size = queue_size
         self.device = device
         self._api_token = api_token
@@ -140,37 +143,34 @@ class Reranker:
         return scores
 
     async def _post(self, http: aiohttp.ClientSession, body: dict) -> dict:
-        attempts = self.max_retries + 1
-        for attempt in range(attempts):
-            retry_after = None
-            try:
-                async with http.post(self.model_path, json=body) as resp:
-                    if resp.status == 200:
-                        return await resp.json(content_type=None)
-                    detail = (await resp.text(errors='replace'))[:200]
-                    if self._api_token:
-                        detail = detail.replace(self._api_token, '***')
-                    if resp.status not in RETRYABLE_STATUS:
-                        raise RerankError(self._refusal(resp.status, detail))
-                    failure = f'HTTP {resp.status} {detail}'
-                    retry_after = parse_retry_after(resp.headers.get('Retry-After'))
-            except TimeoutError:
-                # Before ClientConnectionError, which aiohttp's timeouts also subclass: a slow server is
-                # not retried, or one rerank could take max_retries times the timeout.
-                raise RerankError(f'rerank API {self.model_path} did not answer within {self.timeout:g}s: '
-                                  'check the network or the service') from None
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                failure = f'{exc.__class__.__name__}: {exc}'
-            except ValueError as exc:  # a 200 whose body is not JSON
-                raise RerankError(f'rerank API {self.model_path} answered with something not JSON: {exc}') from None
-            if attempt + 1 == attempts:
-                break
-            delay = backoff_delay(attempt, self.retry_base_delay, 30.0, retry_after)
-            logger.warning('rerank API attempt {}/{} failed ({}); retrying in {:.2f}s', attempt + 1, attempts,
-                           failure, delay)
-            await asyncio.sleep(delay)
-        raise RerankError(f'rerank API {self.model_path} failed {attempts} times, last with {failure}: '
-                          'try again later, or leave [feature_store] reranker_model_path empty to skip reranking')
+        try:
+            return await send_with_retry(self.retry, lambda: self._post_once(http, body),
+                                         service=f'rerank API {self.model_path}')
+        except TransientFailure as failure:
+            raise RerankError(f'rerank API {self.model_path} failed {failure.attempts} times, last with '
+                              f'{failure.error}: try again later, or leave [feature_store] reranker_model_path '
+                              'empty to skip reranking') from None
+
+    async def _post_once(self, http: aiohttp.ClientSession, body: dict) -> dict:
+        try:
+            async with http.post(self.model_path, json=body) as resp:
+                if resp.status == 200:
+                    return await resp.json(content_type=None)
+                detail = (await resp.text(errors='replace'))[:200]
+                if self._api_token:
+                    detail = detail.replace(self._api_token, '***')
+                # SiliconCloud and the OpenAI-style rerank APIs document 500 as a transient server error.
+                if not transient_status(resp.status, transient_500=True):
+                    raise RerankError(self._refusal(resp.status, detail))
+                raise TransientFailure(RerankError(f'HTTP {resp.status} {detail}'),
+                                       parse_retry_after(resp.headers.get('Retry-After')))
+        except TimeoutError:
+            # Before ClientConnectionError, which aiohttp's timeouts also subclass.
+            raise TransientFailure(RerankError(f'no answer within {self.timeout:g}s')) from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise TransientFailure(RerankError(f'{exc.__class__.__name__}: {exc}')) from None
+        except ValueError as exc:  # a 200 whose body is not JSON
+            raise RerankError(f'rerank API {self.model_path} answered with something not JSON: {exc}') from None
 
     def _refusal(self, status: int, detail: str) -> str:
         if status in (401, 403):

@@ -17,10 +17,11 @@ from bs4 import BeautifulSoup
 from loguru import logger
 
 from huixiangdou.config import WebSearchConfig
-from huixiangdou.service.llm.retry import backoff_delay, parse_retry_after
+from huixiangdou.primitive.http_retry import RetryPolicy, TransientFailure, parse_retry_after, send_with_retry, \
+    transient_status
 
 # 202 is how DuckDuckGo's HTML endpoint says "slow down" before it shows a bot check.
-RETRYABLE_STATUS = frozenset({202, 408, 429, 500, 502, 503, 504})
+DUCKDUCKGO_SLOW_DOWN = 202
 # Bytes read from one result page at most: enough for an article, bounded for a 100 MB PDF link.
 MAX_PAGE_BYTES = 2 * 1024 * 1024
 PAGE_TYPES = ('text/html', 'application/xhtml+xml', 'text/plain')
@@ -116,11 +117,15 @@ class WebSearch:
         results[0].url, results[0].content[:100]
     """
 
-    def __init__(self, config: WebSearchConfig, save_dir: Path | None = None, retry_base_delay: float = 0.5):
+    def __init__(self, config: WebSearchConfig, save_dir: Path | None = None, retry_base_delay: float = 0.5,
+                 retry_max_delay: float = 30.0):
         config.validate()
         if retry_base_delay < 0:
             raise ValueError(f'retry_base_delay must be >= 0, got {retry_base_delay}')
         self.config = config
+        # No retry starts that could not finish within [web_search] timeout.
+        self.retry = RetryPolicy.from_retries(config.max_retries, retry_base_delay, retry_max_delay,
+                                              max_total=config.timeout)
         self.engine = config.engine
         self.save_dir = Path(save_dir if save_dir is not None else config.save_dir)
         self.retry_base_delay = retry_base_delay
@@ -180,33 +185,35 @@ class WebSearch:
 
     async def _request(self, http: aiohttp.ClientSession, method: str, url: str, deadline: float,
                        **kwargs) -> bytes:
-        """The body of a 2xx answer; retries 429 / 5xx / dropped connections, honouring Retry-After."""
-        loop = asyncio.get_running_loop()
-        attempts = self.config.max_retries + 1
-        for attempt in range(attempts):
-            retry_after = None
+        """The body of a 2xx answer, under the shared retry policy (429 honouring Retry-After, 5xx, dropped
+        connections); the search's deadline bounds every try."""
+
+        async def attempt() -> bytes:
             try:
                 async with http.request(method, url, **kwargs) as resp:
-                    if 200 <= resp.status < 300 and resp.status != 202:
+                    if 200 <= resp.status < 300 and resp.status != DUCKDUCKGO_SLOW_DOWN:
                         return await resp.read()
                     detail = self._redact((await resp.text(errors='replace'))[:200])
-                    if resp.status not in RETRYABLE_STATUS:
+                    # Serper documents 500 as a transient server error.
+                    if not (transient_status(resp.status, transient_500=True)
+                            or resp.status == DUCKDUCKGO_SLOW_DOWN):
                         raise WebSearchError(self._refusal(resp.status, detail))
-                    failure = f'HTTP {resp.status} {detail}'.strip()
-                    retry_after = parse_retry_after(resp.headers.get('Retry-After'))
+                    raise TransientFailure(WebSearchError(f'HTTP {resp.status} {detail}'.strip()),
+                                           parse_retry_after(resp.headers.get('Retry-After')))
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                failure = f'{exc.__class__.__name__}: {exc}'
-            if attempt + 1 == attempts:
-                break
-            delay = backoff_delay(attempt, self.retry_base_delay, 30.0, retry_after)
-            if loop.time() + delay >= deadline:
-                raise WebSearchError(f'{self.engine} asked to wait {delay:.0f}s ({failure}), longer than '
-                                     f'[web_search] timeout = {self.config.timeout:g}s: try again later')
-            logger.warning('web search engine={} attempt {}/{} failed ({}); retrying in {:.2f}s',
-                           self.engine, attempt + 1, attempts, failure, delay)
-            await asyncio.sleep(delay)
-        raise WebSearchError(f'{self.engine} failed {attempts} times, last with {failure}: try again later, '
-                             'or raise [web_search] max_retries')
+                if isinstance(exc, TimeoutError):
+                    raise
+                raise TransientFailure(WebSearchError(f'{exc.__class__.__name__}: {exc}')) from None
+
+        try:
+            return await send_with_retry(self.retry, attempt, service=f'web search engine={self.engine}')
+        except TransientFailure as failure:
+            if failure.out_of_time:
+                wait = f' and asked to wait {failure.retry_after:.0f}s' if failure.retry_after else ''
+                raise WebSearchError(f'{self.engine} failed ({failure.error}){wait}, which does not fit in '
+                                     f'[web_search] timeout = {self.config.timeout:g}s: try again later') from None
+            raise WebSearchError(f'{self.engine} failed {failure.attempts} times, last with {failure.error}: try '
+                                 'again later, or raise [web_search] max_retries') from None
 
     def _refusal(self, status: int, detail: str) -> str:
         if self.engine == 'serper' and status in (401, 403):

@@ -23,6 +23,7 @@ class FakeRerankAPI:
     """Usage: `async with FakeRerankAPI(api_key='k') as fake: Reranker(fake.url, api_token='k')`."""
     api_key: str = 'rerank-test-key'
     hang: bool = False
+    hang_times: int = 0  # the next this-many requests hang (until stop), then normal service
     requests: list[dict] = field(default_factory=list)  # {'headers': ..., 'json': ...}
 
     def __post_init__(self):
@@ -55,7 +56,8 @@ class FakeRerankAPI:
         self.requests.append({'headers': dict(request.headers), 'json': body})
         if request.headers.get('Authorization') != f'Bearer {self.api_key}':
             return web.json_response({'code': 20015, 'message': 'Invalid token'}, status=401)
-        if self.hang:
+        if self.hang or self.hang_times > 0:
+            self.hang_times = max(0, self.hang_times - 1)
             await self._release.wait()
         if self._failures:
             status, retry_after = self._failures.popleft()

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from huixiangdou.config import LLMConfig, load_config
-from huixiangdou.service.llm_client import LLMClient, LLMClientError, chat_completions_url, start_server
+from huixiangdou.service.llm_client import LLMClient, LLMClientError, chat_completions_url
+from huixiangdou.service.llm_server_process import start_server
 from huixiangdou.service.llm_server_hybrid import create_app
 from tests.conftest import free_port
 from tests.fakes.fake_openai import fake_openai  # noqa: F401 - fixture

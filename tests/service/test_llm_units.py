@@ -1,15 +1,15 @@
-"""Trimming, rpm/tpm budgets, backoff and presets: the pure parts of the LLM service."""
+"""Trimming, rpm/tpm budgets, Retry-After and presets: the pure parts of the LLM service."""
 from __future__ import annotations
 
-import random
+import asyncio
 
 import pytest
 
 from huixiangdou.config import ConfigError, LLMServerConfig
 from huixiangdou.service.llm.backend import ChatMessage, RateLimited
 from huixiangdou.service.llm.presets import PRESETS
-from huixiangdou.service.llm.rate_limit import MinuteWindowLimiter, estimate_tokens
-from huixiangdou.service.llm.retry import backoff_delay, parse_retry_after
+from huixiangdou.primitive.http_retry import parse_retry_after
+from huixiangdou.service.llm.rate_limit import RequestBudget, estimate_tokens
 from huixiangdou.service.llm.stop_strings import StopScanner
 from huixiangdou.service.llm.trimming import conversation_length, trim_messages
 
@@ -43,31 +43,34 @@ def test_token_estimate_counts_chinese_per_character():
     assert estimate_tokens('a' * 40) == 10
 
 
-async def test_limiter_refuses_past_the_deadline_when_rpm_is_spent():
-    now = [100.0]
-    limiter = MinuteWindowLimiter(rpm=2, tpm=10_000, clock=lambda: now[0])
-    await limiter.acquire(10, deadline=now[0] + 1)
-    await limiter.acquire(10, deadline=now[0] + 1)
+async def test_limiter_refuses_at_once_when_the_rpm_budget_cannot_come_back_by_the_deadline():
+    limiter = RequestBudget(rpm=2, tpm=10_000)
+    loop = asyncio.get_running_loop()
+    await limiter.acquire(10, deadline=loop.time() + 1)
+    await limiter.acquire(10, deadline=loop.time() + 1)
+    started = loop.time()
     with pytest.raises(RateLimited) as info:
-        await limiter.acquire(10, deadline=now[0] + 1)
-    assert info.value.retry_after == pytest.approx(60.0)
-    now[0] += 60.0  # the window slides: the budget comes back
-    await limiter.acquire(10, deadline=now[0] + 1)
+        await limiter.acquire(10, deadline=loop.time() + 1)
+    assert loop.time() - started < 0.5  # refused at once, not after waiting out the deadline
+    # A burst of rpm, then rpm per minute: the next slot is 60 / rpm seconds away.
+    assert info.value.retry_after == pytest.approx(30.0, abs=0.5)
+
+
+async def test_limiter_waits_for_the_budget_when_the_deadline_allows():
+    limiter = RequestBudget(rpm=600, tpm=10_000)  # one request per 0.1 s after the burst
+    loop = asyncio.get_running_loop()
+    for _ in range(600):
+        await limiter.acquire(1)
+    started = loop.time()
+    await limiter.acquire(1, deadline=loop.time() + 5)
+    assert 0.05 < loop.time() - started < 1.0
 
 
 async def test_limiter_counts_tokens_per_minute():
-    now = [0.0]
-    limiter = MinuteWindowLimiter(rpm=100, tpm=100, clock=lambda: now[0])
+    limiter = RequestBudget(rpm=100, tpm=100)
     await limiter.acquire(80)
-    assert limiter.wait_time(30) == pytest.approx(60.0)
+    assert limiter.wait_time(30) == pytest.approx(6.0, abs=0.1)  # 10 tokens over budget at 100 per minute
     assert limiter.wait_time(20) == 0.0
-
-
-def test_backoff_grows_with_jitter_and_retry_after_wins():
-    rng = random.Random(0)
-    delays = [backoff_delay(a, 1.0, 30.0, rng=rng) for a in range(6)]
-    assert 0.5 <= delays[0] <= 1.0 and 8.0 <= delays[4] <= 16.0 and delays[5] <= 30.0
-    assert backoff_delay(3, 1.0, 30.0, retry_after=2.5) == 2.5
 
 
 def test_retry_after_parses_seconds_and_dates():
@@ -110,10 +113,22 @@ def test_stop_scanner_holds_back_only_what_could_still_become_a_stop():
 
 
 async def test_limiter_refund_gives_a_refused_request_back():
-    now = [0.0]
-    limiter = MinuteWindowLimiter(rpm=1, tpm=10_000, clock=lambda: now[0])
-    ticket = await limiter.acquire(10, deadline=1)
+    """aiolimiter has no refund: ours reads its bucket level, so this guards an aiolimiter upgrade too."""
+    loop = asyncio.get_running_loop()
+    limiter = RequestBudget(rpm=1, tpm=10_000)
+    ticket = await limiter.acquire(10, deadline=loop.time() + 1)
     limiter.refund(ticket)
-    await limiter.acquire(10, deadline=1)  # fits again at once
+    await limiter.acquire(10, deadline=loop.time() + 1)  # fits again at once
     with pytest.raises(RateLimited):
-        await limiter.acquire(10, deadline=1)
+        await limiter.acquire(10, deadline=loop.time() + 1)
+
+
+async def test_a_refund_wakes_a_waiting_request():
+    loop = asyncio.get_running_loop()
+    limiter = RequestBudget(rpm=1, tpm=10_000)
+    ticket = await limiter.acquire(10)
+    waiter = asyncio.create_task(limiter.acquire(10, deadline=loop.time() + 120))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    limiter.refund(ticket)
+    await asyncio.wait_for(waiter, 2)

@@ -149,10 +149,20 @@ async def test_remote_wrong_key_is_not_retried_and_not_echoed():
     assert 'sk-wrong-secret' not in str(caught.value)
 
 
-async def test_remote_hang_ends_in_error():
+async def test_remote_hang_ends_in_error_after_each_try_times_out():
     async with FakeRerankAPI(api_key='k', hang=True) as fake:
-        reranker = Reranker(fake.url, api_token='k', timeout=0.3)
+        reranker = Reranker(fake.url, api_token='k', timeout=0.3, max_retries=1, retry_base_delay=0.01)
         # wait_for only guards the test run; the error must come from the reranker's own timeout.
-        with pytest.raises(RerankError, match='did not answer within 0.3s'):
+        with pytest.raises(RerankError, match='failed 2 times, last with no answer within 0.3s'):
             await asyncio.wait_for(reranker.rerank(QUERY, TEXTS), 30)
-    assert len(fake.requests) == 1
+    assert len(fake.requests) == 2
+
+
+async def test_remote_timeout_is_retried():
+    """A rerank API that hangs once and then answers: the timed-out try is retried (it used not to be)."""
+    async with FakeRerankAPI(api_key='k') as fake:
+        fake.hang_times = 1
+        reranker = Reranker(fake.url, api_token='k', timeout=0.3, retry_base_delay=0.01)
+        scores = await asyncio.wait_for(reranker.rerank(QUERY, TEXTS), 30)
+    assert scores == [overlap_score(QUERY, t) for t in TEXTS]
+    assert len(fake.requests) == 2

@@ -1,5 +1,6 @@
 """The remote backend: any OpenAI-compatible chat API (presets in presets.py) through the official
-openai SDK, with our own retries, rpm/tpm budget and a hard deadline per request.
+openai SDK, with the shared retry policy (primitive/http_retry.py), an rpm/tpm budget and a hard deadline
+per request.
 
 It does not trim prompts or fall back to another backend (router.py does).
 
@@ -20,27 +21,17 @@ import openai
 from loguru import logger
 
 from huixiangdou.config import LLMServerConfig
+from huixiangdou.primitive.http_retry import (RetryPolicy, TransientFailure, parse_retry_after,
+                                              send_with_retry, transient_status)
 from huixiangdou.primitive.json_input import clean_text
 from huixiangdou.service.llm.backend import (FINISH_REASONS, Answer, BackendUnavailable, ChatMessage, Chunk,
-                                             GenerationParams, LLMBackend, LLMError, RateLimited,
+                                             GenerationParams, LLMBackend, RateLimited,
                                              UpstreamDisconnected, UpstreamMalformed, UpstreamTimeout, Usage)
 from huixiangdou.service.llm.presets import PRESETS
-from huixiangdou.service.llm.rate_limit import MinuteWindowLimiter, estimate_tokens
-from huixiangdou.service.llm.retry import backoff_delay, parse_retry_after
+from huixiangdou.service.llm.rate_limit import RequestBudget, estimate_tokens
 
 
 CHAT_PATH = '/chat/completions'
-
-
-class _Retryable(Exception):
-    """One failed attempt that may succeed if tried again."""
-
-    def __init__(self, error: LLMError, retry_after: float | None = None, refused: bool = False):
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
-        # The upstream said 429: it served nothing, so the attempt goes back into our rpm/tpm budget.
-        self.refused = refused
 
 
 class OpenAICompatibleBackend(LLMBackend):
@@ -78,7 +69,7 @@ class OpenAICompatibleBackend(LLMBackend):
                     f'remote backend {config.remote_type!r} needs an API key: set [llm.server] remote_api_key '
                     f'or the {preset.api_key_env} environment variable')
             self._api_key = 'EMPTY'
-        self.limiter = MinuteWindowLimiter(config.rpm, config.tpm)
+        self.limiter = RequestBudget(config.rpm, config.tpm)
         self._client: openai.AsyncOpenAI | None = None
         self._model_lock = asyncio.Lock()
 
@@ -106,7 +97,7 @@ class OpenAICompatibleBackend(LLMBackend):
             if self.model == 'auto':
                 try:
                     page = await self._attempt(lambda: self._client.models.list(), deadline)
-                except _Retryable as failure:
+                except TransientFailure as failure:
                     raise failure.error from None
                 ids = [m.id for m in page.data]
                 if not ids:
@@ -139,28 +130,29 @@ class OpenAICompatibleBackend(LLMBackend):
         except openai.APITimeoutError as exc:
             # The SDK reports a connection the server closed as a "timeout"; say what happened.
             if dropped_connection(exc):
-                raise _Retryable(UpstreamDisconnected(
+                raise TransientFailure(UpstreamDisconnected(
                     f'remote {self.base_url} closed the connection before answering')) from exc
-            raise _Retryable(self._timeout_error()) from exc
+            raise TransientFailure(self._timeout_error()) from exc
         except TimeoutError as exc:
-            raise _Retryable(self._timeout_error()) from exc
-        except openai.RateLimitError as exc:
-            raise _Retryable(RateLimited(f'remote {self.base_url} answered 429 (rate limited)'),
-                             parse_retry_after(exc.response.headers.get('retry-after')), refused=True) from exc
+            raise TransientFailure(self._timeout_error()) from exc
         except openai.APIStatusError as exc:
-            if exc.status_code >= 500:
-                raise _Retryable(BackendUnavailable(
-                    f'remote {self.base_url} answered {exc.status_code}'),
-                    parse_retry_after(exc.response.headers.get('retry-after'))) from exc
+            retry_after = parse_retry_after(exc.response.headers.get('retry-after'))
+            if exc.status_code == 429:
+                raise TransientFailure(RateLimited(f'remote {self.base_url} answered 429 (rate limited)',
+                                                   retry_after), retry_after) from exc
+            # OpenAI documents 500 as "retry after a brief wait"; compatible servers follow it.
+            if transient_status(exc.status_code, transient_500=True):
+                raise TransientFailure(BackendUnavailable(
+                    f'remote {self.base_url} answered {exc.status_code}'), retry_after) from exc
             hint = (': check remote_api_key or the preset\'s key variable' if exc.status_code in (401, 403)
                     else '')
             raise BackendUnavailable(f'remote {self.base_url} refused the request '
                                      f'({exc.status_code}){hint}') from exc
         except openai.APIConnectionError as exc:
             if dropped_connection(exc):
-                raise _Retryable(UpstreamDisconnected(
+                raise TransientFailure(UpstreamDisconnected(
                     f'remote {self.base_url} closed the connection before the answer was complete')) from exc
-            raise _Retryable(BackendUnavailable(f'cannot reach remote {self.base_url}: {exc}')) from exc
+            raise TransientFailure(BackendUnavailable(f'cannot reach remote {self.base_url}: {exc}')) from exc
         except ValueError as exc:  # the SDK decodes JSON bodies and SSE events with json.loads
             raise UpstreamMalformed(f'remote {self.base_url} answered with malformed JSON ({exc}): check '
                                     'remote_base_url points at an OpenAI-compatible /v1') from None
@@ -172,26 +164,28 @@ class OpenAICompatibleBackend(LLMBackend):
     async def _with_retries(self, call, deadline: float, messages: list[ChatMessage]):
         loop = asyncio.get_running_loop()
         tokens = estimate_tokens(''.join(m.content for m in messages))
-        for attempt in range(self.max_retries + 1):
+        policy = RetryPolicy.from_retries(self.max_retries, self.retry_base_delay, self.retry_max_delay,
+                                          max_total=max(deadline - loop.time(), 1e-3))
+
+        async def attempt():
             # Acquired per attempt, right before sending: the budget counts what reaches the upstream.
             ticket = await self.limiter.acquire(tokens, deadline=deadline)
             try:
                 return await self._attempt(call, deadline)
-            except _Retryable as failure:
-                if failure.refused:
+            except TransientFailure as failure:
+                if isinstance(failure.error, RateLimited):  # a 429 served nothing: not spent
                     self.limiter.refund(ticket)
-                error = failure.error
-                delay = backoff_delay(attempt, self.retry_base_delay, self.retry_max_delay, failure.retry_after)
-                left = deadline - loop.time()
-                if attempt >= self.max_retries or delay >= left:
-                    if isinstance(error, UpstreamTimeout) or left <= 0:
-                        raise UpstreamTimeout(str(error)) from None
-                    if isinstance(error, RateLimited):
-                        raise RateLimited(f'{error}; gave up after {attempt + 1} attempts', failure.retry_after)
-                    raise type(error)(f'{error}; gave up after {attempt + 1} attempts') from None
-                logger.warning(f'backend=remote attempt={attempt + 1} failed ({error}); retrying in {delay:.2f}s')
-                await asyncio.sleep(delay)
-        raise AssertionError('unreachable')  # pragma: no cover
+                raise
+
+        try:
+            return await send_with_retry(policy, attempt, service=f'backend={self.name} {self.base_url}')
+        except TransientFailure as failure:
+            error = failure.error
+            if isinstance(error, UpstreamTimeout) or loop.time() >= deadline:
+                raise UpstreamTimeout(str(error)) from None
+            if isinstance(error, RateLimited):
+                raise RateLimited(f'{error}; gave up after {failure.attempts} attempts', failure.retry_after)
+            raise type(error)(f'{error}; gave up after {failure.attempts} attempts') from None
 
     def _ensure_client(self) -> None:
         if self._client is None:
@@ -240,7 +234,7 @@ class OpenAICompatibleBackend(LLMBackend):
                         raise UpstreamMalformed(f'remote {self.base_url} answered a stream request without '
                                                 'any server-sent event') from None
                     break
-                except _Retryable as failure:
+                except TransientFailure as failure:
                     raise failure.error from None
                 events += 1
                 if not isinstance(chunk, dict):
