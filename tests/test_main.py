@@ -255,3 +255,38 @@ async def test_an_exposed_wechat_endpoint_is_refused_before_models_load(tmp_path
     code, _, err = await run_main('--config', str(config), timeout=120)
     assert code == 1 and 'refusing to listen on 0.0.0.0' in err and 'Traceback' not in err
     assert 'path = "/huixiangdou/' in err
+
+
+@pytest.fixture
+def in_process_main(monkeypatch, tmp_path):
+    """main() called in this process with a real config file; only `run` (what comes after loading) is replaced,
+    and the process-wide signal and log settings are left alone."""
+    from huixiangdou import main as entry
+    monkeypatch.setattr(entry, 'stop_on_termination_signals', lambda: None)
+    monkeypatch.setattr(entry, 'setup_logging', lambda verbose: None)
+    monkeypatch.setattr(entry, 'ensure_feature_store', lambda config, path: None)
+    config = write_config(tmp_path / 'config.ini', frontend={'type': 'none'})
+
+    def call(error: Exception) -> int:
+        def run(config, args):
+            raise error
+        monkeypatch.setattr(entry, 'run', run)
+        return entry.main(['--config', str(config), '--query', 'q'])
+    return call
+
+
+def test_a_plain_value_error_is_a_bug_and_keeps_its_traceback(in_process_main):
+    with pytest.raises(ValueError, match='int\\(\\) bug'):
+        in_process_main(ValueError('int() bug'))
+
+
+@pytest.mark.parametrize('error', ['config', 'question_file', 'rerank', 'llm_client'])
+def test_our_error_types_are_one_line(in_process_main, capsys, error):
+    from huixiangdou.config import ConfigError
+    from huixiangdou.service.feature_store.calibration import QuestionFileError
+    from huixiangdou.service.llm_client import LLMClientError
+    from huixiangdou.service.reranker import RerankError
+    exc = {'config': ConfigError, 'question_file': QuestionFileError, 'rerank': RerankError,
+           'llm_client': LLMClientError}[error]('fix this key')
+    assert in_process_main(exc) == 1
+    assert capsys.readouterr().err == 'error: fix this key\n'

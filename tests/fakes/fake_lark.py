@@ -42,8 +42,9 @@ class FakeLark:
     replies: list[RecordedReply] = field(default_factory=list)
     recalls: list[str] = field(default_factory=list)
     webhook_posts: list[dict] = field(default_factory=list)
-    # route name -> queued (http status, json body) answers returned before normal service resumes
-    failures: dict[str, list[tuple[int, dict]]] = field(default_factory=dict)
+    # route name -> queued (http status, json body, headers) answers returned before normal service resumes;
+    # status 0 drops the connection without an answer
+    failures: dict[str, list[tuple[int, dict, dict]]] = field(default_factory=dict)
     reply_uuids: set[str] = field(default_factory=set)
 
     def __post_init__(self):
@@ -53,10 +54,13 @@ class FakeLark:
         self.base_url = ''
 
     # ---- control ------------------------------------------------------------------------------
-    def fail(self, route: str, status: int = 500, body: dict | None = None, times: int = 1) -> None:
-        """Make the next `times` calls to `route` (token, reply, recall, bot_info, webhook) fail."""
+    def fail(self, route: str, status: int = 500, body: dict | None = None, times: int = 1,
+             retry_after: str | None = None) -> None:
+        """Make the next `times` calls to `route` (token, reply, recall, bot_info, webhook) fail with `status`
+        (and Retry-After when given); status 0 drops the connection."""
         answer = body if body is not None else {'code': 99991400 if status == 429 else 1, 'msg': 'injected failure'}
-        self.failures.setdefault(route, []).extend([(status, answer)] * times)
+        headers = {'Retry-After': retry_after} if retry_after is not None else {}
+        self.failures.setdefault(route, []).extend([(status, answer, headers)] * times)
 
     def invalidate_tokens(self) -> None:
         """Expire every issued token on the server side, as Lark does when it rotates them."""
@@ -72,11 +76,14 @@ class FakeLark:
         async with self._changed:
             self._changed.notify_all()
 
-    def _injected(self, route: str) -> web.Response | None:
+    def _injected(self, route: str, request: web.Request) -> web.Response | None:
         queued = self.failures.get(route)
         if queued:
-            status, body = queued.pop(0)
-            return web.json_response(body, status=status)
+            status, body, headers = queued.pop(0)
+            if status == 0:
+                request.transport.close()
+                return web.Response()  # never reaches the client
+            return web.json_response(body, status=status, headers=headers)
         return None
 
     def _check_token(self, request: web.Request) -> tuple[str, web.Response | None]:
@@ -89,7 +96,7 @@ class FakeLark:
 
     # ---- routes -------------------------------------------------------------------------------
     async def _token(self, request: web.Request) -> web.Response:
-        if (injected := self._injected('token')) is not None:
+        if (injected := self._injected('token', request)) is not None:
             return injected
         body = await request.json()
         if body.get('app_id') != self.app_id or body.get('app_secret') != self.app_secret:
@@ -102,7 +109,7 @@ class FakeLark:
                                   'expire': self.token_expire})
 
     async def _bot_info(self, request: web.Request) -> web.Response:
-        if (injected := self._injected('bot_info')) is not None:
+        if (injected := self._injected('bot_info', request)) is not None:
             return injected
         _, denied = self._check_token(request)
         if denied:
@@ -110,7 +117,7 @@ class FakeLark:
         return web.json_response({'code': 0, 'msg': 'ok', 'bot': {'open_id': self.bot_open_id, 'app_name': 'fake'}})
 
     async def _reply(self, request: web.Request) -> web.Response:
-        if (injected := self._injected('reply')) is not None:
+        if (injected := self._injected('reply', request)) is not None:
             return injected
         token, denied = self._check_token(request)
         if denied:
@@ -129,7 +136,7 @@ class FakeLark:
         return web.json_response({'code': 0, 'msg': 'success', 'data': {'message_id': new_id}})
 
     async def _recall(self, request: web.Request) -> web.Response:
-        if (injected := self._injected('recall')) is not None:
+        if (injected := self._injected('recall', request)) is not None:
             return injected
         _, denied = self._check_token(request)
         if denied:
@@ -139,7 +146,7 @@ class FakeLark:
         return web.json_response({'code': 0, 'msg': 'success'})
 
     async def _webhook(self, request: web.Request) -> web.Response:
-        if (injected := self._injected('webhook')) is not None:
+        if (injected := self._injected('webhook', request)) is not None:
             return injected
         body = await request.json()
         if self.webhook_secret:

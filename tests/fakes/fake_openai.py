@@ -18,7 +18,8 @@ API:
 - `base_url` (ends in /v1), `api_key` (Authorization: Bearer <key> required; None accepts anything; a
   wrong key gets 401), `model` (listed by /v1/models and echoed in answers when the request has none).
 - `responder(messages: list[dict]) -> str`: answer text; default 'echo: <last user message>'.
-- `fail(mode, times=None, retry_after=None, paths=None)`: mode '429' (with Retry-After when given), '500',
+- `fail(mode, times=None, retry_after=None, paths=None)`: mode '429' or '503' (with Retry-After when given),
+  '500', '400' (a bad-request refusal),
   'hang' (never answers until stop()), 'close' (drops the connection), 'break_stream' (streams one
   chunk then drops the connection), 'bad_json' (200 with a truncated JSON body), 'bad_sse' (streams one
   chunk, then an event that is not JSON). times=None fails forever; paths limits it to those paths.
@@ -45,7 +46,7 @@ from aiohttp import web
 
 BODY = web.RequestKey('body', object)
 STREAM_FAULT = web.RequestKey('stream_fault', str)
-FAULT_MODES = ('429', '500', 'hang', 'close', 'break_stream', 'bad_json', 'bad_sse')
+FAULT_MODES = ('429', '503', '500', '400', 'hang', 'close', 'break_stream', 'bad_json', 'bad_sse')
 
 
 @dataclass
@@ -189,8 +190,13 @@ class FakeOpenAI:
         if fault.mode == '429':
             headers = {'Retry-After': f'{fault.retry_after:g}'} if fault.retry_after is not None else None
             return self._error(429, 'Rate limit reached', 'rate_limit_exceeded', headers)
+        if fault.mode == '503':
+            headers = {'Retry-After': f'{fault.retry_after:g}'} if fault.retry_after is not None else None
+            return self._error(503, 'The engine is currently overloaded', 'server_error', headers)
         if fault.mode == '500':
             return self._error(500, 'The server had an error', 'server_error')
+        if fault.mode == '400':
+            return self._error(400, 'Invalid request', 'invalid_request_error')
         if fault.mode == 'hang':
             await self._release.wait()
             return self._error(503, 'fake stopped', 'server_error')

@@ -37,6 +37,7 @@ class FakeRerankAPI:
         return f'http://127.0.0.1:{self.port}/v1/rerank'
 
     def fail(self, status: int, times: int = 1, retry_after: str | None = None) -> None:
+        """The next `times` requests answer `status`; status 0 drops the connection without an answer."""
         self._failures.extend((status, retry_after) for _ in range(times))
 
     async def __aenter__(self) -> FakeRerankAPI:
@@ -61,6 +62,9 @@ class FakeRerankAPI:
             await self._release.wait()
         if self._failures:
             status, retry_after = self._failures.popleft()
+            if status == 0:
+                request.transport.close()
+                return web.Response()  # never reaches the client
             headers = {'Retry-After': retry_after} if retry_after is not None else {}
             return web.json_response({'message': 'fake failure'}, status=status, headers=headers)
         docs = body['documents']

@@ -62,7 +62,7 @@ class FakeWeb:
         return f'{self.base_url}/page/{name}'
 
     def fail(self, status: int, times: int = 1, retry_after: str | None = None) -> None:
-        """The next `times` searches answer `status` (with Retry-After when given)."""
+        """The next `times` searches answer `status` (with Retry-After when given); 0 drops the connection."""
         self._failures.extend(Failure(status, retry_after) for _ in range(times))
 
     async def __aenter__(self) -> FakeWeb:
@@ -79,12 +79,15 @@ class FakeWeb:
         self._release.set()  # let hanging handlers return so shutdown is quick
         await self._runner.cleanup()
 
-    async def _hold_or_fail(self) -> web.Response | None:
+    async def _hold_or_fail(self, request: web.Request) -> web.Response | None:
         if self.hang:
             await self._release.wait()
             return web.Response(status=503)
         if self._failures:
             failure = self._failures.popleft()
+            if failure.status == 0:
+                request.transport.close()
+                return web.Response()  # never reaches the client
             headers = {'Retry-After': failure.retry_after} if failure.retry_after is not None else {}
             return web.json_response({'message': 'fake failure', 'statusCode': failure.status},
                                      status=failure.status, headers=headers)
@@ -96,7 +99,7 @@ class FakeWeb:
                                              payload.get('q', '')))
         if request.headers.get('X-API-KEY') != self.api_key:
             return web.json_response({'message': 'Unauthorized.', 'statusCode': 403}, status=403)
-        if (refusal := await self._hold_or_fail()) is not None:
+        if (refusal := await self._hold_or_fail(request)) is not None:
             return refusal
         body = {'searchParameters': {'q': payload.get('q', ''), 'type': 'search', 'engine': 'google'},
                 'organic': [dict(item, position=i + 1) for i, item in enumerate(self.organic)]}
@@ -108,7 +111,7 @@ class FakeWeb:
         form = await request.post() if request.method == 'POST' else request.query
         self.requests.append(RecordedRequest(request.path, request.method, dict(request.headers),
                                              form.get('q', '')))
-        if (refusal := await self._hold_or_fail()) is not None:
+        if (refusal := await self._hold_or_fail(request)) is not None:
             return refusal
         if self.ddg_anomaly:
             return web.Response(text='<html><body><div class="anomaly-modal__title">Unfortunately, bots use '

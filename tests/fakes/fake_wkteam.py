@@ -20,6 +20,9 @@ class FakeWkteam:
     revoked: list[dict] = field(default_factory=list)
     logins: int = 0
     failures: dict[str, list[dict]] = field(default_factory=dict)
+    # route -> queued (http status, Retry-After) refusals before the route answers; status 0 drops the connection
+    http_failures: dict[str, list[tuple[int, str | None]]] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)  # route -> requests received
 
     def __post_init__(self):
         self._changed = asyncio.Condition()
@@ -28,6 +31,27 @@ class FakeWkteam:
 
     def fail(self, route: str, code: str = '1001', message: str = 'injected failure', times: int = 1) -> None:
         self.failures.setdefault(route, []).extend([{'code': code, 'message': message, 'data': None}] * times)
+
+    def fail_http(self, route: str, status: int, times: int = 1, retry_after: str | None = None) -> None:
+        """The next `times` calls to `route` (login, sendText, revokeMsg) get HTTP `status` with a non-JSON
+        body, as a gateway in front of wkteam answers; status 0 drops the connection after reading the request."""
+        self.http_failures.setdefault(route, []).extend([(status, retry_after)] * times)
+
+    @web.middleware
+    async def _gate(self, request: web.Request, handler):
+        route = request.path.strip('/').split('/')[-1]
+        self.calls[route] = self.calls.get(route, 0) + 1
+        queued = self.http_failures.get(route)
+        if queued:
+            status, retry_after = queued.pop(0)
+            await request.read()
+            if status == 0:
+                request.transport.close()
+                return web.Response()  # never reaches the client
+            headers = {'Retry-After': retry_after} if retry_after is not None else {}
+            return web.Response(status=status, text='<html>gateway error</html>', content_type='text/html',
+                                headers=headers)
+        return await handler(request)
 
     async def wait_until(self, predicate, timeout: float = 10.0) -> None:
         async def _wait():
@@ -80,7 +104,7 @@ class FakeWkteam:
         return web.json_response({'code': '1000', 'message': '撤回成功', 'data': None})
 
     def build_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._gate])
         app.router.add_post('/member/login', self._login)
         app.router.add_post('/sendText', self._send_text)
         app.router.add_post('/revokeMsg', self._revoke)

@@ -1,12 +1,14 @@
 """The `lark` custom-bot frontend against the fake webhook: signing, retries, rich-text answers."""
 from __future__ import annotations
 
+import asyncio
 import io
 
 import pytest
 
 from huixiangdou.frontend.errors import LarkApiError
 from huixiangdou.frontend.lark import LarkWebhookSender, run_lark_webhook, stdin_questions
+from huixiangdou.frontend.lark_open_api import LarkOpenApi
 from tests.frontend.conftest import REFERENCE, frontend_config
 
 
@@ -90,3 +92,48 @@ async def test_run_keeps_going_when_lark_refuses_one_post(fake_lark, responder):
 async def test_stdin_questions_skips_blank_lines(monkeypatch):
     monkeypatch.setattr('sys.stdin', io.StringIO('茴香豆怎么安装？\n\n  \nhow to install?\n'))
     assert [q async for q in stdin_questions()] == ['茴香豆怎么安装？', 'how to install?']
+
+
+@pytest.mark.parametrize('status, retry_after', [(429, '0.2'), (503, None), (0, None)],
+                         ids=['429-retry-after', '503', 'dropped-connection'])
+async def test_transient_failures_are_retried_with_the_shared_policy(fake_lark, status, retry_after):
+    fake_lark.fail('webhook', status=status, times=2, retry_after=retry_after)
+    sender = LarkWebhookSender(fake_lark.webhook_url, retry_delay=0.01, max_retries=2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        await sender.send('reply')
+    finally:
+        await sender.close()
+    assert len(fake_lark.webhook_posts) == 1 and fake_lark.failures['webhook'] == []
+    if retry_after:
+        assert loop.time() - started >= 0.4
+
+
+async def test_a_400_is_not_retried(fake_lark):
+    fake_lark.fail('webhook', status=400, body={'code': 9499, 'msg': 'Bad Request'}, times=3)
+    sender = LarkWebhookSender(fake_lark.webhook_url, retry_delay=0.01, max_retries=3)
+    with pytest.raises(LarkApiError) as info:
+        await sender.send('reply')
+    await sender.close()
+    assert info.value.code == 9499
+    assert len(fake_lark.failures['webhook']) == 2  # one try only
+
+
+async def test_open_api_reply_retries_transient_failures_and_not_a_400(fake_lark):
+    """LarkOpenApi (the group bot's client) under the same policy: 503 and a drop retried, 400 not."""
+    api = LarkOpenApi(fake_lark.app_id, fake_lark.app_secret, fake_lark.base_url, retry_delay=0.01,
+                      max_retries=2)
+    post = {'zh_cn': {'title': '', 'content': [[{'tag': 'text', 'text': 'hi'}]]}}
+    try:
+        fake_lark.fail('token', status=503)
+        fake_lark.fail('reply', status=503)
+        fake_lark.fail('reply', status=0)
+        assert await api.reply('om_1', post) == 'om_reply_1'
+        assert fake_lark.failures['token'] == [] and fake_lark.failures['reply'] == []
+        fake_lark.fail('reply', status=400, body={'code': 230001, 'msg': 'invalid'}, times=2)
+        with pytest.raises(LarkApiError) as info:
+            await api.reply('om_2', post)
+    finally:
+        await api.close()
+    assert info.value.code == 230001 and len(fake_lark.failures['reply']) == 1

@@ -9,6 +9,7 @@ import pytest
 
 from huixiangdou.config import GroupConfig
 from huixiangdou.frontend.wechat_wkteam import WechatWkteamServer
+from huixiangdou.frontend.errors import WkteamApiError
 from huixiangdou.frontend.wkteam_api import WkteamApi
 from tests.frontend.conftest import REFERENCE, frontend_config
 
@@ -182,3 +183,52 @@ async def test_rate_limit_per_group(wkteam, fake_wkteam):
     await driver.push(push('install other', group='999@chatroom'))
     await driver.settle()
     assert sorted(s['wcId'] for s in fake_wkteam.sent) == sorted([GROUP, '999@chatroom'])
+
+
+@pytest.fixture
+async def wkteam_api(fake_wkteam):
+    api = WkteamApi(fake_wkteam.base_url, account=fake_wkteam.account, password=fake_wkteam.password,
+                    max_retries=2, retry_delay=0.01)
+    yield api
+    await api.close()
+
+
+@pytest.mark.parametrize('status, retry_after', [(429, '0.2'), (503, None)], ids=['429-retry-after', '503'])
+async def test_api_retries_a_send_that_was_not_served(wkteam_api, fake_wkteam, status, retry_after):
+    await wkteam_api.warm_up()
+    fake_wkteam.fail_http('sendText', status, times=2, retry_after=retry_after)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sent = await wkteam_api.send_text(WID, GROUP, 'pip install huixiangdou')
+    assert fake_wkteam.calls['sendText'] == 3 and len(fake_wkteam.sent) == 1
+    assert sent.new_msg_id == fake_wkteam.sent[0]['newMsgId']
+    if retry_after:
+        assert loop.time() - started >= 0.4
+
+
+async def test_api_login_retries_a_dropped_connection_and_a_502(wkteam_api, fake_wkteam):
+    fake_wkteam.fail_http('login', 0)
+    fake_wkteam.fail_http('login', 502)
+    await wkteam_api.warm_up()
+    assert fake_wkteam.logins == 1 and fake_wkteam.calls['login'] == 3
+
+
+async def test_api_does_not_resend_a_text_whose_answer_was_lost(wkteam_api, fake_wkteam):
+    """A dropped connection or a 502 may come after wkteam posted the text: sending again could post it twice."""
+    await wkteam_api.warm_up()
+    for status in (0, 502):
+        fake_wkteam.fail_http('sendText', status)
+        with pytest.raises(WkteamApiError):
+            await wkteam_api.send_text(WID, GROUP, 'once')
+    assert fake_wkteam.calls['sendText'] == 2
+
+
+async def test_api_does_not_retry_a_refusal(wkteam_api, fake_wkteam):
+    await wkteam_api.warm_up()
+    fake_wkteam.fail('sendText', code='1001', times=2)
+    with pytest.raises(WkteamApiError, match='1001'):
+        await wkteam_api.send_text(WID, GROUP, 'x')
+    fake_wkteam.fail_http('sendText', 400)
+    with pytest.raises(WkteamApiError, match='http 400'):
+        await wkteam_api.send_text(WID, GROUP, 'x')
+    assert fake_wkteam.calls['sendText'] == 2

@@ -148,3 +148,54 @@ async def test_a_stream_error_event_keeps_its_status(fake_openai):
             with pytest.raises(LLMClientError) as info:
                 [p async for p in llm.stream('a slow answer')]
     assert info.value.status == 504 and 'stream broke' in str(info.value)
+
+
+# The client's retries under the shared policy, straight against the fake's /v1/chat/completions (the path
+# stream() posts to), so each fault reaches the client itself rather than the server in between.
+
+def direct_config(fake, **kwargs) -> LLMConfig:
+    from huixiangdou.config import LLMServerConfig
+    host = fake.base_url.removesuffix('/v1')
+    return LLMConfig(client_url=f'{host}/inference', server=LLMServerConfig(api_key=fake.api_key), **kwargs)
+
+
+def chat_posts(fake) -> int:
+    return len([r for r in fake.requests if r.path == '/v1/chat/completions'])
+
+
+@pytest.mark.parametrize('mode, retry_after', [('429', 0.2), ('503', None), ('close', None)],
+                         ids=['429-retry-after', '503', 'dropped-connection'])
+async def test_the_client_retries_transient_failures(fake_openai, mode, retry_after):
+    fake_openai.fail(mode, times=2, retry_after=retry_after)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with LLMClient(direct_config(fake_openai, client_max_retries=2), retry_base_delay=0.01,
+                         retry_max_delay=0.02) as llm:
+        pieces = [p async for p in llm.stream('retry me')]
+    assert ''.join(pieces) == 'echo: retry me'
+    assert chat_posts(fake_openai) == 3
+    if retry_after:
+        assert loop.time() - started >= 2 * retry_after  # the server's Retry-After was waited out
+
+
+@pytest.mark.parametrize('mode', ['400', '500'])
+async def test_the_client_does_not_retry_a_refusal_or_a_server_bug(fake_openai, mode):
+    """400: the request is wrong; 500 from our own server: a bug that another try would repeat."""
+    fake_openai.fail(mode, times=1)
+    async with LLMClient(direct_config(fake_openai, client_max_retries=3), retry_base_delay=0.01) as llm:
+        with pytest.raises(LLMClientError) as info:
+            [p async for p in llm.stream('x')]
+    assert info.value.status == int(mode)
+    assert chat_posts(fake_openai) == 1
+
+
+async def test_the_client_stops_retrying_within_client_timeout(fake_openai):
+    fake_openai.fail('503')  # for ever
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with LLMClient(direct_config(fake_openai, client_max_retries=1000, client_timeout=1.0),
+                         retry_base_delay=0.05, retry_max_delay=0.2) as llm:
+        with pytest.raises(LLMClientError, match='gave up after') as info:
+            [p async for p in llm.stream('x')]
+    assert loop.time() - started <= 1.0
+    assert info.value.status == 503 and 3 < chat_posts(fake_openai) < 1000

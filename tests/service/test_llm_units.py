@@ -8,7 +8,6 @@ import pytest
 from huixiangdou.config import ConfigError, LLMServerConfig
 from huixiangdou.service.llm.backend import ChatMessage, RateLimited
 from huixiangdou.service.llm.presets import PRESETS
-from huixiangdou.primitive.http_retry import parse_retry_after
 from huixiangdou.service.llm.rate_limit import RequestBudget, estimate_tokens
 from huixiangdou.service.llm.stop_strings import StopScanner
 from huixiangdou.service.llm.trimming import conversation_length, trim_messages
@@ -71,13 +70,6 @@ async def test_limiter_counts_tokens_per_minute():
     await limiter.acquire(80)
     assert limiter.wait_time(30) == pytest.approx(6.0, abs=0.1)  # 10 tokens over budget at 100 per minute
     assert limiter.wait_time(20) == 0.0
-
-
-def test_retry_after_parses_seconds_and_dates():
-    assert parse_retry_after('7') == 7.0
-    assert parse_retry_after(None) is None
-    assert parse_retry_after('garbage') is None
-    assert parse_retry_after('Wed, 21 Oct 2015 07:28:00 GMT') == 0.0  # a past date means now
 
 
 def test_every_documented_preset_exists_with_base_url_model_and_context():

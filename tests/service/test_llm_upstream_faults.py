@@ -2,6 +2,7 @@
 connection, a burst of 429s) and of hostile client input (deep nesting, lone surrogates)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 
@@ -138,3 +139,33 @@ async def test_lone_surrogates_from_upstream_do_not_break_the_stream(fake_openai
     assert status == 200 and events[-1] == '[DONE]'
     answer = ''.join(c['delta'].get('content', '') for e in events[:-1] for c in json.loads(e)['choices'])
     assert answer == 'bad \ufffd half'
+
+
+@pytest.mark.parametrize('mode, retry_after', [('429', 0.2), ('503', 0), ('500', None), ('close', None)],
+                         ids=['429-retry-after', '503', '500-documented-transient', 'dropped-connection'])
+async def test_the_remote_backend_retries_transient_upstream_failures(fake_openai, mode, retry_after):
+    fake_openai.fail(mode, times=2, retry_after=retry_after)
+    config = remote_config(fake_openai.base_url, remote_max_retries=2)
+    async with serve(create_app(config)) as url:
+        status, body = await post(f'{url}/inference', {'prompt': 'try again'})
+    assert status == 200 and body['text'] == 'echo: try again'
+    assert len(chat_calls(fake_openai)) == 3
+
+
+async def test_the_remote_backend_does_not_retry_a_400(fake_openai):
+    fake_openai.fail('400', times=1)
+    async with serve(create_app(remote_config(fake_openai.base_url, remote_max_retries=3))) as url:
+        status, body = await post(f'{url}/inference', {'prompt': 'x'})
+    assert status == 503 and 'refused the request (400)' in body['error']['message']
+    assert len(chat_calls(fake_openai)) == 1
+
+
+async def test_a_retry_after_past_remote_timeout_fails_at_once(fake_openai):
+    fake_openai.fail('429', retry_after=30)
+    async with serve(create_app(remote_config(fake_openai.base_url, remote_max_retries=5,
+                                              remote_timeout=2.0))) as url:
+        started = asyncio.get_running_loop().time()
+        status, body = await post(f'{url}/inference', {'prompt': 'x'})
+    assert asyncio.get_running_loop().time() - started < 1.5
+    assert status == 429 and body['error']['code'] == 'rate_limited'
+    assert len(chat_calls(fake_openai)) == 1

@@ -166,3 +166,26 @@ async def test_remote_timeout_is_retried():
         scores = await asyncio.wait_for(reranker.rerank(QUERY, TEXTS), 30)
     assert scores == [overlap_score(QUERY, t) for t in TEXTS]
     assert len(fake.requests) == 2
+
+
+@pytest.mark.parametrize('status, retry_after', [(429, '0.2'), (503, None), (500, None), (0, None)],
+                         ids=['429-retry-after', '503', '500-documented-transient', 'dropped-connection'])
+async def test_remote_transient_failures_are_retried(status, retry_after):
+    async with FakeRerankAPI(api_key='k') as fake:
+        fake.fail(status, times=2, retry_after=retry_after)
+        reranker = Reranker(fake.url, api_token='k', max_retries=2, retry_base_delay=0.01)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        scores = await reranker.rerank(QUERY, TEXTS)
+    assert scores == [overlap_score(QUERY, t) for t in TEXTS]
+    assert len(fake.requests) == 3
+    if retry_after:
+        assert loop.time() - started >= 0.4
+
+
+async def test_remote_400_is_not_retried():
+    async with FakeRerankAPI(api_key='k') as fake:
+        fake.fail(400, times=1)
+        with pytest.raises(RerankError, match='refused the request'):
+            await Reranker(fake.url, api_token='k', retry_base_delay=0.01).rerank(QUERY, TEXTS)
+    assert len(fake.requests) == 1

@@ -211,3 +211,39 @@ async def test_duckduckgo_bot_check_is_an_error_that_says_what_to_do(tmp_path):
 async def test_no_hits_is_an_empty_list(tmp_path):
     async with FakeWeb(api_key=KEY) as fake:
         assert await make_search(fake, tmp_path).search('nothing matches this') == []
+
+
+@pytest.mark.parametrize('status, retry_after', [(429, '0.2'), (503, None), (500, None), (0, None)],
+                         ids=['429-retry-after', '503', '500-documented-transient', 'dropped-connection'])
+async def test_transient_failures_are_retried(tmp_path, status, retry_after):
+    async with FakeWeb(api_key=KEY) as fake:
+        fake.organic = organic('https://example.com/a')
+        fake.fail(status, times=2, retry_after=retry_after)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        results = await make_search(fake, tmp_path, max_retries=2).search('flaky engine')
+    assert [r.url for r in results] == ['https://example.com/a']
+    assert len(fake.requests) == 3
+    if retry_after:
+        assert loop.time() - started >= 0.4
+
+
+async def test_400_is_not_retried(tmp_path):
+    async with FakeWeb(api_key=KEY) as fake:
+        fake.fail(400, times=1)
+        with pytest.raises(WebSearchError, match='refused the search'):
+            await make_search(fake, tmp_path, max_retries=3).search('bad request')
+    assert len(fake.requests) == 1
+
+
+async def test_retries_stop_within_the_search_timeout(tmp_path):
+    async with FakeWeb(api_key=KEY) as fake:
+        fake.fail(503, times=1000)
+        search = WebSearch(WebSearchConfig(engine='serper', serper_x_api_key=KEY, serper_base_url=fake.base_url,
+                                           fetch_pages=0, timeout=1.0, max_retries=1000),
+                           save_dir=tmp_path, retry_base_delay=0.05, retry_max_delay=0.2)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(WebSearchError, match='does not fit in \\[web_search\\] timeout'):
+            await search.search('never answers')
+    assert asyncio.get_running_loop().time() - started <= 1.0
+    assert 3 < len(fake.requests) < 1000
