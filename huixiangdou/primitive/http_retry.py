@@ -114,12 +114,7 @@ class _Wait(tenacity.wait.wait_base):
         return self.jitter(retry_state)
 
 
-async def send_with_retry(policy: RetryPolicy, send: Callable[[], Awaitable[T]], *, service: str) -> T:
-    """Await `send()` until it returns, retrying while it raises TransientFailure and the policy allows.
-
-    Any other exception propagates at once. When the policy gives up, the last TransientFailure is raised
-    (see its `attempts` and `out_of_time`). Each retry logs one line: service, attempt, reason, delay.
-    """
+def _tenacity_settings(policy: RetryPolicy, service: str) -> dict:
     stop = tenacity.stop_after_attempt(policy.attempts)
     if policy.max_total is not None:
         # Judged on the upcoming wait: a retry that could only start after the budget is not made.
@@ -130,18 +125,30 @@ async def send_with_retry(policy: RetryPolicy, send: Callable[[], Awaitable[T]],
         logger.warning('{} attempt {}/{} failed ({}); retrying in {:.2f}s', service, state.attempt_number,
                        policy.attempts, failure, state.upcoming_sleep)
 
-    def give_up(state: tenacity.RetryCallState) -> T:
+    def give_up(state: tenacity.RetryCallState):
         failure = state.outcome.exception()
         failure.attempts = state.attempt_number
         failure.out_of_time = state.attempt_number < policy.attempts
         raise failure
 
-    retrying = tenacity.AsyncRetrying(
-        stop=stop, wait=_Wait(policy), retry=tenacity.retry_if_exception_type(TransientFailure),
-        before_sleep=log_retry, retry_error_callback=give_up, reraise=True)
+    return dict(stop=stop, wait=_Wait(policy), retry=tenacity.retry_if_exception_type(TransientFailure),
+                before_sleep=log_retry, retry_error_callback=give_up, reraise=True)
 
+
+async def send_with_retry(policy: RetryPolicy, send: Callable[[], Awaitable[T]], *, service: str) -> T:
+    """Await `send()` until it returns, retrying while it raises TransientFailure and the policy allows.
+
+    Any other exception propagates at once. When the policy gives up, the last TransientFailure is raised
+    (see its `attempts` and `out_of_time`). Each retry logs one line: service, attempt, reason, delay.
+    """
+    retrying = tenacity.AsyncRetrying(**_tenacity_settings(policy, service))
 
     async def attempt() -> T:  # tenacity awaits only coroutine functions; `send` may be a lambda
         return await send()
 
     return await retrying(attempt)
+
+
+def call_with_retry(policy: RetryPolicy, send: Callable[[], T], *, service: str) -> T:
+    """send_with_retry for blocking code (the feature store builder's embedding calls run in a thread)."""
+    return tenacity.Retrying(**_tenacity_settings(policy, service))(send)

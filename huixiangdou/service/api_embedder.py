@@ -1,5 +1,6 @@
-"""Embeddings from an OpenAI-compatible /v1/embeddings API (SiliconCloud style), rate-limited; and the
-factory that picks the local or the API embedder from [feature_store] embedding_model_path.
+"""Embeddings from an OpenAI-compatible /v1/embeddings API (SiliconCloud style), rate-limited and retried
+under the shared policy (primitive/http_retry.py); and the factory that picks the local or the API embedder
+from [feature_store] embedding_model_path.
 
 It does not load local models itself (huixiangdou.primitive.embedder does).
 """
@@ -13,11 +14,17 @@ from loguru import logger
 
 from huixiangdou.config import Config
 from huixiangdou.primitive.embedder import EmbedderError, LocalEmbedder, default_model_path
+from huixiangdou.primitive.http_retry import RetryPolicy, TransientFailure, call_with_retry, parse_retry_after, \
+    transient_status
 from huixiangdou.primitive.splitter import HFTokenCounter
 
 
 class MinuteLimiter:
-    """Blocks until one more request of `tokens` fits in the last minute's rpm / tpm budget."""
+    """Blocks until one more request of `tokens` fits in the last minute's rpm / tpm budget.
+
+    A blocking sliding window rather than aiolimiter (llm/rate_limit.py), which is asyncio-only: the
+    builder calls the embedder from a worker thread.
+    """
 
     def __init__(self, rpm: int, tpm: int, clock=time.monotonic, sleep=time.sleep):
         self.rpm, self.tpm = max(rpm, 1), max(tpm, 1)
@@ -48,7 +55,8 @@ class ApiEmbedder:
     """
 
     def __init__(self, url: str, api_key: str, model: str, batch_size: int = 32, rpm: int = 1000,
-                 tpm: int = 40000, max_retries: int = 4, timeout: float = 60.0):
+                 tpm: int = 40000, max_retries: int = 4, timeout: float = 60.0, retry_base_delay: float = 1.0,
+                 retry_max_delay: float = 30.0):
         if not url.startswith(('http://', 'https://')):
             raise ValueError(f'embedding API url must start with http:// or https://, got {url!r}')
         if not api_key:
@@ -60,6 +68,7 @@ class ApiEmbedder:
         self.model_id = f'{self.base_url}#{model}'
         self.batch_size = batch_size
         self.max_retries = max_retries
+        self.retry = RetryPolicy.from_retries(max_retries, retry_base_delay, retry_max_delay)
         self.timeout = timeout
         self.limiter = MinuteLimiter(rpm, tpm)
         self._api_key = api_key
@@ -70,9 +79,9 @@ class ApiEmbedder:
     def warm_up(self) -> None:
         if self._client is None:
             import openai
-            # The SDK retries 429/5xx/connection errors with backoff and honours Retry-After.
+            # Retries are the shared policy's (logged, same rules as every other API); the SDK's are off.
             self._client = openai.OpenAI(base_url=self.base_url, api_key=self._api_key,
-                                         max_retries=self.max_retries, timeout=self.timeout)
+                                         max_retries=0, timeout=self.timeout)
         if self._dimension is None:
             self._dimension = int(self._request(['dimension probe']).shape[1])
 
@@ -95,13 +104,12 @@ class ApiEmbedder:
         return self._counter
 
     def _request(self, texts: list[str]) -> np.ndarray:
-        import openai
-        self.limiter.acquire(sum(len(t) for t in texts))
+        tokens = sum(len(t) for t in texts)
         try:
-            response = self._client.embeddings.create(model=self.model, input=texts)
-        except openai.APIError as exc:
-            raise EmbedderError(f'embeddings API {self.base_url} failed: {exc.__class__.__name__}: '
-                                f'{getattr(exc, "message", exc)}') from exc
+            response = call_with_retry(self.retry, lambda: self._request_once(texts, tokens),
+                                       service=f'embeddings API {self.base_url}')
+        except TransientFailure as failure:
+            raise EmbedderError(f'{failure.error} (gave up after {failure.attempts} attempts)') from None
         data = sorted(response.data, key=lambda d: d.index)
         if len(data) != len(texts):
             raise EmbedderError(f'embeddings API {self.base_url} returned {len(data)} vectors for '
@@ -109,6 +117,25 @@ class ApiEmbedder:
         vectors = np.asarray([d.embedding for d in data], dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)
+
+    def _request_once(self, texts: list[str], tokens: int):
+        import openai
+        self.limiter.acquire(tokens)  # per attempt: the budget counts what reaches the API
+        try:
+            return self._client.embeddings.create(model=self.model, input=texts)
+        except openai.APIStatusError as exc:
+            error = EmbedderError(f'embeddings API {self.base_url} failed: {exc.__class__.__name__}: '
+                                  f'{getattr(exc, "message", exc)}')
+            # OpenAI-style APIs document 500 as transient.
+            if transient_status(exc.status_code, transient_500=True):
+                raise TransientFailure(error, parse_retry_after(exc.response.headers.get('retry-after'))) from exc
+            raise error from exc
+        except openai.APIConnectionError as exc:  # includes APITimeoutError
+            raise TransientFailure(EmbedderError(f'embeddings API {self.base_url} failed: '
+                                                 f'{exc.__class__.__name__}: {exc}')) from exc
+        except openai.APIError as exc:
+            raise EmbedderError(f'embeddings API {self.base_url} failed: {exc.__class__.__name__}: '
+                                f'{getattr(exc, "message", exc)}') from exc
 
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         self.warm_up()
