@@ -45,7 +45,7 @@ class InstantLLM:
 
 
 async def pipeline_latency(store: FeatureStore, queries: list[str]) -> list[float]:
-    worker = Worker(WorkerConfig(), store, InstantLLM(), threshold_override=0.0)
+    worker = Worker(WorkerConfig(), store, InstantLLM(), reject_throttle=0.0)
     await worker.run(Session(query='warm up the model and the tokenizer'))
     out = []
     for q in queries:

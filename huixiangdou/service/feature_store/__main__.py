@@ -21,7 +21,8 @@ from huixiangdou.primitive.embedder import EmbedderError
 from huixiangdou.service.api_embedder import make_embedder
 from huixiangdou.service.feature_store import calibration
 from huixiangdou.service.feature_store.builder import BuildError, BuildReport, FeatureStoreBuilder
-from huixiangdou.service.feature_store.store import FeatureStore, StoreError
+from huixiangdou.service.feature_store.store import FeatureStore
+from huixiangdou.service.feature_store.store_files import StoreError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _print_build(report: BuildReport, threshold_override: float | None) -> None:
+def _print_build(report: BuildReport, reject_throttle: float | None) -> None:
     print(f'Feature store written to {report.work_dir} in {report.seconds:.1f}s')
     print(f'  files indexed: {len(report.indexed)}  unchanged (reused): {len(report.reused)}  '
           f'deleted: {len(report.deleted)}  skipped: {len(report.skipped)}')
@@ -75,8 +76,8 @@ def _print_build(report: BuildReport, threshold_override: float | None) -> None:
             m = cal[name]
             if m:
                 print(f'    for comparison, {name.replace("_", " ")} (best threshold, in sample): F1 {m["f1"]:.3f}')
-        if threshold_override is not None:
-            print(f'  note: config.ini reject_throttle = {threshold_override} overrides the calibrated threshold '
+        if reject_throttle is not None:
+            print(f'  note: config.ini reject_throttle = {reject_throttle} overrides the calibrated threshold '
                   f'{c["threshold"]:.4f}; set it to -1 to use the calibration')
         print('  would answer: ' + ' | '.join(report.examples.get('accepted', [])))
         print('  would ignore: ' + ' | '.join(report.examples.get('rejected', [])))
@@ -88,7 +89,7 @@ def evaluate(config: Config, work_dir: Path, good: Path, bad: Path) -> dict:
     the best one for these messages (which flatters: it is chosen on them)."""
     store = FeatureStore.load(work_dir, make_embedder(config))
     good_q, bad_q = calibration.load_questions(good), calibration.load_questions(bad)
-    threshold = store.decision_threshold(reject_throttle_override(config, store.threshold))
+    threshold = store.decision_threshold(reject_throttle_override(config, store.calibrated_threshold))
     scores = np.array([s.score for s in store.reject_scores(good_q + bad_q)])
     g, b = scores[:len(good_q)], scores[len(good_q):]
     return {
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         work_dir = Path(args.work_dir) if args.work_dir else config.path(fs.work_dir)
         if args.explain is not None:
             store = FeatureStore.load(work_dir, make_embedder(config))
-            why = store.explain(args.explain, reject_throttle_override(config, store.threshold))
+            why = store.explain(args.explain, reject_throttle_override(config, store.calibrated_threshold))
             if args.json:
                 print(json.dumps(why, ensure_ascii=False, indent=1))
             else:

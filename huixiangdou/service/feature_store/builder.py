@@ -27,9 +27,10 @@ from huixiangdou.service.feature_store import calibration
 from huixiangdou.service.feature_store.reject_model import (MIN_EXAMPLES, RULE_SPECIFIC_WORDS,
                                                             RejectModel, RejectModelError,
                                                             calibrate_reject_model)
-from huixiangdou.service.feature_store.store import (CURRENT, FORMAT_VERSION, FeatureStore, FileRecord,
-                                                    Manifest, StoreError, remove_partial_folders,
-                                                    workdir_lock)
+from huixiangdou.service.feature_store.store import FeatureStore
+from huixiangdou.service.feature_store.store_files import (CURRENT, FORMAT_VERSION, FileRecord, Manifest,
+                                                           StoreError, current_folder, read_chunks,
+                                                           read_manifest, remove_partial_folders, workdir_lock)
 
 
 class BuildError(RuntimeError):
@@ -80,10 +81,9 @@ class _Previous:
 
 
 def _load_previous(work_dir: Path, manifest: Manifest) -> _Previous | None:
-    folder = FeatureStore.current_folder(work_dir)
+    folder = current_folder(work_dir)
     try:
-        with open(folder / 'chunks.jsonl', encoding='utf-8') as f:
-            chunks = [Chunk(**json.loads(line)) for line in f if line.strip()]
+        chunks = read_chunks(folder)
         vectors = np.load(folder / 'vectors.npy')
         with open(folder / SparseIndex.TOKENS_FILE, encoding='utf-8') as f:
             tokens = json.load(f)
@@ -119,6 +119,8 @@ class FeatureStoreBuilder:
         self.config = config
         self.embedder = embedder
         self.progress = progress
+        # [feature_store] reject_dense_weight = -1 means "calibrate it": resolved here, once.
+        self.fixed_dense_weight = None if config.reject_dense_weight == -1 else config.reject_dense_weight
 
     def _splitter(self) -> TextSplitter:
         size = min(self.config.chunk_size, self.embedder.max_tokens)
@@ -130,7 +132,7 @@ class FeatureStoreBuilder:
         if rebuild or not (work_dir / CURRENT).exists():
             return None
         try:
-            manifest = FeatureStore.read_manifest(work_dir)
+            manifest = read_manifest(work_dir)
         except (StoreError, OSError, ValueError, TypeError) as exc:
             logger.warning('previous store unusable ({}); rebuilding everything', exc)
             return None
@@ -150,11 +152,11 @@ class FeatureStoreBuilder:
         # A full rebuild (or new chunk settings) re-embeds everything, but a model fitted on examples
         # embedded by the same model still applies: keep it rather than falling back to the rule.
         try:
-            manifest = FeatureStore.read_manifest(work_dir)
+            manifest = read_manifest(work_dir)
             if (manifest.embedding_model != self.embedder.model_id or manifest.reject_threshold is None
                     or manifest.format_version != FORMAT_VERSION):
                 return None
-            return manifest, RejectModel.load(FeatureStore.current_folder(work_dir))
+            return manifest, RejectModel.load(current_folder(work_dir))
         except (StoreError, RejectModelError):
             return None
 
@@ -261,8 +263,8 @@ class FeatureStoreBuilder:
                             files=files_meta, built_at=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
         store = FeatureStore(manifest, chunks, matrix, SparseIndex(tokens), self.embedder)
         report.chunks = len(chunks)
-        if self.config.reject_dense_weight != -1:
-            manifest.reject_dense_weight = self.config.reject_dense_weight
+        if self.fixed_dense_weight is not None:
+            manifest.reject_dense_weight = self.fixed_dense_weight
         if good and bad:
             self._calibrate(store, calibration.load_questions(Path(good)), calibration.load_questions(Path(bad)),
                             report)
@@ -304,10 +306,9 @@ class FeatureStoreBuilder:
         arr = lambda items, attr: np.array([getattr(e, attr) for e in items], dtype=np.float64)  # noqa: E731
         # Retrieval mixes scaled cosine and BM25; the weight that best separates the examples by
         # cosine + coverage is the one that trusts the embedding model as much as it deserves here.
-        fixed = None if self.config.reject_dense_weight == -1 else self.config.reject_dense_weight
         if g and b:
             weight = calibration.calibrate(arr(g, 'cosine'), arr(g, 'coverage'), arr(b, 'cosine'),
-                                           arr(b, 'coverage'), weight=fixed).weight
+                                           arr(b, 'coverage'), weight=self.fixed_dense_weight).weight
         else:
             weight = store.manifest.reject_dense_weight
         with tqdm(total=1, desc='calibrate', disable=not self.progress) as bar:

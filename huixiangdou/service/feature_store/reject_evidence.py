@@ -48,16 +48,16 @@ class RejectEvidence:
             self.known_words], dtype=np.float64)
 
 
-def gather_evidence(store, queries: list[str], vectors: np.ndarray | None = None) -> list[RejectEvidence]:
-    """Evidence for each query from `store` (a FeatureStore); embeds the queries in one batch."""
-    if vectors is None:
-        vectors = store.embed_queries(queries)
+def gather_evidence(store, queries: list[str], vectors: np.ndarray,
+                    sparse: list[tuple[list[str], np.ndarray]]) -> list[RejectEvidence]:
+    """Evidence for each query from `store` (a FeatureStore), given the queries' embeddings and their
+    (BM25 words, BM25 score of every chunk); query_features.featurize computes both."""
     n = len(store.chunks)
     k = min(DENSE_TOP, max(n, 1))
     dense_scores, dense_ids = store.dense.search(vectors, k) if n else (None, None)
     out = []
     for qi, query in enumerate(queries):
-        tokens, bm25 = store.sparse_scores(query)
+        tokens, bm25 = sparse[qi]
         ev = RejectEvidence(query=query, vector=vectors[qi], tokens=tokens)
         if n:
             rows = [int(r) for r in dense_ids[qi] if r >= 0]

@@ -126,7 +126,7 @@ class RejectModel:
 
     Usage:
         model = RejectModel.fit(good_evidence, bad_evidence)     # lists of RejectEvidence
-        model.score(gather_evidence(store, ['怎么部署到 TensorRT？']))  # → array([0.87])
+        model.score(store.evidence(['怎么部署到 TensorRT？']))  # → array([0.87])
     """
     kind: str
     message: MessageModel | None = None

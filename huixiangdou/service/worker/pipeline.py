@@ -1,7 +1,8 @@
 """The worker: runs a message through the stages (work time → preprocess → reject → intention →
 retrieve → rerank → web search → generate → check) and returns the session, or streams it.
 
-Stages live one per module; this module only wires them from the config and drives them.
+Stages live one per module; this module only wires them from the config and drives them: `run` and
+`stream` share one loop, so both time the stages and save the outcome.
 """
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ class Worker:
     """
 
     def __init__(self, config: WorkerConfig, store, llm, reranker=None, web_search=None,
-                 threshold_override: float | None = None, log_path: Path | None = None):
+                 reject_throttle: float | None = None, log_path: Path | None = None):
+        """`reject_throttle` is config.reject_throttle_override's answer: None uses the store's calibrated
+        threshold."""
         if config.enable_rerank and reranker is None:
             raise ValueError('[worker] enable_rerank = 1 needs [feature_store] reranker_model_path')
         if config.enable_web_search and web_search is None:
@@ -57,20 +60,22 @@ class Worker:
         self.log_path = log_path
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
-        before: list = [WorkTime(config.time), Preprocess(config.min_query_length, config.language),
-                        Reject(store, threshold_override)]
+        stages: list = [WorkTime(config.time), Preprocess(config.min_query_length, config.language),
+                        Reject(store, reject_throttle)]
         if config.enable_intention:
-            before.append(Intention(llm))
+            stages.append(Intention(llm))
         # With a reranker, retrieve a wider net so it can promote what retrieval ranked lower.
         candidates = config.retrieve_top_k * 4 if config.enable_rerank else config.retrieve_top_k
-        before.append(Retrieve(store, candidates))
+        stages.append(Retrieve(store, candidates))
         if config.enable_rerank:
-            before.append(Rerank(reranker, config.retrieve_top_k))
+            stages.append(Rerank(reranker, config.retrieve_top_k))
         if config.enable_web_search:
-            before.append(OnlineSearch(web_search))
-        self.before_generate = before
+            stages.append(OnlineSearch(web_search))
         self.generate = Generate(llm, config.context_max_length)
-        self.after_generate = [Check(llm)] if config.enable_check else []
+        stages.append(self.generate)
+        if config.enable_check:
+            stages.append(Check(llm))
+        self.stages = stages
 
     @classmethod
     def from_config(cls, config: Config) -> 'Worker':
@@ -93,35 +98,42 @@ class Worker:
             web_search = WebSearch(config.web_search, save_dir=config.path(config.web_search.save_dir))
         log_path = config.path(config.worker.save_path) if config.worker.save_path else None
         return cls(config.worker, store, LLMClient(config.llm), reranker, web_search,
-                   reject_throttle_override(config, store.threshold), log_path)
-
-    @property
-    def stage_names(self) -> list[str]:
-        return [s.name for s in self.before_generate] + [self.generate.name] + \
-            [s.name for s in self.after_generate]
-
-    async def _run_stages(self, stages: list, session: Session) -> bool:
-        for stage in stages:
-            started = time.perf_counter()
-            await stage.run(session)
-            session.debug.setdefault('ms', {})[stage.name] = round((time.perf_counter() - started) * 1000, 2)
-            if session.done:
-                return False
-        return True
+                   reject_throttle_override(config, store.calibrated_threshold), log_path)
 
     async def run(self, session: Session) -> Session:
+        """Run the message through every stage and return it finished (never raises)."""
+        async for _ in self._drive(session, stream_answer=False):
+            pass
+        return session
+
+    async def stream(self, session: Session) -> AsyncIterator[WorkerEvent]:
+        """Like run, but yields an event after each stage and each piece of the answer as it comes."""
+        async for event in self._drive(session, stream_answer=True):
+            yield event
+
+    async def _drive(self, session: Session, stream_answer: bool) -> AsyncIterator[WorkerEvent]:
+        """The one path of a message, for run and stream alike: the stages in order until one finishes
+        the session, each timed into debug['ms']; then the outcome is logged and saved, and 'done'."""
         try:
-            if await self._run_stages(self.before_generate, session):
-                await self.generate.run(session)
-                if not session.done:
-                    await self._run_stages(self.after_generate, session)
+            for stage in self.stages:
+                started = time.perf_counter()
+                if stage is self.generate and stream_answer:
+                    # Streamed, generation's time includes the consumer's time between pieces.
+                    async for piece in stage.stream(session):
+                        yield WorkerEvent('token', session, stage.name, piece)
+                else:
+                    await stage.run(session)
+                session.debug.setdefault('ms', {})[stage.name] = round((time.perf_counter() - started) * 1000, 2)
+                yield WorkerEvent('stage', session, stage.name)
+                if session.done:
+                    break
             if not session.done:
                 session.finish(ErrorCode.SUCCESS)
         except Exception:  # boundary: a frontend must get a session back, never an exception
             logger.exception('worker failed on group={} query={!r}', session.group_id, session.query[:80])
             session.finish(ErrorCode.INTERNAL_ERROR)
         await self._record(session)
-        return session
+        yield WorkerEvent('done', session)
 
     async def _record(self, session: Session) -> None:
         """Log the outcome and append it to save_path; a failure here never changes the answer."""
@@ -139,36 +151,13 @@ class Worker:
         record = {'time': time.strftime('%Y-%m-%dT%H:%M:%S'), 'group': session.group_id,
                   'query': session.query, 'code': session.code.name, 'reply': session.reply,
                   'references': session.references}
+        if session.quote:
+            record['quote'] = session.quote
         if 'reject' in session.debug:
             # Why the bot answered or stayed silent: score, threshold, nearest examples, best chunks.
             record['reject'] = session.debug['reject']
         with open(self.log_path, 'a', encoding='utf-8') as f:
             f.write(json.dumps(record, ensure_ascii=False) + '\n')
-
-    async def stream(self, session: Session) -> AsyncIterator[WorkerEvent]:
-        """Like run, but yields an event after each stage and each piece of the answer as it comes."""
-        try:
-            for stage in self.before_generate:
-                await stage.run(session)
-                yield WorkerEvent('stage', session, stage.name)
-                if session.done:
-                    break
-            else:
-                async for piece in self.generate.stream(session):
-                    yield WorkerEvent('token', session, self.generate.name, piece)
-                yield WorkerEvent('stage', session, self.generate.name)
-                if not session.done:
-                    for stage in self.after_generate:
-                        await stage.run(session)
-                        yield WorkerEvent('stage', session, stage.name)
-                        if session.done:
-                            break
-            if not session.done:
-                session.finish(ErrorCode.SUCCESS)
-        except Exception:  # boundary, as in run
-            logger.exception('worker stream failed on group={}', session.group_id)
-            session.finish(ErrorCode.INTERNAL_ERROR)
-        yield WorkerEvent('done', session)
 
     async def close(self) -> None:
         close = getattr(self.llm, 'close', None)

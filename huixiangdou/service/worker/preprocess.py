@@ -1,6 +1,7 @@
-"""Preprocess stage: strip @mentions and quoted replies, detect the language, drop what is no question.
+"""Preprocess stage: strip @mentions, detect the language, drop what is no question.
 
-It does not judge the topic (that is the reject stage).
+It does not judge the topic (that is the reject stage), and it never looks for quotes in the text: a
+quoted message arrives as `Session.quote`, so 「」, > and colons in the query are the user's own words.
 """
 from __future__ import annotations
 
@@ -9,10 +10,6 @@ import re
 from huixiangdou.primitive.tokenizer import is_chinese
 from huixiangdou.service.worker.session import ErrorCode, Session
 
-# WeChat quotes a replied-to message as 「name：text」, often with a dashed separator line. The name and
-# colon tell it apart from 「」 used as ordinary quotation marks (点击「设置」).
-_WECHAT_QUOTE = re.compile(r'「[^」：:\n]{1,32}[：:][^」]*」\s*(?:(?:-\s*){3,})?\s*', re.S)
-_MARKDOWN_QUOTE = re.compile(r'^\s*>.*$', re.M)
 # @name, ended by the special spaces chat apps put after a mention, or by whitespace.
 _MENTION = re.compile(r'@[^\s\u2005\u2002@]{1,32}[\u2005\u2002 ]?')
 _URL = re.compile(r'https?://\S+')
@@ -23,10 +20,7 @@ _WORDY = re.compile(r'[\w\u4e00-\u9fff]')
 
 
 def clean_query(text: str) -> str:
-    text = _WECHAT_QUOTE.sub('', text)
-    text = _MARKDOWN_QUOTE.sub('', text)
-    text = _MENTION.sub('', text)
-    return text.strip()
+    return _MENTION.sub('', text).strip()
 
 
 def is_not_a_question(text: str) -> bool:

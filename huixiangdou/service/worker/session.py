@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from huixiangdou.primitive.json_input import clean_text
+
+if TYPE_CHECKING:  # the feature store pulls in FAISS and numpy; frontends import Session without them
+    from huixiangdou.service.feature_store.query_features import QueryFeatures
 
 
 class ErrorCode(Enum):
@@ -46,6 +50,8 @@ class Session:
 
     `history` holds earlier (user, assistant) turns of the same conversation; `group_id` and
     `group_name` identify the chat; `debug` collects what each stage saw, keyed by stage name.
+    `features` is what the store computed about `query` (embedding, BM25, reject evidence): the reject
+    stage computes it once and retrieval reuses it.
     """
     query: str
     history: list[tuple[str, str]] = field(default_factory=list)
@@ -60,6 +66,7 @@ class Session:
     references: list[str] = field(default_factory=list)
     language: str = 'en'
     passages: list[Passage] = field(default_factory=list)
+    features: QueryFeatures | None = field(default=None, repr=False)
     debug: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self):

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Protocol, TypeVar
+from typing import TYPE_CHECKING, Callable, Protocol, TypeVar
 
 from huixiangdou.service.worker.session import Session
+
+if TYPE_CHECKING:
+    from huixiangdou.service.feature_store import FeatureStore, QueryFeatures
 
 T = TypeVar('T')
 
@@ -19,6 +22,14 @@ _CPU = ThreadPoolExecutor(max_workers=1, thread_name_prefix='huixiangdou-cpu')
 
 async def run_cpu(fn: Callable[..., T], *args) -> T:
     return await asyncio.get_running_loop().run_in_executor(_CPU, fn, *args)
+
+
+async def query_features(store: 'FeatureStore', session: Session) -> 'QueryFeatures':
+    """The store's features of `session.query`, computed by the first stage that asks and carried on the
+    session for the next (the reject stage computes them, retrieval reuses them)."""
+    if session.features is None or session.features.text != session.query:
+        session.features = (await run_cpu(store.featurize, [session.query]))[0]
+    return session.features
 
 
 class Stage(Protocol):

