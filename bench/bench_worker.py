@@ -40,8 +40,11 @@ from huixiangdou.service.worker.session import Session  # noqa: E402
 class InstantLLM:
     """Answers at once, so the measured time is the pipeline's own (the LLM is excluded by design)."""
 
-    async def generate(self, prompt, history=None, backend='auto'):
+    async def generate(self, prompt, history=None, backend='auto', **_):
         return LLMReply('answer [1]', 'bench', 'instant')
+
+    async def stream(self, prompt, history=None, backend='auto', **_):
+        yield 'answer [1]'
 
 
 async def pipeline_latency(store: FeatureStore, queries: list[str]) -> list[float]:
