@@ -104,7 +104,8 @@ async def test_retries_never_exceed_the_total_time():
     started = time.monotonic()
     with pytest.raises(TransientFailure) as info:
         await send_with_retry(RetryPolicy(1000, 0.05, 0.1, max_total=0.5), send, service='x')
-    assert time.monotonic() - started <= 0.5
+    # No wait is planned past 0.5 s; the slack is for a late wake-up on a loaded machine.
+    assert time.monotonic() - started <= 0.5 + 0.25
     assert 1 < info.value.attempts < 1000 and info.value.out_of_time
 
 

@@ -151,7 +151,8 @@ async def test_the_client_stops_retrying_within_client_timeout(fake_openai):
     started = loop.time()
     async with LLMClient(direct_config(fake_openai, client_max_retries=1000, client_timeout=1.0),
                          retry_base_delay=0.05, retry_max_delay=0.2) as llm:
-        with pytest.raises(LLMClientError, match='gave up after') as info:
+        # Either no further wait fits, or (on a loaded machine) the last try is cut at client_timeout.
+        with pytest.raises(LLMClientError, match='gave up after|within 1s') as info:
             [p async for p in llm.stream('x')]
-    assert loop.time() - started <= 1.0
-    assert info.value.status == 503 and 3 < chat_posts(fake_openai) < 1000
+    assert loop.time() - started <= 1.0 + 0.25  # event-loop scheduling slack
+    assert info.value.status in (503, 504) and 3 < chat_posts(fake_openai) < 1000

@@ -243,7 +243,8 @@ async def test_retries_stop_within_the_search_timeout(tmp_path):
                                            fetch_pages=0, timeout=1.0, max_retries=1000),
                            save_dir=tmp_path, retry_base_delay=0.05, retry_max_delay=0.2)
         started = asyncio.get_running_loop().time()
-        with pytest.raises(WebSearchError, match='does not fit in \\[web_search\\] timeout'):
+        # Either no further wait fits, or (on a loaded machine) the last try is cut at the deadline.
+        with pytest.raises(WebSearchError, match='does not fit in \\[web_search\\] timeout|did not answer within 1s'):
             await search.search('never answers')
-    assert asyncio.get_running_loop().time() - started <= 1.0
+    assert asyncio.get_running_loop().time() - started <= 1.0 + 0.25  # event-loop scheduling slack
     assert 3 < len(fake.requests) < 1000
