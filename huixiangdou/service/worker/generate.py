@@ -1,20 +1,30 @@
-"""Generate stage: a prompt with numbered context passages; the answer cites them as [n].
+"""Generate stage: answer from numbered context passages, cited as [n]; a degenerate answer (loop,
+echo, empty, cut) is never kept: `auto` falls back to an extractive answer, `generate` stays silent.
 
 References are the passages the answer cites, or, when it cites none, the passages it was given.
-Context is trimmed to the configured length so the prompt fits the model.
+It does not judge relevance or safety (the check stage does).
 """
 from __future__ import annotations
 
+import contextlib
+import inspect
 import re
+from dataclasses import dataclass
 from typing import AsyncIterator
 
 from loguru import logger
 
 from huixiangdou.service.llm_client import LLMClientError
+from huixiangdou.service.worker.degenerate import Degeneration, detect_degeneration
+from huixiangdou.service.worker.extract import Extract
 from huixiangdou.service.worker.prompts import prompt
 from huixiangdou.service.worker.session import ErrorCode, Passage, Session
+from huixiangdou.service.worker.stage import run_cpu
 
+ANSWER_MODES = ('auto', 'generate', 'extract')
 _CITE = re.compile(r'\[(\d{1,2})\]')
+# How often (in streamed pieces) a growing answer is checked for a loop or an echo, to stop early.
+CHECK_EVERY = 24
 
 
 def fit_context(passages: list[Passage], max_chars: int) -> list[Passage]:
@@ -30,7 +40,8 @@ def fit_context(passages: list[Passage], max_chars: int) -> list[Passage]:
 
 
 def format_context(passages: list[Passage]) -> str:
-    return '\n'.join(f'[{i}] ({p.reference}) {p.text}' for i, p in enumerate(passages, 1))
+    """Numbered passages without their paths: small models copy paths and brackets back verbatim."""
+    return '\n\n'.join(f'[{i}] {p.text}' for i, p in enumerate(passages, 1))
 
 
 def cited_references(reply: str, passages: list[Passage], limit: int = 3) -> list[str]:
@@ -43,48 +54,142 @@ def cited_references(reply: str, passages: list[Passage], limit: int = 3) -> lis
     return refs
 
 
+@dataclass
+class AnswerPrompt:
+    """What is sent for one answer: the system message, the user message, and the passages numbered in it."""
+    system: str
+    user: str
+    passages: list[Passage]
+    instructions: str = ''   # the prompt's own wording: a phrase of it in the answer is scaffolding echoed
+
+    @property
+    def context(self) -> str:
+        return '\n'.join(p.text for p in self.passages)
+
+
+def _takes_system(method) -> bool:
+    try:
+        return 'system' in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class Generate:
+    """Answer the session's question from its passages.
+
+    `answer_mode`: 'generate' (the LLM's answer, or silence when it is degenerate), 'extract' (quoted
+    sentences of the passages, no LLM call) or 'auto' (generate, and quote instead of a degenerate answer).
+    `embedder` (the feature store's) helps pick the quoted sentences; without it they are picked by words.
+
+    Usage:
+        stage = Generate(llm, 2000, answer_mode='auto', embedder=store.embedder)
+        await stage.run(session)           # or: async for piece in stage.stream(session): ...
+        session.reply, session.references, session.debug['generate']
+    """
+
     name = 'generate'
 
-    def __init__(self, llm, context_max_length: int = 2000):
+    def __init__(self, llm, context_max_length: int = 2000, answer_mode: str = 'auto', embedder=None,
+                 max_passages: int = 2, passage_max_length: int = 400):
+        if answer_mode not in ANSWER_MODES:
+            raise ValueError(f'answer_mode must be one of {", ".join(ANSWER_MODES)}, got {answer_mode!r}')
+        if context_max_length < 200:
+            raise ValueError(f'context_max_length must be >= 200 characters, got {context_max_length}')
+        if max_passages < 1:
+            raise ValueError(f'max_passages must be >= 1, got {max_passages}')
+        if passage_max_length < 50:
+            raise ValueError(f'passage_max_length must be >= 50 characters, got {passage_max_length}')
         self.llm = llm
         self.context_max_length = context_max_length
+        self.answer_mode = answer_mode
+        self.max_passages = max_passages
+        self.passage_max_length = passage_max_length
+        self.extract = Extract(embedder)
+        # Clients before the `system` parameter get the system prompt at the head of the user message.
+        self._system_param = llm is not None and _takes_system(llm.stream)
 
-    def build_prompt(self, session: Session) -> str:
-        session.passages = fit_context(session.passages, self.context_max_length)
+    def build_prompt(self, session: Session) -> AnswerPrompt:
+        # Few, short passages: a small model given more copies more of it back.
+        shortened = [fit_context([p], self.passage_max_length)[0] for p in session.passages[:self.max_passages]]
+        passages = fit_context(shortened, self.context_max_length)
         intro = ''
         if session.group_introduction:
             intro = (f'本群主题：{session.group_introduction}\n' if session.language == 'zh'
                      else f'This group is about: {session.group_introduction}\n')
-        return prompt(session.language, 'generate', context=format_context(session.passages),
-                      query=session.query, intro=intro)
+        user = prompt(session.language, 'generate', context=format_context(passages), query=session.query,
+                      intro=intro)
+        system = prompt(session.language, 'system')
+        wording = prompt(session.language, 'generate', context='\n', query='\n', intro='')
+        return AnswerPrompt(system, user, passages, instructions=f'{system}\n{wording}')
 
-    def _finish(self, session: Session, text: str) -> None:
-        session.reply = text.strip()
-        session.references = cited_references(session.reply, session.passages)
-        if not session.reply:
-            session.finish(ErrorCode.BAD_ANSWER)
+    def _llm_stream(self, request: AnswerPrompt, history) -> AsyncIterator[str]:
+        if self._system_param:
+            return self.llm.stream(request.user, history=history, system=request.system)
+        return self.llm.stream(f'{request.system}\n\n{request.user}', history=history)
 
     async def run(self, session: Session) -> None:
-        try:
-            reply = await self.llm.generate(self.build_prompt(session), history=session.history)
-        except LLMClientError as exc:
-            logger.warning('LLM failed for group={}: {}', session.group_id, exc)
-            session.debug[self.name] = {'error': str(exc)}
-            session.finish(ErrorCode.LLM_ERROR)
-            return
-        session.debug[self.name] = {'backend': reply.backend, 'model': reply.model}
-        self._finish(session, reply.text)
+        """The stream, drained: one path, so run and stream always end in the same state."""
+        async for _ in self.stream(session):
+            pass
 
     async def stream(self, session: Session) -> AsyncIterator[str]:
-        """Yield answer pieces as they come; the session holds the whole reply at the end."""
+        """Yield answer pieces as they come; the session holds the final reply at the end.
+
+        In 'auto' mode a degenerate answer is replaced by an extractive one after the pieces were
+        yielded: the final answer is `session.reply`, and `session.debug['generate']['fallback']` says so.
+        """
+        if self.answer_mode == 'extract':
+            await self._answer_by_extract(session, {'mode': 'extract'})
+            if session.reply:
+                yield session.reply
+            return
+        request = self.build_prompt(session)
+        debug: dict[str, object] = {'mode': self.answer_mode, 'passages': len(request.passages),
+                                    'prompt_chars': len(request.system) + len(request.user)}
+        session.debug[self.name] = debug
         pieces: list[str] = []
+        problem: Degeneration | None = None
         try:
-            async for piece in self.llm.stream(self.build_prompt(session), history=session.history):
-                pieces.append(piece)
-                yield piece
+            async with contextlib.aclosing(self._llm_stream(request, session.history)) as answer:
+                async for piece in answer:
+                    pieces.append(piece)
+                    yield piece
+                    if len(pieces) % CHECK_EVERY == 0:
+                        problem = self._early_problem(''.join(pieces), request)
+                        if problem is not None:
+                            debug['stopped_early'] = len(pieces)
+                            break
         except LLMClientError as exc:
-            session.debug[self.name] = {'error': str(exc)}
+            logger.warning('LLM failed for group={}: {}', session.group_id, exc)
+            debug['error'] = str(exc)
             session.finish(ErrorCode.LLM_ERROR)
             return
-        self._finish(session, ''.join(pieces))
+        text = ''.join(pieces).strip()
+        problem = problem or detect_degeneration(text, request.context, instructions=request.instructions)
+        if problem is None:
+            session.reply = text
+            session.references = cited_references(text, request.passages)
+            return
+        debug['degenerate'] = str(problem)
+        logger.info('degenerate answer for group={} ({}): {!r}', session.group_id, problem, text[:120])
+        if self.answer_mode == 'generate':
+            session.finish(ErrorCode.BAD_ANSWER)
+            return
+        debug.update(fallback='extract', reason=problem.reason)
+        await self._answer_by_extract(session, debug)
+
+    @staticmethod
+    def _early_problem(text: str, request: AnswerPrompt) -> Degeneration | None:
+        """A loop, echo or scaffold is already final mid-answer; an open code block or a short text is not."""
+        problem = detect_degeneration(text, request.context, instructions=request.instructions)
+        return problem if problem is not None and problem.reason in ('loop', 'echo', 'scaffold') else None
+
+    async def _answer_by_extract(self, session: Session, debug: dict) -> None:
+        answer = await run_cpu(self.extract.answer, session.query, session.passages)
+        session.debug[self.name] = debug
+        debug['quoted'] = [{'passage': s.passage + 1, 'score': round(s.score, 3)} for s in answer.sentences]
+        if not answer.text:
+            session.finish(ErrorCode.BAD_ANSWER)
+            return
+        session.reply = answer.text
+        session.references = answer.references

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 PROMPTS: dict[str, dict[str, str]] = {
     'zh': {
-        'system': '你是群聊里的知识助手“茴香豆”，只根据给出的资料回答问题，回答简洁、准确。',
-        'generate': (
-            '{intro}请根据下面编号的资料回答问题。资料里没有的内容不要编造；引用资料时在句末标注编号，例如 [1]。\n'
-            '资料：\n{context}\n\n问题：{query}\n回答：'),
+        # Measured on the bundled SmolLM2-135M (docs/worker.md): the question before and after short
+        # passages without paths, and a one-or-two-sentence instruction, echo and loop least.
+        'system': '你是群聊助手“茴香豆”。只根据资料，用一两句话回答问题，在句末标注资料编号，例如 [1]。不要复述资料。',
+        'generate': '{intro}问题：{query}\n\n资料：\n{context}\n\n请用一两句话回答：{query}',
         'intention': (
             '判断下面这句群聊消息是不是一个需要回答的问题，并给出它的主题。\n'
             '只输出一行 JSON，例如 {{"is_question": true, "topic": "安装", "kind": "question"}}，'
@@ -22,12 +22,9 @@ PROMPTS: dict[str, dict[str, str]] = {
             '只输出 yes 或 no。\n文字：{reply}'),
     },
     'en': {
-        'system': 'You are HuixiangDou, a knowledge assistant in a group chat. Answer only from the '
-                  'given material, briefly and accurately.',
-        'generate': (
-            '{intro}Answer the question using the numbered passages below. Do not invent anything the passages '
-            'do not say; cite passages with their number in brackets, e.g. [1].\n'
-            'Passages:\n{context}\n\nQuestion: {query}\nAnswer:'),
+        'system': 'You are HuixiangDou, a group-chat assistant. Answer from the material in one or two '
+                  'sentences and cite it as [1]. Do not repeat the material.',
+        'generate': '{intro}Question: {query}\n\nMaterial:\n{context}\n\nAnswer in one or two sentences: {query}',
         'intention': (
             'Decide whether this group-chat message is a question that needs an answer, and its topic.\n'
             'Output one line of JSON only, e.g. {{"is_question": true, "topic": "install", '

@@ -1,0 +1,95 @@
+"""Extractive answers: sentence splitting, and picking the sentence that holds the fact from what the
+real sample store retrieves for real sample questions."""
+from __future__ import annotations
+
+import pytest
+
+from huixiangdou.service.worker.extract import Extract, near_duplicate, split_sentences
+from huixiangdou.service.worker.session import Passage
+
+
+def texts(text: str) -> list[str]:
+    return [s for s, _ in split_sentences(text)]
+
+
+def test_chinese_and_english_sentences_split_at_their_own_marks():
+    assert texts('先装好全部依赖。然后再建特征库！这样就能用了吗？当然可以用；不过第一次要等一会') == \
+        ['先装好全部依赖。', '然后再建特征库！', '这样就能用了吗？', '当然可以用；', '不过第一次要等一会']
+    assert texts('Edit config.ini first. Then run v1.2 of the tool! Is it done?') == \
+        ['Edit config.ini first.', 'Then run v1.2 of the tool!', 'Is it done?']
+
+
+def test_fragments_too_short_to_quote_are_dropped():
+    assert texts('好的。OK! 先装好全部依赖。') == ['先装好全部依赖。']
+
+
+def test_wrapped_lines_join_and_headings_and_rules_drop():
+    text = ('# Install\n\nIt sends prompts to the hybrid LLM server, a small aiohttp\nservice on one port.\n'
+            '特征库是茴香豆的“记忆”：把文档变成\n可以检索的索引。\n\n| Part | Port |\n|---|---|\n| LLM server | 8888 |')
+    assert texts(text) == ['It sends prompts to the hybrid LLM server, a small aiohttp service on one port.',
+                           '特征库是茴香豆的“记忆”：把文档变成可以检索的索引。', '| Part | Port |', '| LLM server | 8888 |']
+
+
+def test_code_stays_whole_by_line_and_joins_the_sentence_that_introduces_it():
+    text = ('Rebuild with:\n\n```bash\npython -m huixiangdou.service.feature_store --rebuild  # re-embed. All!\n```\n'
+            'Then restart.\n```\nbash install.sh --test\n```')
+    assert split_sentences(text) == [
+        ('Rebuild with: `python -m huixiangdou.service.feature_store --rebuild  # re-embed. All!`', False),
+        ('Then restart.', False), ('bash install.sh --test', True)]
+
+
+def test_list_bullets_are_stripped():
+    assert texts('- Python 3.11 or newer (see\n  tomllib).\n2. Two cores.') == \
+        ['Python 3.11 or newer (see tomllib).', 'Two cores.']
+
+
+def test_near_duplicates():
+    assert near_duplicate('修改 chunk_size 之后需要 --rebuild。', '修改 chunk_size 之后需要 --rebuild')
+    assert not near_duplicate('修改 chunk_size 之后需要 --rebuild。', 'GBK 文件可以直接放进来。')
+
+
+def test_answer_quotes_each_sentence_with_its_citation():
+    passages = [Passage('无关的开头。默认端口是 8888，可以在 [llm.server] 里改。', 'zh/a.md#端口'),
+                Passage('默认端口是 8888，可以在 [llm.server] 里改。另外 6666 是飞书回调的端口。', 'zh/b.md'),
+                Passage('今天天气很好。', 'zh/c.md')]
+    answer = Extract().answer('LLM 服务默认端口是多少？', passages)
+    lines = answer.text.splitlines()
+    assert lines[0] == '> 默认端口是 8888，可以在 [llm.server] 里改。 [1]'
+    # The same sentence in passage 2 is not quoted twice; every quote ends with its passage number.
+    assert sum('默认端口是 8888' in line for line in lines) == 1
+    assert all(line.startswith('> ') and line.rstrip().endswith(']') for line in lines)
+    assert answer.references[0] == 'zh/a.md#端口' and 'zh/c.md' not in answer.references
+
+
+def test_no_quotable_text_gives_an_empty_answer():
+    assert Extract().answer('anything?', [Passage('# Title\n|---|', 'a.md')]).text == ''
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match='max_sentences'):
+        Extract(max_sentences=0)
+    with pytest.raises(ValueError, match='lexical_weight'):
+        Extract(lexical_weight=1.5)
+
+
+# Sample questions, the words of the fact that answers them, and where that fact lives.
+SAMPLE = [
+    ('怎么重建索引？改了文档以后要全量重建吗', '--rebuild', '特征库'),
+    ('GBK 编码的 txt 放进 repodir 会不会乱码', 'GB18030', '特征库'),
+    ('chunk_size 默认是多少？', '256', '特征库'),
+    ('python3.10 能跑茴香豆不', '3.11', ''),
+    ('Which port does the hybrid LLM server listen on?', '8888', ''),
+    ('How do I switch the LLM from the local model to deepseek?', 'deepseek', ''),
+]
+
+
+@pytest.mark.parametrize('query,fact,source', SAMPLE)
+@pytest.mark.parametrize('with_embedder', [True, False], ids=['embedder', 'words-only'])
+def test_the_quoted_sentences_hold_the_fact(sample_feature_store, query, fact, source, with_embedder):
+    store = sample_feature_store
+    passages = [Passage(s.chunk.text, s.chunk.reference, s.fused, s.cosine) for s in store.search(query, k=5)]
+    answer = Extract(store.embedder if with_embedder else None).answer(query, passages)
+    assert fact.lower() in answer.text.lower(), answer.text
+    quoting = [s for s in answer.sentences if fact.lower() in s.text.lower()]
+    assert passages[quoting[0].passage].reference in answer.references
+    assert source in passages[quoting[0].passage].reference

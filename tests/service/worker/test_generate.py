@@ -1,0 +1,143 @@
+"""The Generate stage with the real sample store, the real LLM server app on loopback and the fake
+OpenAI upstream behind it: answer modes, the fallback from a degenerate answer to quoted sentences,
+and run and stream ending in the same state. The last test uses the bundled local model for real."""
+from __future__ import annotations
+
+import pytest
+
+from huixiangdou.config import LLMConfig, LLMServerConfig
+from huixiangdou.service.llm_client import LLMClient
+from huixiangdou.service.worker.degenerate import detect_degeneration
+from huixiangdou.service.worker.generate import Generate
+from huixiangdou.service.worker.prompts import prompt
+from huixiangdou.service.worker.session import ErrorCode, Passage, Session
+
+QUERY_ZH = 'chunk_size 默认是多少？'
+QUERY_EN = 'Which port does the hybrid LLM server listen on?'
+LOOP = '# # 1. # # 2. # # 3. # # 4. # # 5. # # 6. # # 7. # # 8. # # 9. # # 10. # # 11. # # 12.'
+
+
+def chat_requests(fake):
+    return [r for r in fake.requests if r.path == '/v1/chat/completions']
+
+
+def retrieved(store, query: str, language: str) -> Session:
+    session = Session(query=query, language=language)
+    session.passages = [Passage(s.chunk.text, s.chunk.reference, s.fused, s.cosine) for s in store.search(query, k=5)]
+    return session
+
+
+def final_state(session: Session) -> tuple:
+    return session.code, session.reply, session.references, session.debug.get('generate')
+
+
+async def test_a_good_answer_is_kept_with_the_passages_it_cites(sample_feature_store, llm, fake_openai):
+    fake_openai.responder = lambda messages: 'chunk_size 默认是 256 个 token [2]。'
+    session = retrieved(sample_feature_store, QUERY_ZH, 'zh')
+    await Generate(llm, embedder=sample_feature_store.embedder).run(session)
+    assert session.code is None and session.reply == 'chunk_size 默认是 256 个 token [2]。'
+    assert session.references == [session.passages[1].reference]
+    assert 'fallback' not in session.debug['generate']
+
+
+@pytest.mark.parametrize('bad,reason', [(LOOP, 'loop'), ('', 'empty'), (None, 'scaffold')],
+                         ids=['loop', 'empty', 'prompt-echo'])
+async def test_auto_quotes_the_passages_instead_of_a_degenerate_answer(sample_feature_store, llm, fake_openai,
+                                                                        bad, reason):
+    if bad is not None:   # None: the fake's default, which echoes the prompt back
+        fake_openai.responder = lambda messages: bad
+    session = retrieved(sample_feature_store, QUERY_ZH, 'zh')
+    await Generate(llm, answer_mode='auto', embedder=sample_feature_store.embedder).run(session)
+    assert session.code is None, session.debug
+    assert session.debug['generate']['fallback'] == 'extract' and session.debug['generate']['reason'] == reason
+    assert '256' in session.reply and LOOP[:9] not in session.reply
+    assert all(line.startswith('> ') for line in session.reply.splitlines())
+    assert set(session.references) <= {p.reference for p in session.passages}
+    assert detect_degeneration(session.reply) is None
+
+
+async def test_generate_mode_stays_silent_on_a_degenerate_answer(sample_feature_store, llm, fake_openai):
+    fake_openai.responder = lambda messages: LOOP
+    session = retrieved(sample_feature_store, QUERY_ZH, 'zh')
+    await Generate(llm, answer_mode='generate').run(session)
+    assert session.code == ErrorCode.BAD_ANSWER and not session.code.should_reply
+    assert session.debug['generate']['degenerate'].startswith('loop')
+
+
+async def test_extract_mode_never_calls_the_llm(sample_feature_store, llm, fake_openai):
+    session = retrieved(sample_feature_store, QUERY_EN, 'en')
+    pieces = [p async for p in Generate(llm, answer_mode='extract', embedder=sample_feature_store.embedder)
+              .stream(session)]
+    assert chat_requests(fake_openai) == []
+    assert pieces == [session.reply] and '8888' in session.reply
+    assert session.debug['generate']['mode'] == 'extract' and session.references
+
+
+async def test_an_llm_failure_stays_an_llm_error(sample_feature_store, llm, fake_openai):
+    fake_openai.fail('500')
+    session = retrieved(sample_feature_store, QUERY_ZH, 'zh')
+    await Generate(llm, answer_mode='auto').run(session)
+    assert session.code == ErrorCode.LLM_ERROR and not session.reply
+
+
+@pytest.mark.parametrize('answer', ['chunk_size 默认是 256 [1]。', LOOP], ids=['good', 'loop'])
+async def test_run_and_stream_end_in_the_same_state(sample_feature_store, llm, fake_openai, answer):
+    fake_openai.responder = lambda messages: answer
+    stage = Generate(llm, embedder=sample_feature_store.embedder)
+    by_run = retrieved(sample_feature_store, QUERY_ZH, 'zh')
+    await stage.run(by_run)
+    by_stream = retrieved(sample_feature_store, QUERY_ZH, 'zh')
+    pieces = [p async for p in stage.stream(by_stream)]
+    assert final_state(by_stream) == final_state(by_run)
+    assert ''.join(pieces).strip() == answer.strip()   # what was streamed is what the model said
+
+
+async def test_a_loop_stops_the_stream_early(sample_feature_store, llm, fake_openai):
+    fake_openai.responder = lambda messages: 'Answer: ' + 'again and again, ' * 200
+    session = retrieved(sample_feature_store, QUERY_EN, 'en')
+    pieces = [p async for p in Generate(llm).stream(session)]
+    assert len(pieces) < 100 and session.debug['generate']['stopped_early'] == len(pieces)
+    assert session.debug['generate']['reason'] == 'loop' and '8888' in session.reply
+
+
+async def test_the_prompt_carries_the_system_message_question_and_passages_without_paths(
+        sample_feature_store, llm, fake_openai):
+    fake_openai.responder = lambda messages: 'It listens on 8888 [1].'
+    session = retrieved(sample_feature_store, QUERY_EN, 'en')
+    session.group_introduction = 'HuixiangDou users'
+    await Generate(llm).run(session)
+    messages = chat_requests(fake_openai)[-1].body['messages']
+    sent = '\n'.join(m['content'] for m in messages)
+    assert prompt('en', 'system') in sent and QUERY_EN in sent and 'HuixiangDou users' in sent
+    assert '[1]' in messages[-1]['content'] and session.passages[0].reference not in sent
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match='answer_mode'):
+        Generate(None, answer_mode='guess')
+    with pytest.raises(ValueError, match='context_max_length'):
+        Generate(None, context_max_length=10)
+
+
+@pytest.mark.slow
+async def test_the_bundled_model_never_posts_a_degenerate_answer(sample_feature_store):
+    """SmolLM2-135M for real: whatever it writes, the reply is a clean answer or quoted passages."""
+    from tests.service.test_llm_server import serve
+    from huixiangdou.service.llm.local_transformers import LocalTransformersBackend
+    from huixiangdou.service.llm.router import Router
+    from huixiangdou.service.llm_server_hybrid import create_app
+
+    backend = LocalTransformersBackend(LLMServerConfig(local_llm_max_new_tokens=96))
+    backend.warm_up()
+    async with serve(create_app(LLMConfig(), Router({'local': backend}))) as url:
+        client = LLMClient(LLMConfig(client_url=f'{url}/inference', client_timeout=240.0))
+        try:
+            for query, language, fact in [(QUERY_ZH, 'zh', '256'), (QUERY_EN, 'en', '8888')]:
+                session = retrieved(sample_feature_store, query, language)
+                await Generate(client, embedder=sample_feature_store.embedder).run(session)
+                assert session.code is None, session.debug
+                assert detect_degeneration(session.reply) is None, session.reply
+                assert fact in session.reply or session.debug['generate'].get('fallback'), session.reply
+        finally:
+            await client.close()
+            await backend.close()
