@@ -18,6 +18,8 @@ _FENCE = re.compile(r'^\s*(```|~~~)', re.M)
 SCAFFOLDING = (re.compile(r'资料[:：]'), re.compile(r'问题[:：]'), re.compile(r'\bPassages:'),
                re.compile(r'\bMaterial:'), re.compile(r'\bQuestion:'),
                re.compile(r'\[\d{1,2}\]\s*\((?:[^()\s]+[/#.][^()]*)\)'))
+_NUMBER = re.compile(r'(?<![\w.])\d+(?:\.\d+)*(?![\w])')
+_CITATION = re.compile(r'\[\d{1,2}\]')
 _SENTENCE_END = re.compile(r'[。！？.!?)）\]】`"”\'’:：;；…~]\s*$')
 
 LOOP_NGRAM = 5           # units per n-gram for loop detection
@@ -33,7 +35,7 @@ SCAFFOLD_RUN = 10        # units copied from the prompt's instructions that make
 
 @dataclass(frozen=True)
 class Degeneration:
-    """Why an answer must not be posted: `reason` is empty | loop | scaffold | echo | cut."""
+    """Why an answer must not be posted: `reason` is empty | scaffold | loop | echo | unsupported | cut."""
     reason: str
     detail: str = ''
 
@@ -93,12 +95,23 @@ def copied_share(answer: str, context: str, n: int = ECHO_NGRAM) -> tuple[float,
     return sum(hits) / len(grams), (longest + n - 1 if longest else 0)
 
 
+def unsupported_numbers(answer: str, context: str) -> list[str]:
+    """Numbers of two or more digits (ports, versions, sizes) in the answer that the context never says.
+
+    A small model fills a gap with a likely number ("port 80"); citation marks like [12] are not numbers.
+    """
+    known = set(_NUMBER.findall(context))
+    known |= {part for number in known for part in number.split('.')}
+    said = _NUMBER.findall(_CITATION.sub(' ', answer))
+    return [n for n in dict.fromkeys(said) if len(n.replace('.', '')) >= 2 and n not in known]
+
+
 def detect_degeneration(answer: str, context: str = '', finish_reason: str | None = None,
                         instructions: str = '') -> Degeneration | None:
     """The first reason `answer` must not be posted, or None when it reads like an answer.
 
-    `context` is the passage text the prompt carried (echo: a large block copied back; one copied
-    sentence is an answer); `instructions` the prompt's own wording, system message included (any
+    `context` is the passage text (and question) the prompt carried (echo: a large block copied back;
+    one copied sentence is an answer; unsupported: a number the context never says); `instructions` the prompt's own wording, system message included (any
     copied phrase is scaffolding); `finish_reason` the backend's ('length' = stopped at
     max_new_tokens), when the client exposes it.
 
@@ -127,6 +140,10 @@ def detect_degeneration(answer: str, context: str = '', finish_reason: str | Non
         share, run = copied_share(text, context)
         if share >= ECHO_SHARE or run >= ECHO_RUN:
             return Degeneration('echo', f'{share:.0%} copied from the context, longest run {run} units')
+    if context:
+        invented = unsupported_numbers(text, context)
+        if invented:
+            return Degeneration('unsupported', f'numbers not in the context: {", ".join(invented[:3])}')
     if len(_FENCE.findall(text)) % 2:
         return Degeneration('cut', 'a code block is left open')
     if finish_reason == 'length' and not _SENTENCE_END.search(text):

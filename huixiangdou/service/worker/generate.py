@@ -60,11 +60,13 @@ class AnswerPrompt:
     system: str
     user: str
     passages: list[Passage]
+    query: str = ''
     instructions: str = ''   # the prompt's own wording: a phrase of it in the answer is scaffolding echoed
 
     @property
     def context(self) -> str:
-        return '\n'.join(p.text for p in self.passages)
+        """What an answer may draw on: the passages and the question."""
+        return '\n'.join([p.text for p in self.passages] + [self.query])
 
 
 def _takes_system(method) -> bool:
@@ -112,15 +114,20 @@ class Generate:
         # Few, short passages: a small model given more copies more of it back.
         shortened = [fit_context([p], self.passage_max_length)[0] for p in session.passages[:self.max_passages]]
         passages = fit_context(shortened, self.context_max_length)
+        zh = session.language == 'zh'
         intro = ''
         if session.group_introduction:
-            intro = (f'本群主题：{session.group_introduction}\n' if session.language == 'zh'
-                     else f'This group is about: {session.group_introduction}\n')
+            intro = f'本群主题：{session.group_introduction}\n' if zh else \
+                f'This group is about: {session.group_introduction}\n'
+        if session.quote:
+            # What the user replies to tells the model what "this" in the question means.
+            quote = session.quote[:300]
+            intro += f'用户引用的消息：{quote}\n' if zh else f'The user replies to: {quote}\n'
         user = prompt(session.language, 'generate', context=format_context(passages), query=session.query,
                       intro=intro)
         system = prompt(session.language, 'system')
         wording = prompt(session.language, 'generate', context='\n', query='\n', intro='')
-        return AnswerPrompt(system, user, passages, instructions=f'{system}\n{wording}')
+        return AnswerPrompt(system, user, passages, session.query, instructions=f'{system}\n{wording}')
 
     def _llm_stream(self, request: AnswerPrompt, history) -> AsyncIterator[str]:
         if self._system_param:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from huixiangdou.service.worker.degenerate import copied_share, detect_degeneration, loop_share, units
+from huixiangdou.service.worker.degenerate import (copied_share, detect_degeneration, loop_share, units,
+                                                  unsupported_numbers)
 from huixiangdou.service.worker.prompts import prompt
 
 PASSAGE_ZH = ('特征库是茴香豆的“记忆”：把 `repodir/` 里的文档变成可以检索的向量索引和关键词索引，并记录拒答阈值。'
@@ -15,6 +16,8 @@ PASSAGE_EN = ('It listens on [llm.server] host and local_llm_bind_port, by defau
               'POST /inference takes {"prompt": ..., "history": [...], "backend": "auto"} and answers '
               '{"text": ..., "backend": ..., "model": ...}. GET /health answers {"status": "ok"} once the '
               'models are loaded, so a script can wait for it before sending the first question.')
+PASSAGE_LIST = ('- Python 3.11 or newer (the config loader uses tomllib).\n'
+                '| Part | Port |\n|---|---|\n| LLM server | 8888 |\n| Lark events | 6666 |\n| WeChat | 9527 |')
 INSTRUCTIONS_ZH = prompt('zh', 'system') + '\n' + prompt('zh', 'generate', context='\n', query='\n', intro='')
 
 # What the bundled model really wrote for sample questions before this change (issue #11 and our runs).
@@ -69,7 +72,8 @@ GOOD = [
 
 @pytest.mark.parametrize('answer', GOOD)
 def test_good_answers_pass(answer):
-    assert detect_degeneration(answer, PASSAGE_ZH + PASSAGE_EN, instructions=INSTRUCTIONS_ZH) is None
+    context = '\n'.join([PASSAGE_ZH, PASSAGE_EN, PASSAGE_LIST])
+    assert detect_degeneration(answer, context, instructions=INSTRUCTIONS_ZH) is None
 
 
 def test_cut_answers_are_caught_only_when_they_are_cut():
@@ -80,6 +84,16 @@ def test_cut_answers_are_caught_only_when_they_are_cut():
     assert detect_degeneration(mid_sentence, finish_reason='stop') is None
     # Cut at the limit, but on a sentence end: the answer is whole.
     assert detect_degeneration('Run it with --rebuild [1].', finish_reason='length') is None
+
+
+def test_numbers_the_context_never_says_are_unsupported():
+    # SmolLM2-135M on "Which port does the hybrid LLM server listen on?" with 8888 in its passages.
+    problem = detect_degeneration('The hybrid LLM server listens on port 80.', PASSAGE_EN)
+    assert problem.reason == 'unsupported' and '80' in problem.detail
+    assert unsupported_numbers('Python 3.11 is needed, 3.10 is too old [12].', 'Python 3.11 or newer') == ['3.10']
+    # Numbers the context (or question) says, list numbers and citations are fine.
+    assert unsupported_numbers('It listens on 8888 [12]; 1. start 2. ask', PASSAGE_EN) == []
+    assert detect_degeneration('The hybrid LLM server listens on port 80.') is None   # nothing to judge by
 
 
 def test_units_fold_digits_and_split_chinese_by_character():

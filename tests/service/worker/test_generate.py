@@ -112,6 +112,15 @@ async def test_the_prompt_carries_the_system_message_question_and_passages_witho
     assert '[1]' in messages[-1]['content'] and session.passages[0].reference not in sent
 
 
+def test_the_quoted_message_and_group_introduction_reach_the_prompt():
+    session = Session(query='这个怎么解决？', language='zh', quote='ModuleNotFoundError: No module named tomllib',
+                      group_introduction='茴香豆安装与使用', passages=[Passage('需要 Python 3.11。', 'install.md')])
+    request = Generate(None).build_prompt(session)
+    assert request.user.startswith('本群主题：茴香豆安装与使用\n用户引用的消息：ModuleNotFoundError')
+    assert '[1] 需要 Python 3.11。' in request.user and 'install.md' not in request.user
+    assert request.system == prompt('zh', 'system') and request.passages[0].reference == 'install.md'
+
+
 def test_settings_are_validated():
     with pytest.raises(ValueError, match='answer_mode'):
         Generate(None, answer_mode='guess')
