@@ -183,12 +183,24 @@ async def run_model(config: Config, store, label: str, model_path: str,
         for mode, questions in plan:
             worker_config = dataclasses.replace(config.worker, answer_mode=mode, save_path='')
             worker = Worker(worker_config, store, client, **override)
+            stage = worker.generate
+            if getattr(stage, 'answer_mode', mode) != mode:
+                # A pipeline that does not hand [worker] answer_mode to its generate stage: set it on the
+                # stage itself (the object the pipeline runs), so each mode is really measured.
+                print(f'  note: Worker ignored answer_mode={mode!r} (its stage had {stage.answer_mode!r}); '
+                      'the bench set it on the generate stage', flush=True)
+                stage.answer_mode = mode
             for i, item in enumerate(questions, 1):
                 t = time.perf_counter()
                 session = await worker.run(Session(query=item['question']))
                 seconds = time.perf_counter() - t
                 answered = session.code == ErrorCode.SUCCESS
-                context = '\n'.join(p.text for p in session.passages)
+                debug = session.debug.get('generate')
+                debug = debug if isinstance(debug, dict) else {}
+                # An extractive answer quotes the passages on purpose: judge it without the context
+                # (loops, scaffolding, empty, cut), not as an echo.
+                quoted = debug.get('mode') == 'extract' or debug.get('fallback') == 'extract'
+                context = '' if quoted else '\n'.join(p.text for p in session.passages)
                 row = {'model': label, 'mode': mode, 'question': item['question'],
                        'language': item['language'], 'source': item['source'], 'facts': item['facts'],
                        'code': session.code.name, 'reply': session.reply, 'references': session.references,
@@ -197,6 +209,7 @@ async def run_model(config: Config, store, label: str, model_path: str,
                        'right_citation': answered and any(r.startswith(item['source'])
                                                           for r in session.references),
                        'degenerate': degenerate_reason(session.reply, context) if answered else '',
+                       'answered_by': 'extract' if quoted else 'llm',
                        'generate_debug': session.debug.get('generate')}
                 rows.append(row)
                 print(f'  [{label} {mode} {i}/{len(questions)}] {row["code"]} {seconds:.1f}s '
@@ -221,16 +234,21 @@ def summarize(rows: list[dict]) -> dict:
             'citation': sum(r['right_citation'] for r in rows) / n,
             'degenerate': sum(bool(r['degenerate']) for r in answered) / max(len(answered), 1),
             'degenerate_n': sum(bool(r['degenerate']) for r in answered),
+            # what the worker's own detector caught (then silenced, or replaced by an extract in auto mode)
+            'caught': sum(isinstance(r['generate_debug'], dict) and bool(r['generate_debug'].get('degenerate'))
+                          for r in rows) / n,
             'p50': statistics.median(times), 'mean': statistics.fmean(times),
+            'quoted': sum(r.get('answered_by') == 'extract' for r in answered) / n,
             'codes': sorted({r['code'] for r in rows} - {'SUCCESS', 'UNRELATED'})}
 
 
 def print_report(rows: list[dict], modes: list[str]) -> None:
     print(f'\nmachine: {os.cpu_count()} cores; degenerate detector: {DETECTOR}')
     print('shares are over all questions, except degenerate (over answered ones); targets: fact >= 70 %, '
-          'citation >= 85 %, degenerate 0 %')
+          'citation >= 85 %, degenerate 0 %; caught = answers the worker itself found degenerate (silenced in '
+          'generate mode, replaced by an extract in auto mode); quoted = answers made by extraction')
     print(f'{"model":28} {"mode":9} {"n":>3} {"answered":>8} {"rejected":>8} {"fact":>6} {"cite":>6} '
-          f'{"degen":>9} {"p50 s":>7} {"mean s":>7} {"time/extract":>12} {"fact/extract":>12}')
+          f'{"degen":>9} {"caught":>6} {"quoted":>6} {"p50 s":>7} {"mean s":>7} {"time/extract":>12} {"fact/extract":>12}')
     for model in dict.fromkeys(r['model'] for r in rows):
         base = None
         for mode in modes:
@@ -245,6 +263,7 @@ def print_report(rows: list[dict], modes: list[str]) -> None:
             other = f' other codes: {",".join(s["codes"])}' if s['codes'] else ''
             print(f'{model:28} {mode:9} {s["n"]:>3} {s["answered"]:>8.0%} {s["rejected"]:>8.0%} '
                   f'{s["fact"]:>6.0%} {s["citation"]:>6.0%} {s["degenerate"]:>5.0%} ({s["degenerate_n"]}) '
+                  f'{s["caught"]:>6.0%} {s["quoted"]:>6.0%} '
                   f'{s["p50"]:>7.2f} {s["mean"]:>7.2f} {t_ratio:>12} {f_ratio:>12}{other}')
     modes_seen = {json.dumps(r['generate_debug'], sort_keys=True, ensure_ascii=False)[:80] for r in rows
                   if r['code'] == 'SUCCESS'}
@@ -261,7 +280,7 @@ def print_samples(rows: list[dict], per_language: int = 3) -> None:
                 for r in picked:
                     reply = ' '.join(r['reply'].split())
                     print(f'  [{model} {mode}] Q: {r["question"]}\n      A: {reply[:240]}\n'
-                          f'      refs: {", ".join(r["references"])}  (fact {"yes" if r["fact_present"] else "no"}, '
+                          f'      refs: {", ".join(r["references"])}  (by {r.get("answered_by", "?")}, fact {"yes" if r["fact_present"] else "no"}, '
                           f'right file {"yes" if r["right_citation"] else "no"})')
 
 
