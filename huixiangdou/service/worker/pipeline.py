@@ -71,7 +71,7 @@ class Worker:
             stages.append(Rerank(reranker, config.retrieve_top_k))
         if config.enable_web_search:
             stages.append(OnlineSearch(web_search))
-        self.generate = Generate(llm, config.context_max_length)
+        self.generate = Generate(llm, config.context_max_length, answer_mode=config.answer_mode)
         stages.append(self.generate)
         if config.enable_check:
             stages.append(Check(llm))

@@ -142,6 +142,8 @@ async def test_a_quote_reaches_the_worker_intact_and_leaves_the_query_alone(stor
     assert session.quote == QUOTE                      # colon, URL and port intact
     assert session.query == session.debug['preprocess']['cleaned'] == query  # the user's 「」 kept
     assert session.features.text == query             # reject and retrieval judged the user's words
+    prompt = chat_requests(fake_openai)[-1].body['messages'][-1]['content']
+    assert QUOTE in prompt and query in prompt         # the answer knows what "this" refers to
     record = json.loads(log.read_text(encoding='utf-8'))
     assert record['quote'] == QUOTE and record['query'] == query
 
