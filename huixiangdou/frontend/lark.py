@@ -104,8 +104,14 @@ class LarkWebhookSender:
                 except ValueError:
                     data = None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise TransientFailure(LarkApiError('webhook post', 'network', f'{type(exc).__name__}: {exc}',
-                                                retryable=True)) from None
+            # A custom-bot post has no idempotency key: once the request may have reached Lark (a timeout,
+            # a connection dropped mid-answer) another try could post the answer twice. Retry only when
+            # the connection was never made.
+            never_sent = isinstance(exc, aiohttp.ClientConnectorError)
+            error = LarkApiError('webhook post', 'network', f'{type(exc).__name__}: {exc}', retryable=never_sent)
+            if never_sent:
+                raise TransientFailure(error) from None
+            raise error from None
         # Lark's docs treat a 500 as "server busy, try again" like 502-504.
         transient = transient_status(status, transient_500=True)
         if not isinstance(data, dict):

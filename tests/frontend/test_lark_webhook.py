@@ -94,8 +94,7 @@ async def test_stdin_questions_skips_blank_lines(monkeypatch):
     assert [q async for q in stdin_questions()] == ['茴香豆怎么安装？', 'how to install?']
 
 
-@pytest.mark.parametrize('status, retry_after', [(429, '0.2'), (503, None), (0, None)],
-                         ids=['429-retry-after', '503', 'dropped-connection'])
+@pytest.mark.parametrize('status, retry_after', [(429, '0.2'), (503, None)], ids=['429-retry-after', '503'])
 async def test_transient_failures_are_retried_with_the_shared_policy(fake_lark, status, retry_after):
     fake_lark.fail('webhook', status=status, times=2, retry_after=retry_after)
     sender = LarkWebhookSender(fake_lark.webhook_url, retry_delay=0.01, max_retries=2)
@@ -108,6 +107,16 @@ async def test_transient_failures_are_retried_with_the_shared_policy(fake_lark, 
     assert len(fake_lark.webhook_posts) == 1 and fake_lark.failures['webhook'] == []
     if retry_after:
         assert loop.time() - started >= 0.4
+
+
+async def test_a_connection_dropped_after_the_post_is_not_retried_so_nothing_posts_twice(fake_lark):
+    fake_lark.fail('webhook', status=0, times=2)
+    sender = LarkWebhookSender(fake_lark.webhook_url, retry_delay=0.01, max_retries=2)
+    with pytest.raises(LarkApiError) as info:
+        await sender.send('reply')
+    await sender.close()
+    assert info.value.code == 'network'
+    assert len(fake_lark.failures['webhook']) == 1  # one try only
 
 
 async def test_a_400_is_not_retried(fake_lark):
