@@ -248,23 +248,27 @@ def print_report(rows: list[dict], modes: list[str]) -> None:
           'citation >= 85 %, degenerate 0 %; caught = answers the worker itself found degenerate (silenced in '
           'generate mode, replaced by an extract in auto mode); quoted = answers made by extraction')
     print(f'{"model":28} {"mode":9} {"n":>3} {"answered":>8} {"rejected":>8} {"fact":>6} {"cite":>6} '
-          f'{"degen":>9} {"caught":>6} {"quoted":>6} {"p50 s":>7} {"mean s":>7} {"time/extract":>12} {"fact/extract":>12}')
+          f'{"degen":>9} {"caught":>6} {"quoted":>6} {"p50 s":>7} {"mean s":>7} {"time/extract":>12} {"fact vs extract":>14}')
+    extract_rows = [r for r in rows if r['mode'] == 'extract']  # no LLM: the same whatever the model
     for model in dict.fromkeys(r['model'] for r in rows):
-        base = None
         for mode in modes:
             sub = [r for r in rows if r['model'] == model and r['mode'] == mode]
             if not sub:
                 continue
             s = summarize(sub)
-            if mode == 'extract':
-                base = s
+            # The baseline on the very same questions (a --limit run asks fewer in the LLM modes).
+            asked = {r['question'] for r in sub}
+            same = [r for r in extract_rows if r['question'] in asked]
+            base = summarize(same) if len(same) == len(sub) else None
             t_ratio = f'{s["mean"] / base["mean"]:.1f}x' if base and base['mean'] else '-'
-            f_ratio = f'{s["fact"] / base["fact"]:.2f}' if base and base['fact'] else '-'
+            f_ratio = f'{s["fact"]:.0%} vs {base["fact"]:.0%}' if base else '-'
+            c_ratio = f'  (extract on these: cite {base["citation"]:.0%})' if base else ''
             other = f' other codes: {",".join(s["codes"])}' if s['codes'] else ''
             print(f'{model:28} {mode:9} {s["n"]:>3} {s["answered"]:>8.0%} {s["rejected"]:>8.0%} '
                   f'{s["fact"]:>6.0%} {s["citation"]:>6.0%} {s["degenerate"]:>5.0%} ({s["degenerate_n"]}) '
                   f'{s["caught"]:>6.0%} {s["quoted"]:>6.0%} '
-                  f'{s["p50"]:>7.2f} {s["mean"]:>7.2f} {t_ratio:>12} {f_ratio:>12}{other}')
+                  f'{s["p50"]:>7.2f} {s["mean"]:>7.2f} {t_ratio:>12} {f_ratio:>14}'
+                  f'{c_ratio}{other}')
     modes_seen = {json.dumps(r['generate_debug'], sort_keys=True, ensure_ascii=False)[:80] for r in rows
                   if r['code'] == 'SUCCESS'}
     print(f'generate stage debug values seen: {sorted(modes_seen)[:6]}')
