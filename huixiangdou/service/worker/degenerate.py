@@ -17,7 +17,9 @@ _FENCE = re.compile(r'^\s*(```|~~~)', re.M)
 # What our prompts put around the context; a model that writes these back is copying the prompt.
 SCAFFOLDING = (re.compile(r'资料[:：]'), re.compile(r'问题[:：]'), re.compile(r'\bPassages:'),
                re.compile(r'\bMaterial:'), re.compile(r'\bQuestion:'),
-               re.compile(r'\[\d{1,2}\]\s*\((?:[^()\s]+[/#.][^()]*)\)'))
+               re.compile(r'\[\d{1,2}\]\s*\((?:[^()\s]+[/#.][^()]*)\)'),   # "[1] (zh/a.md#…)"
+               re.compile(r'(?:资料|Material|Passage)\s*\[\d{1,2}\]\s*[:：]'),
+               re.compile(r'^\s*\[\d{1,2}\]', re.M))   # a line opening with a number, as passages do
 _NUMBER = re.compile(r'(?<![\w.])\d+(?:\.\d+)*(?![\w])')
 _CITATION = re.compile(r'\[\d{1,2}\]')
 _SENTENCE_END = re.compile(r'[。！？.!?)）\]】`"”\'’:：;；…~]\s*$')

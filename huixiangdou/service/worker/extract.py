@@ -15,8 +15,8 @@ from huixiangdou.primitive.tokenizer import tokenize
 from huixiangdou.service.worker.session import Passage
 
 # A sentence ends after 。！？； (Chinese, no space needed) or after . ! ? followed by a space
-# (so "config.ini", "v1.2" and "e.g.x" stay whole).
-_SENTENCE = re.compile(r'(?<=[。！？；!?])|(?<=[.!?])\s+(?=\S)|(?<=[!?])\s+')
+# (so "config.ini" and "v1.2" stay whole).
+_SENTENCE = re.compile(r'(?<=[。！？；])|(?<=[.!?])\s+')
 _FENCE = re.compile(r'^\s*(```|~~~)')
 _HEADING = re.compile(r'^\s{0,3}#{1,6}\s')
 _BULLET = re.compile(r'^\s*(?:[-*+]\s+|\d{1,2}[.)]\s+)')
