@@ -113,9 +113,9 @@ def detect_degeneration(answer: str, context: str = '', finish_reason: str | Non
     """The first reason `answer` must not be posted, or None when it reads like an answer.
 
     `context` is the passage text (and question) the prompt carried (echo: a large block copied back;
-    one copied sentence is an answer; unsupported: a number the context never says); `instructions` the prompt's own wording, system message included (any
-    copied phrase is scaffolding); `finish_reason` the backend's ('length' = stopped at
-    max_new_tokens), when the client exposes it.
+    one copied sentence is an answer; unsupported: a number the context never says); `instructions`
+    the prompt's own wording, system message included (any copied phrase is scaffolding);
+    `finish_reason` the backend's ('length' = stopped at max_new_tokens), when the client exposes it.
 
     >>> detect_degeneration('# # 1. # # 2. # # 3. # # 4. # # 5. # # 6. # # 7.').reason
     'loop'

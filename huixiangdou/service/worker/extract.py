@@ -21,11 +21,12 @@ _FENCE = re.compile(r'^\s*(```|~~~)')
 _HEADING = re.compile(r'^\s{0,3}#{1,6}\s')
 _BULLET = re.compile(r'^\s*(?:[-*+]\s+|\d{1,2}[.)]\s+)')
 _TABLE_RULE = re.compile(r'^\s*\|?[\s:|\-]+\|?\s*$')
+_CELLS = re.compile(r'\S \| \S.* \| \S')   # two or more " | " cell separators
 _WORDY = re.compile(r'[\w\u3400-\u9fff]')
 
 MIN_CHARS = 6
 SHORT_CHARS = 40     # a quote shorter than this (CJK counted twice) brings the sentence before it along
-INTRO_CODE_LINES = 6  # at most this many code lines join the sentence that introduces them
+INTRO_LINES = 6      # at most this many code lines or list items join the sentence that introduces them
 MAX_CHARS = 300     # a longer "sentence" (a run-on table row, minified code) is cut at a word boundary
 
 
@@ -49,19 +50,20 @@ class ExtractedAnswer:
 def split_sentences(text: str) -> list[tuple[str, bool]]:
     """(sentence, is_code) pieces of a passage: prose split at sentence ends, code and table rows by line.
 
-    Hard-wrapped lines of one paragraph or list item are joined first; headings and table rules are
-    dropped, list bullets stripped. A sentence ending in a colon is joined with the code line it
-    introduces ("Rebuild with: `... --rebuild`"), since neither answers alone.
+    Hard-wrapped lines of one paragraph or list item are joined first; headings, table rules and table
+    header rows are dropped, list bullets stripped. A sentence ending in a colon is joined with the
+    code lines or list items it introduces ("Rebuild with: `... --rebuild`"), since neither answers alone.
     """
-    pieces: list[tuple[str, bool]] = []
+    pieces: list[tuple[str, str]] = []   # (text, kind): prose | item | code | row
     paragraph: list[str] = []
+    kind = 'prose'
 
     def flush() -> None:
         if paragraph:
             joined = paragraph[0]
             for line in paragraph[1:]:
                 joined += ('' if _is_cjk(joined[-1]) and _is_cjk(line[0]) else ' ') + line
-            pieces.extend((s.strip(), False) for s in _SENTENCE.split(joined) if s and s.strip())
+            pieces.extend((s.strip(), kind) for s in _SENTENCE.split(joined) if s and s.strip())
             paragraph.clear()
 
     in_code = False
@@ -73,31 +75,43 @@ def split_sentences(text: str) -> list[tuple[str, bool]]:
         line = raw.strip()
         if in_code:
             if line:
-                pieces.append((line, True))
+                pieces.append((line, 'code'))
             continue
         if not line or _HEADING.match(line) or _TABLE_RULE.match(line) or line.startswith('|'):
             flush()
-            if line.startswith('|') and not _TABLE_RULE.match(line):
-                pieces.append((line, False))
+            if _TABLE_RULE.match(line) and line and pieces and pieces[-1][1] == 'row':
+                pieces.pop()   # the header row above a rule names columns; it answers nothing
+            elif line.startswith('|'):
+                pieces.append((line, 'row'))
+            continue
+        if _CELLS.search(line):
+            # A spreadsheet or CSV row as the parsers write it ("预设: kimi | 默认模型: …"): one row each.
+            flush()
+            pieces.append((line, 'row'))
             continue
         if _BULLET.match(line):
             flush()
+            kind = 'item'
             line = _BULLET.sub('', line)
+        elif not paragraph:
+            kind = 'prose'
         paragraph.append(line)
     flush()
-    merged: list[tuple[str, bool]] = []
-    joined = 0   # code lines joined to the sentence before them
-    for piece, code in pieces:
-        introduced = merged and not merged[-1][1] and (
-            0 < joined < INTRO_CODE_LINES or (not joined and merged[-1][0].endswith((':', '：'))))
-        if code and introduced:
-            head = merged[-1][0]
-            merged[-1] = (f'{head[:-1]}; {piece}`' if joined else f'{head} `{piece}`', False)
+    merged: list[list[str]] = []
+    joined = 0   # code lines or items joined to the sentence that introduced them
+    for piece, kind in pieces:
+        last = merged[-1] if merged else None
+        opens = last is not None and last[1] == 'prose' and last[0].endswith((':', '：'))
+        goes_on = last is not None and last[1] == 'intro' and joined < INTRO_LINES
+        if kind in ('code', 'item') and (opens or goes_on):
+            addition = f'`{piece}`' if kind == 'code' else piece
+            last[0] = f'{last[0]} {addition}' if opens or last[0].endswith((';', '；')) else f'{last[0]}; {addition}'
+            last[1] = 'intro'
             joined += 1
         else:
-            merged.append((piece, code))
+            merged.append([piece, kind])
             joined = 0
-    return [(_shorten(s), code) for s, code in merged if len(s) >= MIN_CHARS and _WORDY.search(s)]
+    return [(_shorten(s), kind == 'code') for s, kind in merged if len(s) >= MIN_CHARS and _WORDY.search(s)]
 
 
 def _is_cjk(ch: str) -> bool:

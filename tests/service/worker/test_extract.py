@@ -27,7 +27,7 @@ def test_wrapped_lines_join_and_headings_and_rules_drop():
     text = ('# Install\n\nIt sends prompts to the hybrid LLM server, a small aiohttp\nservice on one port.\n'
             '特征库是茴香豆的“记忆”：把文档变成\n可以检索的索引。\n\n| Part | Port |\n|---|---|\n| LLM server | 8888 |')
     assert texts(text) == ['It sends prompts to the hybrid LLM server, a small aiohttp service on one port.',
-                           '特征库是茴香豆的“记忆”：把文档变成可以检索的索引。', '| Part | Port |', '| LLM server | 8888 |']
+                           '特征库是茴香豆的“记忆”：把文档变成可以检索的索引。', '| LLM server | 8888 |']   # no header row
 
 
 def test_code_stays_whole_by_line_and_joins_the_sentence_that_introduces_it():
@@ -36,6 +36,11 @@ def test_code_stays_whole_by_line_and_joins_the_sentence_that_introduces_it():
     assert split_sentences(text) == [
         ('Rebuild with: `python -m huixiangdou.service.feature_store --rebuild  # re-embed. All!`', False),
         ('Then restart.', False), ('bash install.sh --test', True)]
+
+
+def test_a_sentence_ending_in_a_colon_keeps_the_items_it_introduces():
+    text = '在“权限管理”中开通：\n\n- `im:message`（获取与发送消息）\n- `im:message.group_at_msg`\n\n然后发布版本。'
+    assert texts(text) == ['在“权限管理”中开通： `im:message`（获取与发送消息）; `im:message.group_at_msg`', '然后发布版本。']
 
 
 def test_list_bullets_are_stripped():
