@@ -43,6 +43,14 @@ def test_a_sentence_ending_in_a_colon_keeps_the_items_it_introduces():
     assert texts(text) == ['在“权限管理”中开通： `im:message`（获取与发送消息）; `im:message.group_at_msg`', '然后发布版本。']
 
 
+def test_spreadsheet_rows_stay_one_row_each():
+    text = ('Preset (remote_type): deepseek | Service: DeepSeek | Default model: deepseek-chat\n'
+            'Preset (remote_type): kimi | Service: Moonshot | Default model: moonshot-v1-128k')
+    assert texts(text) == text.splitlines()
+    answer = Extract().answer('what model does the kimi preset use by default?', [Passage(text, 'en/p.xlsx')])
+    assert answer.text.startswith('> Preset (remote_type): kimi') and 'moonshot-v1-128k' in answer.text
+
+
 def test_list_bullets_are_stripped():
     assert texts('- Python 3.11 or newer (see\n  tomllib).\n2. Two cores.') == \
         ['Python 3.11 or newer (see tomllib).', 'Two cores.']
