@@ -131,10 +131,11 @@ class LLMClient:
                                  'client_timeout)', 504) from None
 
     async def generate(self, prompt: str, history: list[tuple[str, str]] | None = None,
-                       backend: str = 'auto') -> LLMReply:
+                       backend: str = 'auto', system: str = '') -> LLMReply:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        payload = {'prompt': prompt, 'history': [list(pair) for pair in history or []], 'backend': backend}
+        payload = {'prompt': prompt, 'history': _system_message(system) + [list(pair) for pair in history or []],
+                   'backend': backend}
         try:
             async with asyncio.timeout(self.timeout):
                 response = await self._post(self.url, payload, deadline)
@@ -152,11 +153,12 @@ class LLMClient:
                                  f'{str(body)[:200]}') from None
 
     async def stream(self, prompt: str, history: list[tuple[str, str]] | None = None,
-                     backend: str = 'auto') -> AsyncIterator[str]:
+                     backend: str = 'auto', system: str = '') -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         payload = {'model': backend, 'stream': True,
-                   'messages': history_messages(history) + [{'role': 'user', 'content': prompt}]}
+                   'messages': _system_message(system) + history_messages(history)
+                   + [{'role': 'user', 'content': prompt}]}
         try:
             async with asyncio.timeout(self.timeout):
                 response = await self._post(self.chat_url, payload, deadline)
@@ -183,6 +185,11 @@ class LLMClient:
                                  '([llm] client_timeout)', 504) from None
         except (aiohttp.ClientError, ValueError) as exc:
             raise LLMClientError(f'the LLM stream from {self.chat_url} broke: {exc}') from exc
+
+
+def _system_message(system: str) -> list[dict]:
+    """The system prompt as the first message (the server accepts role items in `history`)."""
+    return [{'role': 'system', 'content': system}] if system else []
 
 
 async def _error_message(response: aiohttp.ClientResponse) -> str:

@@ -37,6 +37,11 @@ class WorkerEvent:
     text: str = ''
 
 
+def has_capable_llm(config: Config) -> bool:
+    """A remote model or a local model of the user's choosing; not the bundled SmolLM2-135M alone."""
+    return bool(config.llm.enable_remote) or bool(config.llm.server.local_llm_path)
+
+
 class Worker:
     """Answer group messages from the feature store with an LLM.
 
@@ -47,9 +52,9 @@ class Worker:
     """
 
     def __init__(self, config: WorkerConfig, store, llm, reranker=None, web_search=None,
-                 reject_throttle: float | None = None, log_path: Path | None = None):
+                 reject_throttle: float | None = None, log_path: Path | None = None, capable_llm: bool = True):
         """`reject_throttle` is config.reject_throttle_override's answer: None uses the store's calibrated
-        threshold."""
+        threshold. `capable_llm` False (only the bundled tiny model) makes answer_mode "auto" quote."""
         if config.enable_rerank and reranker is None:
             raise ValueError('[worker] enable_rerank = 1 needs [feature_store] reranker_model_path')
         if config.enable_web_search and web_search is None:
@@ -71,7 +76,8 @@ class Worker:
             stages.append(Rerank(reranker, config.retrieve_top_k))
         if config.enable_web_search:
             stages.append(OnlineSearch(web_search))
-        self.generate = Generate(llm, config.context_max_length, answer_mode=config.answer_mode)
+        self.generate = Generate(llm, config.context_max_length, answer_mode=config.answer_mode,
+                                 embedder=getattr(store, 'embedder', None), capable_llm=capable_llm)
         stages.append(self.generate)
         if config.enable_check:
             stages.append(Check(llm))
@@ -98,7 +104,8 @@ class Worker:
             web_search = WebSearch(config.web_search, save_dir=config.path(config.web_search.save_dir))
         log_path = config.path(config.worker.save_path) if config.worker.save_path else None
         return cls(config.worker, store, LLMClient(config.llm), reranker, web_search,
-                   reject_throttle_override(config, store.calibrated_threshold), log_path)
+                   reject_throttle_override(config, store.calibrated_threshold), log_path,
+                   capable_llm=has_capable_llm(config))
 
     async def run(self, session: Session) -> Session:
         """Run the message through every stage and return it finished (never raises)."""

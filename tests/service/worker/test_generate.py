@@ -73,6 +73,24 @@ async def test_extract_mode_never_calls_the_llm(sample_feature_store, llm, fake_
     assert session.debug['generate']['mode'] == 'extract' and session.references
 
 
+async def test_auto_without_a_capable_model_quotes_without_asking_the_llm(sample_feature_store, llm, fake_openai):
+    session = retrieved(sample_feature_store, QUERY_EN, 'en')
+    await Generate(llm, answer_mode='auto', embedder=sample_feature_store.embedder, capable_llm=False).run(session)
+    assert chat_requests(fake_openai) == []
+    assert '8888' in session.reply and session.references
+    assert session.debug['generate'] | {'quoted': None} == {'mode': 'auto', 'fallback': 'extract',
+                                                          'reason': 'no capable model', 'quoted': None}
+
+
+def test_only_the_bundled_model_counts_as_not_capable(tmp_path):
+    from huixiangdou.service.worker.pipeline import has_capable_llm
+    from tests.conftest import write_config
+    from huixiangdou.config import load_config
+    assert not has_capable_llm(load_config(write_config(tmp_path / 'a.ini')))
+    assert has_capable_llm(load_config(write_config(tmp_path / 'b.ini', llm={'enable_remote': 1})))
+    assert has_capable_llm(load_config(write_config(tmp_path / 'c.ini', **{'llm.server': {'local_llm_path': 'x.gguf'}})))
+
+
 async def test_an_llm_failure_stays_an_llm_error(sample_feature_store, llm, fake_openai):
     fake_openai.fail('500')
     session = retrieved(sample_feature_store, QUERY_ZH, 'zh')
@@ -110,6 +128,7 @@ async def test_the_prompt_carries_the_system_message_question_and_passages_witho
     sent = '\n'.join(m['content'] for m in messages)
     assert prompt('en', 'system') in sent and QUERY_EN in sent and 'HuixiangDou users' in sent
     assert '[1]' in messages[-1]['content'] and session.passages[0].reference not in sent
+    assert messages[0] == {'role': 'system', 'content': prompt('en', 'system')}  # a real system message
 
 
 def test_the_quoted_message_and_group_introduction_reach_the_prompt():
