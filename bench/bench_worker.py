@@ -32,7 +32,7 @@ from huixiangdou.config import FeatureStoreConfig, WorkerConfig  # noqa: E402
 from huixiangdou.primitive.embedder import LocalEmbedder  # noqa: E402
 from huixiangdou.service.feature_store.builder import FeatureStoreBuilder  # noqa: E402
 from huixiangdou.service.feature_store.store import FeatureStore  # noqa: E402
-from huixiangdou.service.llm_client import LLMReply  # noqa: E402
+from huixiangdou.service.llm_client import LLMReply, StreamPiece  # noqa: E402
 from huixiangdou.service.worker.pipeline import Worker  # noqa: E402
 from huixiangdou.service.worker.session import Session  # noqa: E402
 
@@ -45,6 +45,9 @@ class InstantLLM:
 
     async def stream(self, prompt, history=None, backend='auto', **_):
         yield 'answer [1]'
+
+    async def stream_pieces(self, prompt, history=None, backend='auto', **_):
+        yield StreamPiece('answer [1].', 'stop')
 
 
 async def pipeline_latency(store: FeatureStore, queries: list[str]) -> list[float]:

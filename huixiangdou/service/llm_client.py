@@ -7,6 +7,7 @@ It does not generate anything itself nor pick backends (the server does), nor st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import AsyncIterator
@@ -49,6 +50,13 @@ def history_messages(history: list[tuple[str, str]] | None) -> list[dict]:
     for user, assistant in history or []:
         messages += [{'role': 'user', 'content': user}, {'role': 'assistant', 'content': assistant}]
     return messages
+
+
+@dataclass(frozen=True)
+class StreamPiece:
+    """One piece of a streamed answer; the last one carries why generation stopped ('stop', 'length')."""
+    text: str
+    finish_reason: str | None = None
 
 
 class LLMClient:
@@ -154,6 +162,15 @@ class LLMClient:
 
     async def stream(self, prompt: str, history: list[tuple[str, str]] | None = None,
                      backend: str = 'auto', system: str = '') -> AsyncIterator[str]:
+        """The answer's text as it comes (stream_pieces without the finish reason)."""
+        async with contextlib.aclosing(self.stream_pieces(prompt, history, backend, system)) as pieces:
+            async for piece in pieces:
+                if piece.text:
+                    yield piece.text
+
+    async def stream_pieces(self, prompt: str, history: list[tuple[str, str]] | None = None,
+                            backend: str = 'auto', system: str = '') -> AsyncIterator[StreamPiece]:
+        """The answer as StreamPiece items; the one with `finish_reason` set says whether it was cut."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         payload = {'model': backend, 'stream': True,
@@ -176,9 +193,10 @@ class LLMClient:
                             raise LLMClientError(f'LLM stream broke: {error.get("message")}',
                                                  STREAM_ERROR_STATUS.get(error.get('code'), 503))
                         for choice in event.get('choices', []):
-                            piece = (choice.get('delta') or {}).get('content')
-                            if piece:
-                                yield piece
+                            piece = (choice.get('delta') or {}).get('content') or ''
+                            finish = choice.get('finish_reason')
+                            if piece or finish:
+                                yield StreamPiece(piece, finish)
             raise LLMClientError(f'the LLM server at {self.chat_url} ended the stream without [DONE]')
         except TimeoutError:
             raise LLMClientError(f'the LLM server at {self.chat_url} did not finish within {self.timeout:g}s '

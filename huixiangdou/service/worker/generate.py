@@ -13,7 +13,7 @@ from typing import AsyncIterator
 
 from loguru import logger
 
-from huixiangdou.service.llm_client import LLMClientError
+from huixiangdou.service.llm_client import LLMClientError, StreamPiece
 from huixiangdou.service.worker.degenerate import Degeneration, detect_degeneration
 from huixiangdou.service.worker.extract import Extract
 from huixiangdou.service.worker.prompts import prompt
@@ -123,8 +123,8 @@ class Generate:
         wording = prompt(session.language, 'generate', context='\n', query='\n', intro='')
         return AnswerPrompt(system, user, passages, session.query, instructions=f'{system}\n{wording}')
 
-    def _llm_stream(self, request: AnswerPrompt, history) -> AsyncIterator[str]:
-        return self.llm.stream(request.user, history=history, system=request.system)
+    def _llm_stream(self, request: AnswerPrompt, history) -> AsyncIterator[StreamPiece]:
+        return self.llm.stream_pieces(request.user, history=history, system=request.system)
 
     async def run(self, session: Session) -> None:
         """The stream, drained: one path, so run and stream always end in the same state."""
@@ -150,9 +150,14 @@ class Generate:
         session.debug[self.name] = debug
         pieces: list[str] = []
         problem: Degeneration | None = None
+        finish_reason: str | None = None
         try:
             async with contextlib.aclosing(self._llm_stream(request, session.history)) as answer:
-                async for piece in answer:
+                async for chunk in answer:
+                    finish_reason = chunk.finish_reason or finish_reason
+                    if not chunk.text:
+                        continue
+                    piece = chunk.text
                     pieces.append(piece)
                     yield piece
                     if len(pieces) % CHECK_EVERY == 0:
@@ -166,7 +171,10 @@ class Generate:
             session.finish(ErrorCode.LLM_ERROR)
             return
         text = ''.join(pieces).strip()
-        problem = problem or detect_degeneration(text, request.context, instructions=request.instructions)
+        if finish_reason:
+            debug['finish_reason'] = finish_reason
+        problem = problem or detect_degeneration(text, request.context, finish_reason=finish_reason,
+                                                 instructions=request.instructions)
         if problem is None:
             session.reply = text
             session.references = cited_references(text, request.passages)
