@@ -56,6 +56,22 @@ def _post_text(content: dict) -> str:
     return '\n'.join(([title] if title else []) + lines)
 
 
+def content_text(message_type: str, raw_content: str) -> str | None:
+    """The plain text of a text or post message's `content` JSON string; None for other types or bad JSON."""
+    try:
+        content = parse_json(raw_content or '{}')
+    except InvalidJson:
+        return None
+    if not isinstance(content, dict):
+        return None
+    if message_type == 'text':
+        text = content.get('text')
+        return text if isinstance(text, str) else ''
+    if message_type == 'post':
+        return _post_text(content)
+    return None
+
+
 def parse_message_event(event: dict) -> LarkTextMessage | None:
     """The text of a message event, or None for message types we do not answer (images, files...)."""
     message = field_object(event, 'message', 'event')
@@ -71,18 +87,8 @@ def parse_message_event(event: dict) -> LarkTextMessage | None:
         mentioned_keys.append(field_text(mention, 'key', f'event.message.mentions[{number}]'))
         mention_id = field_object(mention, 'id', f'event.message.mentions[{number}]')
         mentioned_open_ids.append(field_text(mention_id, 'open_id', f'event.message.mentions[{number}].id'))
-    try:
-        content = parse_json(field_text(message, 'content', 'event.message') or '{}')
-    except InvalidJson:
-        return None
-    if not isinstance(content, dict):
-        return None
-    if message_type == 'text':
-        text = content.get('text')
-        text = text if isinstance(text, str) else ''
-    elif message_type == 'post':
-        text = _post_text(content)
-    else:
+    text = content_text(message_type, field_text(message, 'content', 'event.message'))
+    if text is None:
         return None
     for key in mentioned_keys:
         if key:

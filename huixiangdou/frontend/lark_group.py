@@ -31,6 +31,8 @@ from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
 
 REPLIES_REMEMBERED = 10000
 SEEN_IDS_FILE = 'lark_group_seen.sqlite'
+# A reply waits at most this long for the message it answers (its quote) before it is answered without it.
+QUOTE_FETCH_SECONDS = 3.0
 
 
 class LarkGroupServer(CallbackServer):
@@ -195,11 +197,28 @@ class LarkGroupServer(CallbackServer):
             return
         if not message.text:
             return
+        if message.parent_id:
+            # A reply: the message it answers is its quote, read from the Open Platform first.
+            self._spawn(self._submit_reply(message))
+        else:
+            self._submit(message, quote='')
+
+    def _submit(self, message: LarkTextMessage, quote: str) -> None:
         group = self.config.groups.get(message.chat_id)
         self.dispatcher.submit(GroupMessage(
             group_id=message.chat_id, text=message.text, sender_id=message.sender_open_id,
             message_id=message.message_id, group_name=group.name if group else '',
-            group_introduction=group.introduction if group else ''))
+            group_introduction=group.introduction if group else '', quote=quote))
+
+    async def _submit_reply(self, message: LarkTextMessage) -> None:
+        quote = ''
+        try:
+            quote = await asyncio.wait_for(self.api.message_text(message.parent_id), QUOTE_FETCH_SECONDS)
+        except (LarkApiError, asyncio.TimeoutError) as exc:
+            # Without the quote the message is still answered, as before quotes were read.
+            logger.warning('lark_group: could not read the message {} replies to ({}); answering without it',
+                           message.message_id, exc if str(exc) else type(exc).__name__)
+        self._submit(message, quote)
 
     def _revoke_if_asked(self, message: LarkTextMessage) -> bool:
         if message.text not in self.config.revoke_words:

@@ -14,6 +14,7 @@ import aiohttp
 from loguru import logger
 
 from huixiangdou.frontend.errors import LarkApiError
+from huixiangdou.frontend.lark_event import content_text
 from huixiangdou.primitive.http_retry import RetryPolicy, TransientFailure, parse_retry_after, send_with_retry, \
     transient_status
 
@@ -125,8 +126,12 @@ class LarkOpenApi:
                 logger.info('lark: fetched tenant_access_token for app {} (valid {:.0f}s)', self.app_id, expire)
             return self._token
 
-    async def call(self, method: str, path: str, action: str, body: dict | None = None) -> dict:
-        """An authenticated call with one token refresh and the shared retry policy (rate limits, 5xx)."""
+    async def call(self, method: str, path: str, action: str, body: dict | None = None,
+                   failure_level: str = 'ERROR') -> dict:
+        """An authenticated call with one token refresh and the shared retry policy (rate limits, 5xx).
+
+        `failure_level`: how loud a final failure is logged (WARNING where the caller carries on without).
+        """
         refreshed = False
 
         async def attempt() -> dict:
@@ -146,11 +151,11 @@ class LarkOpenApi:
         try:
             return await send_with_retry(self.retry, attempt, service=f'lark {action}')
         except TransientFailure as failure:
-            logger.error('lark {} failed after {} attempt(s): code={} msg={}', action, failure.attempts,
-                         failure.error.code, failure.error.msg)
+            logger.log(failure_level, 'lark {} failed after {} attempt(s): code={} msg={}', action,
+                       failure.attempts, failure.error.code, failure.error.msg)
             raise failure.error from None
         except LarkApiError as exc:
-            logger.error('lark {} failed: code={} msg={}', action, exc.code, exc.msg)
+            logger.log(failure_level, 'lark {} failed: code={} msg={}', action, exc.code, exc.msg)
             raise
 
     async def bot_open_id(self) -> str:
@@ -172,6 +177,17 @@ class LarkOpenApi:
             body['uuid'] = uuid[:50]
         data = await self.call('POST', f'/open-apis/im/v1/messages/{message_id}/reply', 'reply', body)
         return str((data.get('data') or {}).get('message_id', ''))
+
+    async def message_text(self, message_id: str) -> str:
+        """The text of a text or post message ('' for other types); needs the im:message.group_msg scope."""
+        data = await self.call('GET', f'/open-apis/im/v1/messages/{message_id}', 'get message',
+                               failure_level='WARNING')
+        items = (data.get('data') or {}).get('items') or []
+        item = items[0] if isinstance(items, list) and items and isinstance(items[0], dict) else {}
+        body = item.get('body') if isinstance(item.get('body'), dict) else {}
+        raw = body.get('content')
+        text = content_text(str(item.get('msg_type', '')), raw if isinstance(raw, str) else '')
+        return (text or '').strip()
 
     async def recall(self, message_id: str) -> None:
         await self.call('DELETE', f'/open-apis/im/v1/messages/{message_id}', 'recall')

@@ -46,6 +46,8 @@ class FakeLark:
     # status 0 drops the connection without an answer
     failures: dict[str, list[tuple[int, dict, dict]]] = field(default_factory=dict)
     reply_uuids: set[str] = field(default_factory=set)
+    # message id -> (msg_type, content JSON string): what GET /im/v1/messages/{id} serves
+    messages: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self):
         self._valid_tokens: set[str] = set()
@@ -135,6 +137,20 @@ class FakeLark:
         await self._notify()
         return web.json_response({'code': 0, 'msg': 'success', 'data': {'message_id': new_id}})
 
+    async def _get_message(self, request: web.Request) -> web.Response:
+        """Lark's "get message content": {"code": 0, "data": {"items": [{message_id, msg_type, body: {content}}]}}."""
+        if (injected := self._injected('get_message', request)) is not None:
+            return injected
+        _, denied = self._check_token(request)
+        if denied:
+            return denied
+        message_id = request.match_info['message_id']
+        if message_id not in self.messages:
+            return web.json_response({'code': 230002, 'msg': 'message not found'}, status=400)
+        msg_type, content = self.messages[message_id]
+        return web.json_response({'code': 0, 'msg': 'success', 'data': {'items': [
+            {'message_id': message_id, 'msg_type': msg_type, 'body': {'content': content}}]}})
+
     async def _recall(self, request: web.Request) -> web.Response:
         if (injected := self._injected('recall', request)) is not None:
             return injected
@@ -167,6 +183,7 @@ class FakeLark:
         app.router.add_get('/open-apis/bot/v3/info', self._bot_info)
         app.router.add_post('/open-apis/im/v1/messages/{message_id}/reply', self._reply)
         app.router.add_delete('/open-apis/im/v1/messages/{message_id}', self._recall)
+        app.router.add_get('/open-apis/im/v1/messages/{message_id}', self._get_message)
         app.router.add_post('/open-apis/bot/v2/hook/{hook}', self._webhook)
         return app
 

@@ -92,6 +92,9 @@ class Driver:
         return await self.post_raw(*signed_request(payload, ENCRYPT_KEY, forge=forge, sent_at=sent_at))
 
     async def settle(self):
+        # Tasks first (a reply's quote is fetched before it is queued), then the queue, then what it spawned.
+        if self.server._tasks:
+            await asyncio.gather(*list(self.server._tasks))
         await self.server.dispatcher.wait_idle()
         if self.server._tasks:
             await asyncio.gather(*list(self.server._tasks))

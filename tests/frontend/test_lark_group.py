@@ -168,6 +168,19 @@ async def test_asker_can_recall_the_answer_with_a_revoke_word(lark, fake_lark):
     assert fake_lark.recalls == [answer_id]
 
 
+async def test_a_reply_carries_the_message_it_answers_as_its_quote(lark, fake_lark, responder):
+    driver = await lark()
+    quoted = '报错：ConnectionError: http://127.0.0.1:8888/inference 拒绝连接'
+    fake_lark.messages['om_error'] = ('text', json.dumps({'text': quoted}, ensure_ascii=False))
+    await driver.send(message_event('这个怎么解决？install', parent_id='om_error', root_id='om_error'))
+    await driver.settle()
+    assert responder.queries == ['这个怎么解决？install'] and responder.seen[0].quote == quoted
+    # The quoted message cannot be read (deleted, or the app lacks the scope): answered without it.
+    await driver.send(message_event('还有 install 问题', parent_id='om_gone', root_id='om_gone'))
+    await driver.settle()
+    assert responder.queries[-1] == '还有 install 问题' and responder.seen[-1].quote == ''
+
+
 async def test_token_is_cached_then_refreshed_when_it_expires(lark, fake_lark):
     clock = Clock()
     fake_lark.token_expire = 7200
