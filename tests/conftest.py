@@ -1,6 +1,7 @@
 """Shared fixtures: free loopback ports and the repository root."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -69,9 +70,10 @@ def sample_store(tmp_path_factory, embedder):
     return work_dir, report
 
 
-@pytest_asyncio.fixture
-async def llm(fake_openai):  # noqa: F811
-    """The real hybrid LLM server app (remote backend → the fake upstream) on a free port, and a client."""
+@contextlib.asynccontextmanager
+async def llm_client_for(fake, **server):
+    """The real hybrid LLM server app (remote backend → `fake`) on a free port, and a client to it;
+    `server` overrides [llm.server] keys (e.g. remote_max_new_tokens)."""
     from aiohttp import web
 
     from huixiangdou.config import LLMConfig, LLMServerConfig
@@ -79,18 +81,26 @@ async def llm(fake_openai):  # noqa: F811
     from huixiangdou.service.llm_server_hybrid import create_app
 
     port = free_port()
+    settings = dict(remote_type='vllm', remote_base_url=fake.base_url, remote_api_key=fake.api_key,
+                    remote_max_retries=1, remote_timeout=5.0, local_llm_bind_port=port) | server
     config = LLMConfig(enable_local=0, enable_remote=1, client_url=f'http://127.0.0.1:{port}/inference',
-                       client_timeout=20.0,
-                       server=LLMServerConfig(remote_type='vllm', remote_base_url=fake_openai.base_url,
-                                              remote_api_key=fake_openai.api_key, remote_max_retries=1,
-                                              remote_timeout=5.0, local_llm_bind_port=port))
+                       client_timeout=20.0, server=LLMServerConfig(**settings))
     runner = web.AppRunner(create_app(config))
     await runner.setup()
     await web.TCPSite(runner, '127.0.0.1', port).start()
     client = LLMClient(config)
-    yield client
-    await client.close()
-    await runner.cleanup()
+    try:
+        yield client
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def llm(fake_openai):  # noqa: F811
+    """The real hybrid LLM server app (remote backend → the fake upstream) on a free port, and a client."""
+    async with llm_client_for(fake_openai) as client:
+        yield client
 
 
 @pytest.fixture(scope='session')

@@ -93,30 +93,13 @@ def test_only_the_bundled_model_counts_as_not_capable(tmp_path):
 
 async def test_an_answer_cut_at_the_token_limit_is_not_posted(sample_feature_store, fake_openai):
     """The upstream stops at max_tokens mid-sentence (finish_reason "length"): auto quotes instead."""
-    from aiohttp import web
+    from tests.conftest import llm_client_for
 
-    from huixiangdou.config import LLMConfig, LLMServerConfig
-    from huixiangdou.service.llm_client import LLMClient
-    from huixiangdou.service.llm_server_hybrid import create_app
-    from tests.conftest import free_port
-
-    port = free_port()
-    config = LLMConfig(enable_local=0, enable_remote=1, client_url=f'http://127.0.0.1:{port}/inference',
-                       server=LLMServerConfig(remote_type='vllm', remote_base_url=fake_openai.base_url,
-                                              remote_api_key=fake_openai.api_key, remote_max_retries=0,
-                                              remote_max_new_tokens=40, local_llm_bind_port=port))
-    runner = web.AppRunner(create_app(config))
-    await runner.setup()
-    await web.TCPSite(runner, '127.0.0.1', port).start()
-    client = LLMClient(config)
-    try:
-        fake_openai.responder = lambda messages: ('The LLM server listens on port 8888 by default and you can '
-                                                  'change it in config.ini under the llm server section.')
-        session = retrieved(sample_feature_store, QUERY_EN, 'en')
+    fake_openai.responder = lambda messages: ('The LLM server listens on port 8888 by default and you can '
+                                              'change it in config.ini under the llm server section.')
+    session = retrieved(sample_feature_store, QUERY_EN, 'en')
+    async with llm_client_for(fake_openai, remote_max_new_tokens=40) as client:
         await Generate(client, embedder=sample_feature_store.embedder).run(session)
-    finally:
-        await client.close()
-        await runner.cleanup()
     debug = session.debug['generate']
     assert debug['finish_reason'] == 'length' and debug['reason'] == 'cut'
     assert debug['fallback'] == 'extract' and session.reply.startswith('> ') and '8888' in session.reply
