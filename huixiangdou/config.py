@@ -60,6 +60,8 @@ class FeatureStoreConfig:
     reject_target: str = 'f1'
     good_questions: str = 'resource/good_questions.json'
     bad_questions: str = 'resource/bad_questions.json'
+    # 1 = read the text in images: image files, scanned PDF pages, pictures inside docx/pptx ([ocr] says how).
+    ocr: int = 1
 
     def validate(self) -> None:
         if self.chunk_size < 16:
@@ -224,6 +226,8 @@ class WorkerConfig:
     # citations), or "auto" (generate; fall back to extract on a degenerate answer or without a capable model).
     answer_mode: str = 'auto'
     save_path: str = 'logs/work.txt'
+    # 1 = read the text of images in group messages (screenshots of errors) and join it to the question.
+    ocr: int = 1
     time: WorkTimeConfig = field(default_factory=WorkTimeConfig)
 
     def validate(self) -> None:
@@ -360,12 +364,70 @@ class FrontendConfig:
 
 
 @dataclass
+class OCRConfig:
+    """How text is read from images, for documents ([feature_store] ocr) and messages ([worker] ocr)."""
+    # "rapidocr": PP-OCRv4 Chinese/English models inside the rapidocr-onnxruntime wheel, on the CPU, offline.
+    # "openai": a vision model behind an OpenAI-compatible /v1/chat/completions that takes image_url parts.
+    engine: str = 'rapidocr'
+    base_url: str = ''
+    model: str = ''
+    api_key: str = ''
+    # Seconds one image may take; past it the image is skipped (its message is handled without it).
+    timeout: float = 20.0
+    # Larger images are skipped: by file size, and by pixel count (a decompression bomb is tiny on disk).
+    max_image_mb: float = 20.0
+    max_pixels: int = 40_000_000
+    # Recognised lines below this confidence are dropped.
+    min_confidence: float = 0.5
+
+    def validate(self) -> None:
+        if self.engine not in ('rapidocr', 'openai'):
+            raise ConfigError(f'[ocr] engine must be "rapidocr" or "openai", got {self.engine!r}')
+        if self.engine == 'openai' and not (self.base_url and self.model):
+            raise ConfigError('[ocr] engine = "openai" needs base_url (an OpenAI-compatible API, e.g. '
+                              '"https://api.openai.com/v1") and model (a vision model, e.g. "gpt-4o-mini")')
+        if self.timeout <= 0 or self.max_image_mb <= 0 or self.max_pixels < 1:
+            raise ConfigError('[ocr] timeout, max_image_mb and max_pixels must be > 0')
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f'[ocr] min_confidence must be in [0, 1], got {self.min_confidence}')
+
+    @property
+    def resolved_api_key(self) -> str:
+        return self.api_key or os.environ.get('HUIXIANGDOU_OCR_API_KEY', '')
+
+
+@dataclass
+class WebConfig:
+    """The web console and the assistant's OpenAI-compatible API (python -m huixiangdou.web)."""
+    host: str = '127.0.0.1'
+    port: int = 8080
+    # Needed for every change (uploads, deletes, examples, rebuilds, settings); "" reads HUIXIANGDOU_ADMIN_TOKEN.
+    # Without one the console is read-only, and it refuses to bind an address other than loopback.
+    admin_token: str = ''
+    # 1 = the read-only pages, /api/ reads and /v1/ (the assistant as an API) need the token too.
+    protect_api: int = 0
+    # Largest upload (MB); larger files are refused before they are stored.
+    max_upload_mb: float = 50.0
+
+    def validate(self) -> None:
+        _check_port('[web] port', self.port)
+        if self.max_upload_mb <= 0:
+            raise ConfigError(f'[web] max_upload_mb must be > 0, got {self.max_upload_mb}')
+
+    @property
+    def resolved_admin_token(self) -> str:
+        return self.admin_token or os.environ.get('HUIXIANGDOU_ADMIN_TOKEN', '')
+
+
+@dataclass
 class Config:
     feature_store: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
     web_search: WebSearchConfig = field(default_factory=WebSearchConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    ocr: OCRConfig = field(default_factory=OCRConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     # Directory relative paths are resolved against (the folder holding config.ini).
     base_dir: Path = field(default_factory=Path.cwd)
     # Upstream-only keys the file held, mapped or ignored ("web_search.x_api_key"); empty for our own format.

@@ -10,6 +10,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from filelock import Timeout
@@ -115,10 +116,14 @@ class FeatureStoreBuilder:
                                bad=Path('resource/bad_questions.json'))
     """
 
-    def __init__(self, config: FeatureStoreConfig, embedder, progress: bool = True):
+    def __init__(self, config: FeatureStoreConfig, embedder, progress: bool = True,
+                 on_progress: Callable[[str, int, int], None] | None = None):
+        """`on_progress(phase, done, total)` hears of each step as it happens, for a live view (the web
+        console): phases "parse" (files), "embed" (new chunks), "calibrate" and "save" (0 of 1, then 1 of 1)."""
         self.config = config
         self.embedder = embedder
         self.progress = progress
+        self.on_progress = on_progress or (lambda phase, done, total: None)
         # [feature_store] reject_dense_weight = -1 means "calibrate it": resolved here, once.
         self.fixed_dense_weight = None if config.reject_dense_weight == -1 else config.reject_dense_weight
 
@@ -197,7 +202,8 @@ class FeatureStoreBuilder:
         plan: list[tuple[str, str, int, list[Chunk], np.ndarray | None, list[list[str]] | None]] = []
         parse_start = time.perf_counter()
         files = tqdm(walk.files, desc='parse', unit='file', disable=not self.progress)
-        for entry in files:
+        for done, entry in enumerate(files):
+            self.on_progress('parse', done, len(walk.files))
             try:
                 digest = file_sha256(entry.path)
             except OSError as exc:
@@ -228,6 +234,7 @@ class FeatureStoreBuilder:
             plan.append((entry.source, digest, entry.size, chunks, None, None))
             report.indexed.append(entry.source)
         report.parse_seconds = time.perf_counter() - parse_start
+        self.on_progress('parse', len(walk.files), len(walk.files))
         if previous:
             present = {p[0] for p in plan} | {s['source'] for s in report.skipped}
             report.deleted = sorted(set(previous.manifest.files) - present)
@@ -265,6 +272,7 @@ class FeatureStoreBuilder:
         report.chunks = len(chunks)
         if self.fixed_dense_weight is not None:
             manifest.reject_dense_weight = self.fixed_dense_weight
+        self.on_progress('calibrate', 0, 1)
         if good and bad:
             self._calibrate(store, calibration.load_questions(Path(good)), calibration.load_questions(Path(bad)),
                             report)
@@ -279,9 +287,11 @@ class FeatureStoreBuilder:
         else:
             # No examples at all: the conservative rule, never "answer everything".
             self._calibrate(store, [], [], report)
+        self.on_progress('save', 0, 1)
         report.seconds = time.perf_counter() - start
         manifest.build_seconds = round(report.seconds, 3)
         store.save(work_dir, report.to_json(), started=started)
+        self.on_progress('save', 1, 1)
         return report
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -294,9 +304,11 @@ class FeatureStoreBuilder:
         vectors = np.zeros((len(texts), self.embedder.dimension), dtype=np.float32)
         with tqdm(total=len(texts), desc='embed', unit='chunk', disable=not self.progress) as bar:
             for i in range(0, len(texts), step):
+                self.on_progress('embed', i, len(texts))
                 rows = order[i:i + step]
                 vectors[rows] = self.embedder.encode([texts[r] for r in rows])
                 bar.update(len(rows))
+        self.on_progress('embed', len(texts), len(texts))
         return vectors
 
     def _calibrate(self, store: FeatureStore, good_q: list[str], bad_q: list[str], report: BuildReport) -> None:
