@@ -347,6 +347,9 @@ class FeatureStoreBuilder:
             'dense_only': _best(arr(g, 'cosine'), arr(b, 'cosine')),
             'sparse_only': _best(arr(g, 'bm25'), arr(b, 'bm25')),
             'retrieval_dense_weight': weight,
+            # Each example's cross-validated P(on-topic), for the console's picture of the two classes.
+            'scores': {'good': [round(float(x), 4) for x in honest[:len(g)]],
+                       'bad': [round(float(x), 4) for x in honest[len(g):]]},
             'calibrated_at': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
         report.calibration = store.manifest.calibration
         scored = list(zip(good_q + bad_q, honest))
