@@ -1,0 +1,101 @@
+"""Command line: `python -m huixiangdou.web [--config config.ini] [--standalone] [--host H] [--port P]`.
+
+Serves the web console and the assistant's OpenAI-compatible API at [web] host:port with the worker in
+the same process. Thin: it checks, builds the store if missing, starts the LLM server with --standalone.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from pathlib import Path
+
+from loguru import logger
+
+from huixiangdou.config import Config, ConfigError, load_config
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='python -m huixiangdou.web',
+        description='Serve the web console (knowledge base, examples, try it, group messages, integrations) '
+                    'and the assistant as an OpenAI-compatible API (/v1/chat/completions, model "huixiangdou").')
+    parser.add_argument('--config', '--config_path', dest='config', default='config.ini',
+                        help='config file (TOML), default: %(default)s')
+    parser.add_argument('--standalone', action='store_true',
+                        help='also start the hybrid LLM server as a subprocess (stopped on exit)')
+    parser.add_argument('--host', help='address to bind (default: [web] host)')
+    parser.add_argument('--port', type=int, help='port to bind (default: [web] port)')
+    parser.add_argument('--verbose', action='store_true', help='debug logs')
+    return parser.parse_args(argv)
+
+
+def is_loopback(host: str) -> bool:
+    if host == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host.strip('[]')).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def check_bind(config: Config, host: str) -> None:
+    """Anyone who can reach a non-loopback address could change the knowledge base: demand a token."""
+    if not is_loopback(host) and not config.web.resolved_admin_token:
+        raise ConfigError(f'refusing to serve the web console on {host} without an admin token: set [web] '
+                          'admin_token in config.ini or the environment variable HUIXIANGDOU_ADMIN_TOKEN, or '
+                          'bind 127.0.0.1 ([web] host)')
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    from huixiangdou.main import Stopped, check_standalone, ensure_feature_store, setup_logging, \
+        stop_on_termination_signals, user_errors
+
+    stop_on_termination_signals()
+    setup_logging(args.verbose)
+    try:
+        config = load_config(args.config)
+        host = args.host or config.web.host
+        port = args.port or config.web.port
+        if not 0 < port < 65536:
+            raise ConfigError(f'--port must be in 1..65535, got {port}')
+        check_bind(config, host)
+        if args.standalone:
+            check_standalone(config)
+        ensure_feature_store(config, Path(args.config))
+        setup_logging(args.verbose)  # the builder's CLI set its own log level
+        if args.standalone:
+            from huixiangdou.service.llm_server_process import start_server
+
+            with start_server(Path(args.config), config):
+                serve(config, host, port)
+        else:
+            serve(config, host, port)
+        return 0
+    except user_errors() as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    except Stopped as exc:
+        print(f'stopped by {exc}', file=sys.stderr)
+        return 128 + exc.signum
+    except KeyboardInterrupt:
+        print('stopped', file=sys.stderr)
+        return 130
+
+
+def serve(config: Config, host: str, port: int) -> None:
+    from aiohttp import web
+
+    from huixiangdou.web.app import create_app
+
+    shown = f'[{host}]' if ':' in host else host
+    app = create_app(config, public_url=f'http://{shown}:{port}')
+    logger.info('web console on http://{}:{}/ (assistant API: http://{}:{}/v1)', shown, port, shown, port)
+    web.run_app(app, host=host, port=port, print=None, handle_signals=False)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

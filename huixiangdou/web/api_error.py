@@ -1,0 +1,68 @@
+"""The one error type of the console's JSON API, and the middleware that turns it into a response.
+
+Every /api/ error reaches the client as {"error": {"code", "message"}} with the right status; an
+unexpected exception is logged with its traceback and answered 500 with a generic message.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+from loguru import logger
+
+
+class ApiError(Exception):
+    """A request the console refuses: `code` is snake_case for scripts, `message` says what to do."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({'error': {'code': code, 'message': message}}, status=status)
+
+
+# aiohttp's own refusals (unknown route, wrong method, body too large), in the same JSON shape.
+_HTTP_CODES = {400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found',
+               405: 'method_not_allowed', 413: 'too_large', 415: 'unsupported_type'}
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if not request.path.startswith(('/api/', '/v1/')) or exc.status < 400:
+            raise
+        if exc.status == 413:
+            return error_response(413, 'too_large', 'the request body is too large: send a smaller file '
+                                  '(limit: [web] max_upload_mb)')
+        return error_response(exc.status, _HTTP_CODES.get(exc.status, 'http_error'), exc.reason)
+    except Exception:  # boundary: a bug must not leak a traceback to the client
+        logger.exception('web console: {} {} failed', request.method, request.path)
+        return error_response(500, 'internal_error', 'the server failed on this request; see its log')
+
+
+async def read_json(request: web.Request) -> dict:
+    """The request's JSON object body, or ApiError 400 saying what was wrong."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, 'bad_json', 'the body must be a JSON object (Content-Type: application/json)') from None
+    if not isinstance(body, dict):
+        raise ApiError(400, 'bad_json', 'the body must be a JSON object')
+    return body
+
+
+def text_field(body: dict, key: str, required: bool = True, max_chars: int = 4000) -> str:
+    """A string field of a JSON body, stripped; ApiError 400 if missing (when required), not text or too long."""
+    value = body.get(key, '')
+    if not isinstance(value, str):
+        raise ApiError(400, 'bad_field', f'"{key}" must be a string')
+    value = value.strip()
+    if required and not value:
+        raise ApiError(400, 'missing_field', f'"{key}" is required')
+    if len(value) > max_chars:
+        raise ApiError(400, 'too_long', f'"{key}" is longer than {max_chars} characters')
+    return value

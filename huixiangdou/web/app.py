@@ -1,0 +1,93 @@
+"""The console's aiohttp application: middlewares, the pages (static files) and every route.
+
+Usage:
+    app = create_app(load_config('config.ini'))       # loads the worker on startup
+    web.run_app(app, host='127.0.0.1', port=8080)
+It wires the modules together; each concern's handlers live in their own module.
+"""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from aiohttp import web
+from loguru import logger
+
+from huixiangdou.config import Config
+from huixiangdou.web import auth
+from huixiangdou.web.api_error import errors_as_json
+from huixiangdou.web.build_job import BuildJob
+from huixiangdou.web.console import CONSOLE, Console
+from huixiangdou.web.worker_slot import WorkerSlot, load_worker
+
+STATIC_DIR = Path(__file__).parent / 'static'
+# Multipart overhead on top of the largest upload.
+_BODY_MARGIN = 1024 * 1024
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    page = STATIC_DIR / 'index.html'
+    if not page.is_file():
+        return web.Response(status=404, text='the console pages are missing from this installation '
+                                             f'({page}): reinstall huixiangdou')
+    return web.FileResponse(page, headers={'Cache-Control': 'no-cache'})
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler):
+    response = await handler(request)
+    # The pages load nothing from elsewhere; refuse framing and sniffing.
+    response.headers.setdefault('X-Content-Type-Options', 'nosniff')
+    response.headers.setdefault('X-Frame-Options', 'DENY')
+    response.headers.setdefault('Referrer-Policy', 'no-referrer')
+    if request.path == '/' or request.path.startswith('/static/'):
+        response.headers.setdefault('Content-Security-Policy',
+                                    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                                    "frame-ancestors 'none'")
+    return response
+
+
+def create_app(config: Config, worker=None, embedder=None, public_url: str = '') -> web.Application:
+    """The console app. Without `worker`, one is loaded from config on startup (a missing store leaves
+    the console up, read-only on answers, so it can be built from the Knowledge base page). `embedder`
+    (already loaded) is shared by the builder and the workers it loads."""
+    max_upload = int(config.web.max_upload_mb * 1024 * 1024)
+    app = web.Application(client_max_size=max_upload + _BODY_MARGIN,
+                          middlewares=[security_headers, errors_as_json, auth.require_admin])
+    slot = WorkerSlot(worker)
+    console = Console(config, slot, BuildJob(config, slot, embedder),
+                      public_url or f'http://{config.web.host}:{config.web.port}')
+    app[CONSOLE] = console
+    app[auth.SESSIONS] = auth.Sessions(config.web.resolved_admin_token)
+    app[auth.PROTECT_API] = bool(config.web.protect_api)
+    owns_worker = worker is None
+
+    async def start(app: web.Application) -> None:
+        if slot.worker is not None:
+            return
+        try:
+            slot.swap(await asyncio.to_thread(load_worker, config, embedder))
+        except Exception as exc:  # boundary: the console must come up to show and fix the store
+            from huixiangdou.main import user_errors
+
+            if not isinstance(exc, user_errors()):
+                raise
+            slot.load_error = f'the assistant cannot answer yet: {exc}'
+            logger.warning('web console: {}', slot.load_error)
+
+    async def stop(app: web.Application) -> None:
+        await console.build.wait()
+        if owns_worker:
+            await slot.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    app.router.add_get('/', index)
+    if STATIC_DIR.is_dir():
+        app.router.add_static('/static/', STATIC_DIR, show_index=False, follow_symlinks=False)
+    auth.add_routes(app)
+    from huixiangdou.web import ask, assistant_api, examples, integrations, knowledge_base, messages
+
+    for module in (knowledge_base, examples, ask, messages, integrations, assistant_api):
+        module.add_routes(app)
+    return app

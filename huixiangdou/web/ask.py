@@ -1,0 +1,5 @@
+"""(in progress)"""
+
+
+def add_routes(app):
+    pass
