@@ -81,13 +81,13 @@ function showMessages(table, messages, mark) {
       h('td', { class: 'nowrap' }, when(m.time)),
       h('td', { class: 'group' }, m.group),
       h('td', { class: 'query' }, m.query),
-      h('td', { class: 'outcome' }, badge(m.outcome, OUTCOMES[m.outcome] || 'muted'), h('div', { class: 'reason muted small' }, m.reason)),
+      h('td', { class: 'result' }, badge(m.outcome, OUTCOMES[m.outcome] || 'muted'), h('div', { class: 'reason muted small' }, m.reason)),
       h('td', { class: 'reply' }, m.reply ? h('details', {}, h('summary', {}, m.reply.slice(0, 60) + (m.reply.length > 60 ? '…' : '')),
         h('div', { class: 'reply-text' }, m.reply), m.references?.length ? h('div', { class: 'muted small' }, `Sources: ${m.references.join(', ')}`) : null) : h('span', { class: 'muted' }, '—')),
       labelCell,
-      h('td', { class: 'actions nowrap' },
-        h('button', { type: 'button', class: 'mark-answer ghost', title: 'Add to the on-topic examples' }, 'Should have answered'),
-        h('button', { type: 'button', class: 'mark-ignore ghost', title: 'Add to the chatter examples' }, 'Should have ignored')));
+      h('td', { class: 'actions' }, h('div', { class: 'mark' },
+        h('button', { type: 'button', class: 'mark-answer ghost', title: 'The bot should have answered this: add it to the on-topic examples' }, 'Should have answered'),
+        h('button', { type: 'button', class: 'mark-ignore ghost', title: 'The bot should have ignored this: add it to the chatter examples' }, 'Should have ignored'))));
     row.querySelector('.mark-answer').addEventListener('click', () => mark(m, 'should_answer', row));
     row.querySelector('.mark-ignore').addEventListener('click', () => mark(m, 'should_ignore', row));
     return row;
