@@ -17,8 +17,11 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({'error': {'code': code, 'message': message}}, status=status)
+def error_response(status: int, code: str, message: str, openai: bool = False) -> web.Response:
+    error = {'code': code, 'message': message}
+    if openai:  # OpenAI clients also read the error's type
+        error['type'] = 'authentication_error' if status == 401 else 'invalid_request_error'
+    return web.json_response({'error': error}, status=status)
 
 
 # aiohttp's own refusals (unknown route, wrong method, body too large), in the same JSON shape.
@@ -31,7 +34,7 @@ async def errors_as_json(request: web.Request, handler):
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, request.path.startswith('/v1/'))
     except web.HTTPException as exc:
         if not request.path.startswith(('/api/', '/v1/')) or exc.status < 400:
             raise

@@ -1,5 +1,53 @@
-"""(in progress)"""
+"""Try it: POST /api/ask runs one question through the whole pipeline as a group member's message and
+streams it back as server-sent events (stage, token, done).
+
+The question is answered exactly as in a group (group_id "web-console" unless given) and its outcome is
+saved like any other. The `done` event's reply is final: a degenerate streamed answer may be replaced.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+
+from aiohttp import web
+
+from huixiangdou.web.api_error import ApiError, read_json, text_field
+from huixiangdou.web.console import console_of
+from huixiangdou.web.outcome import session_summary
+
+CONSOLE_GROUP = 'web-console'
+MAX_QUERY_CHARS = 4000
 
 
-def add_routes(app):
-    pass
+def sse(event: str, data: dict) -> bytes:
+    return f'event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n'.encode()
+
+
+async def ask(request: web.Request) -> web.StreamResponse:
+    from huixiangdou.service.worker.session import Session
+
+    body = await read_json(request)
+    query = text_field(body, 'query', max_chars=MAX_QUERY_CHARS)
+    group = body.get('group_id') or CONSOLE_GROUP
+    if not isinstance(group, str):
+        raise ApiError(400, 'bad_field', '"group_id" must be a string')
+    console = console_of(request)
+    async with console.slot.use() as worker:
+        response = web.StreamResponse(headers={'Content-Type': 'text/event-stream; charset=utf-8',
+                                               'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no'})
+        await response.prepare(request)
+        session = Session(query=query, group_id=group, group_name='web console')
+        async with contextlib.aclosing(worker.stream(session)) as events:
+            async for event in events:
+                if event.kind == 'stage':
+                    await response.write(sse('stage', {'stage': event.stage}))
+                elif event.kind == 'token':
+                    await response.write(sse('token', {'text': event.text}))
+                elif event.kind == 'done':
+                    await response.write(sse('done', session_summary(session)))
+        await response.write_eof()
+        return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post('/api/ask', ask)
