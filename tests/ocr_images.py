@@ -65,3 +65,18 @@ def cer(expected: str, got: str) -> float:
     a = ''.join(expected.split())
     b = ''.join(got.split())
     return _levenshtein(a, b) / max(1, len(a))
+
+
+def render_bomb(width: int = 10_000, height: int = 10_000) -> bytes:
+    """A decompression bomb: a PNG of ~100 KB on disk that decodes to width x height pixels (100 MP)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = b'\x00' * (width + 1)  # filter byte + one grey byte a pixel
+    body = b''.join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', body) + chunk(b'IEND', b'')

@@ -3,6 +3,7 @@
     engine = make_ocr(config.ocr)                  # RapidOCR (PP-OCRv4 zh/en, inside its wheel), loaded lazily
     result = read_image(engine, data, config.ocr)  # bytes or a path; raises ImageRejected with the reason
     result.text                                    # lines top to bottom; '' for a picture without text
+    reader = ImageReader(engine, config.ocr, cache_dir=work_dir / 'ocr_cache')  # what document parsers get
 
 `[ocr] engine = "openai"` swaps in a vision model behind an OpenAI-compatible chat API. Every image is
 checked before it is decoded: file size, then pixel count from the header, so a decompression bomb
@@ -12,9 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
+import json
+import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -51,32 +56,52 @@ class OCRResult:
 
 class OCREngine(Protocol):
     name: str
+    identity: str  # engine, version and settings: a cached text is reused only under the same identity
 
     def read(self, image) -> OCRResult:  # image: an RGB PIL.Image
         ...
+
+
+def _package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return 'unknown'
+
+
+def image_bytes(data: bytes | str | Path, max_image_mb: float) -> bytes:
+    """The image's bytes, refused when over max_image_mb (a file's size is checked before it is read)."""
+    size = Path(data).stat().st_size if isinstance(data, (str, Path)) else len(data)
+    if size > max_image_mb * 1024 * 1024:
+        raise ImageRejected(f'image of {size / 1024 / 1024:.1f} MB is over max_image_mb = {max_image_mb}')
+    return Path(data).read_bytes() if isinstance(data, (str, Path)) else data
 
 
 def load_image(data: bytes | str | Path, max_image_mb: float, max_pixels: int):
     """Decode the first frame of an image as RGB, refusing what is too large before decoding it."""
     from PIL import Image, UnidentifiedImageError
 
-    if isinstance(data, (str, Path)):
-        size = Path(data).stat().st_size
-        if size > max_image_mb * 1024 * 1024:
-            raise ImageRejected(f'image of {size / 1024 / 1024:.1f} MB is over max_image_mb = {max_image_mb}')
-        data = Path(data).read_bytes()
-    elif len(data) > max_image_mb * 1024 * 1024:
-        raise ImageRejected(f'image of {len(data) / 1024 / 1024:.1f} MB is over max_image_mb = {max_image_mb}')
+    data = image_bytes(data, max_image_mb)
     if not data:
         raise ImageRejected('empty image')
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        with warnings.catch_warnings():  # PIL's own warning: the pixel check below decides instead
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
         width, height = image.size
         if width * height > max_pixels:
             raise ImageRejected(f'image of {width}x{height} pixels is over max_pixels = {max_pixels} '
                                 '(a decompression bomb, or a picture too large to read)')
         image.seek(0)  # the first frame of a GIF / animated WebP
         image.load()
+        if image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info:
+            # Diagrams are often exported on a transparent background: flattened as-is their black text
+            # would sit on black. Paper white is what the author saw.
+            rgba = image.convert('RGBA')
+            flat = Image.new('RGBA', rgba.size, 'white')
+            flat.alpha_composite(rgba)
+            return flat.convert('RGB')
         return image.convert('RGB')
     except ImageRejected:
         raise
@@ -100,12 +125,31 @@ def _reading_order(lines: list[OCRLine]) -> str:
     return '\n'.join(' '.join(ln.text for ln in sorted(row, key=lambda ln: ln.box[0])) for row in rows)
 
 
+# RapidOCR scales an image up until its short side is 736 px before detecting text: a one-line chat
+# screenshot of 640x120 became 3925x736 and took ~3 s. Padding to 736 instead (text kept at its size)
+# reads the same text in a tenth of the time (bench/bench_ocr.py).
+_DET_MIN_SIDE = 736
+
+
+def _padded(image, side: int):
+    """`image` on a canvas at least `side` px each way, filled with its corner colour (dark mode stays dark)."""
+    width, height = image.size
+    if width >= side and height >= side:
+        return image
+    from PIL import Image
+
+    canvas = Image.new('RGB', (max(width, side), max(height, side)), image.getpixel((0, 0)))
+    canvas.paste(image, (0, 0))
+    return canvas
+
+
 class RapidOCREngine:
     """PP-OCRv4 detection + recognition (Chinese and English) through onnxruntime, on the CPU."""
     name = 'rapidocr'
 
     def __init__(self, min_confidence: float = 0.5):
         self.min_confidence = min_confidence
+        self.identity = f'rapidocr {_package_version("rapidocr-onnxruntime")} min_confidence={min_confidence}'
         self._model = None
         self._lock = threading.Lock()
 
@@ -124,7 +168,7 @@ class RapidOCREngine:
         model = self._load()
         started = time.perf_counter()
         try:
-            found, _ = model(np.asarray(image))
+            found, _ = model(np.asarray(_padded(image, _DET_MIN_SIDE)))
         except Exception as exc:  # boundary: onnxruntime raises its own types
             raise OCRError(f'RapidOCR failed: {type(exc).__name__}: {exc}') from exc
         lines = []
@@ -150,6 +194,7 @@ class VisionAPIEngine:
         # The SDK retries 429 / 5xx with backoff (Retry-After honoured); timeout bounds each image.
         self.client = OpenAI(base_url=base_url, api_key=api_key or 'none', timeout=timeout, max_retries=2)
         self.model = model
+        self.identity = f'openai {base_url} {model}'
 
     def read(self, image) -> OCRResult:
         import openai
@@ -195,3 +240,101 @@ def read_image(engine: OCREngine, data: bytes | str | Path, config: 'OCRConfig')
 async def read_image_async(engine: OCREngine, data: bytes, config: 'OCRConfig') -> OCRResult:
     """read_image off the event loop, bounded by [ocr] timeout. Raises ImageRejected, OCRError or TimeoutError."""
     return await asyncio.wait_for(asyncio.to_thread(read_image, engine, data, config), config.timeout)
+
+
+@dataclass
+class OCRStats:
+    """What an ImageReader did: images the engine read, images answered from the cache, engine seconds."""
+    images: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+
+
+class ImageReader:
+    """The OCR handed to the document parsers: an engine, the image limits, and a cache by image content.
+
+    With `cache_dir` the text of every image read is kept on disk under the hash of the image and the
+    engine's identity, so rebuilding the store, or a changed document whose pictures did not change,
+    costs no OCR again. The cache holds text only (a few KB an image).
+
+        reader = ImageReader(make_ocr(config.ocr), config.ocr, cache_dir=Path('workdir/ocr_cache'))
+        reader.read(Path('repodir/diagram.png')).text   # raises ImageRejected or OCRError
+        reader.read_decoded(page_image).text             # an image rendered here (a scanned PDF page)
+        reader.stats                                     # OCRStats(images=2, cached=0, seconds=1.3)
+    """
+
+    def __init__(self, engine: OCREngine, config: 'OCRConfig', cache_dir: Path | None = None):
+        self.engine = engine
+        self.max_image_mb = config.max_image_mb
+        self.max_pixels = int(config.max_pixels)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.stats = OCRStats()
+        self._used: set[str] = set()
+        self._memory: dict[str, str] = {}  # the same picture twice in one build (a logo on every slide)
+
+    def read(self, data: bytes | str | Path) -> OCRResult:
+        """Check and decode an image file's bytes (or path), then OCR it unless its text is cached."""
+        data = image_bytes(data, self.max_image_mb)
+        image = load_image(data, self.max_image_mb, self.max_pixels)
+        return self._read(image, hashlib.sha256(data))
+
+    def read_decoded(self, image) -> OCRResult:
+        """OCR an RGB PIL image made here (not from untrusted bytes), unless its text is cached."""
+        digest = hashlib.sha256(f'{image.mode} {image.size}'.encode())
+        digest.update(image.tobytes())
+        return self._read(image, digest)
+
+    def _read(self, image, digest) -> OCRResult:
+        digest.update(getattr(self.engine, 'identity', self.engine.name).encode())
+        key = digest.hexdigest()
+        self._used.add(key)
+        text = self._cached(key)
+        if text is not None:
+            self.stats.cached += 1
+            return OCRResult(text, [], 0.0, *image.size)
+        result = self.engine.read(image)
+        self.stats.images += 1
+        self.stats.seconds += result.seconds
+        self._store(key, result.text)
+        return result
+
+    def _path(self, key: str) -> Path:
+        return self.cache_dir / key[:2] / f'{key}.json'
+
+    def _cached(self, key: str) -> str | None:
+        if key in self._memory:
+            return self._memory[key]
+        if self.cache_dir is None:
+            return None
+        try:
+            return json.loads(self._path(key).read_text(encoding='utf-8'))['text']
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged entry is read again
+            logger.warning('OCR cache entry {} unreadable ({}); reading the image again', key[:12], exc)
+            return None
+
+    def _store(self, key: str, text: str) -> None:
+        self._memory[key] = text
+        if self.cache_dir is None:
+            return
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f'.{os.getpid()}.partial')
+            partial.write_text(json.dumps({'text': text}, ensure_ascii=False), encoding='utf-8')
+            os.replace(partial, path)  # a reader never sees half an entry
+        except OSError as exc:  # the cache only saves time; the text is still used
+            logger.warning('could not write the OCR cache in {}: {}', self.cache_dir, exc)
+
+    def prune(self) -> int:
+        """Delete cached texts of images not read since this reader was made; call after a build that read
+        every file (nothing reused), so the cache holds what the documents contain now. Returns the count."""
+        if self.cache_dir is None or not self.cache_dir.is_dir():
+            return 0
+        removed = 0
+        for path in self.cache_dir.glob('*/*'):
+            if path.stem not in self._used:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from huixiangdou.primitive.chunk import Document
 from huixiangdou.primitive.documents.errors import ParseError
+from huixiangdou.primitive.documents.image import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    from huixiangdou.primitive.ocr import ImageReader
 
 _CODE_SUFFIXES = (
     '.py', '.pyi', '.c', '.cc', '.cpp', '.cxx', '.h', '.hh', '.hpp', '.hxx', '.cu', '.cuh',
@@ -36,21 +40,29 @@ _PARSERS: dict[str, tuple[str, str]] = {
     '.pptx': ('slides', 'parse_pptx'),
     '.html': ('webpage', 'parse_html'),
     '.htm': ('webpage', 'parse_html'),
+    # Read by OCR; skipped with the reason when OCR is off.
+    **{suffix: ('image', 'parse_image') for suffix in IMAGE_SUFFIXES},
     **{suffix: ('code', 'parse_code') for suffix in _CODE_SUFFIXES},
 }
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_PARSERS)
+# Parsers that read text in images: they are handed parse_file's `ocr` (None when OCR is off).
+_READS_IMAGES = frozenset({'image', 'pdf', 'word', 'slides'})
 
 
-def _parser(suffix: str) -> Callable[[Path, str], Document]:
+def _parser(suffix: str, ocr: 'ImageReader | None') -> Callable[[Path, str], Document]:
     module_name, function = _PARSERS[suffix]
-    module = importlib.import_module(f'{__package__}.{module_name}')
-    return getattr(module, function)
+    parse = getattr(importlib.import_module(f'{__package__}.{module_name}'), function)
+    if module_name in _READS_IMAGES:
+        return lambda path, source: parse(path, source, ocr=ocr)
+    return parse
 
 
-def parse_file(path: Path, source: str) -> Document:
+def parse_file(path: Path, source: str, ocr: 'ImageReader | None' = None) -> Document:
     """Parse one file into a Document; `source` is its path relative to repodir, for citations.
 
+    `ocr` reads the text in images (image files, scanned PDF pages, pictures in docx/pptx); without it
+    image files are skipped with the reason and scanned pages are left out.
     Raises ParseError (only) when the file cannot be parsed; its message is the reason to report.
 
     >>> parse_file(Path('docs/install.md'), 'docs/install.md').sections[0].anchor  # doctest: +SKIP
@@ -63,7 +75,7 @@ def parse_file(path: Path, source: str) -> Document:
     try:
         if path.stat().st_size == 0:
             raise ParseError('empty file')
-        document = _parser(suffix)(path, source)
+        document = _parser(suffix, ocr)(path, source)
     except ParseError:
         raise
     except PermissionError as exc:

@@ -1,7 +1,7 @@
 """Parses PowerPoint .pptx files (python-pptx): one Section per slide, anchor "slide N".
 
-A slide's text is its title, then text boxes and tables in reading order (top to bottom, left to
-right), then speaker notes; it does not read charts, SmartArt or text inside images.
+A slide's text is its title, then text boxes, tables and pictures (read by OCR when given one) in
+reading order (top to bottom, left to right), then speaker notes; it does not read charts or SmartArt.
 """
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pptx
 from pptx.enum.shapes import MSO_SHAPE_TYPE
+from pptx.shapes.picture import Picture
 
 from huixiangdou.primitive.chunk import Document, Section
 from huixiangdou.primitive.documents.office_file import check_office_file
+from huixiangdou.primitive.documents.pictures import picture_text
+from huixiangdou.primitive.ocr import ImageReader
 
 
-def parse_pptx(path: Path, source: str) -> Document:
+def parse_pptx(path: Path, source: str, ocr: ImageReader | None = None) -> Document:
     check_office_file(path)
     presentation = pptx.Presentation(str(path))
     sections = []
@@ -26,7 +29,7 @@ def parse_pptx(path: Path, source: str) -> Document:
         for shape in _reading_order(slide.shapes):
             if title is not None and shape.shape_id == title.shape_id:
                 continue
-            lines.extend(_shape_lines(shape))
+            lines.extend(_shape_lines(shape, ocr, f'{source} slide {number}'))
         if slide.has_notes_slide:
             frame = slide.notes_slide.notes_text_frame
             notes = frame.text.strip() if frame is not None else ''
@@ -45,9 +48,18 @@ def _text_lines(shape) -> list[str]:
     return [p.strip() for p in shape.text_frame.text.splitlines() if p.strip()]
 
 
-def _shape_lines(shape) -> list[str]:
+def _shape_lines(shape, ocr: ImageReader | None, where: str) -> list[str]:
     if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
-        return [line for child in _reading_order(shape.shapes) for line in _shape_lines(child)]
+        return [line for child in _reading_order(shape.shapes) for line in _shape_lines(child, ocr, where)]
+    if isinstance(shape, Picture):  # also a picture placeholder filled with a picture
+        if ocr is None:
+            return []
+        try:
+            blob = shape.image.blob
+        except (KeyError, ValueError, AttributeError):  # a linked picture: its file is not in the pptx
+            return []
+        text = picture_text(ocr, blob, where)
+        return [line.strip() for line in text.splitlines() if line.strip()]
     if getattr(shape, 'has_table', False) and shape.has_table:
         rows = []
         for row in shape.table.rows:

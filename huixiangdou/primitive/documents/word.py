@@ -1,7 +1,8 @@
 """Parses Word .docx files (python-docx): paragraphs and tables in document order, headings as anchors.
 
-Tables become Sections of kind "table" with rows rendered "cell | cell"; it does not read headers,
-footers, footnotes, comments or text boxes.
+Tables become Sections of kind "table" with rows rendered "cell | cell". Pictures are read by OCR (when
+given one) and their text joins the section they sit in; it does not read headers, footers, footnotes,
+comments or text boxes.
 """
 from __future__ import annotations
 
@@ -16,13 +17,17 @@ from docx.text.paragraph import Paragraph
 from huixiangdou.primitive.chunk import Document
 from huixiangdou.primitive.documents.office_file import check_office_file
 from huixiangdou.primitive.documents.outline import Outline
+from huixiangdou.primitive.documents.pictures import picture_text
+from huixiangdou.primitive.ocr import ImageReader
 
 # Built-in heading style names, in English and as Chinese Word/WPS writes them ("标题 1").
 _HEADING_STYLE = re.compile(r'^(?:heading|标题)\s*(\d)$', re.I)
 _TITLE_STYLES = frozenset({'title', '标题'})
+# A picture is a DrawingML blip (r:embed) or, in files from older Word, a VML imagedata (r:id).
+_PICTURE_IDS = './/a:blip/@r:embed | .//*[local-name()="imagedata"]/@r:id'
 
 
-def parse_docx(path: Path, source: str) -> Document:
+def parse_docx(path: Path, source: str, ocr: ImageReader | None = None) -> Document:
     check_office_file(path)
     document = docx.Document(str(path))
     outline = Outline('text')
@@ -30,19 +35,39 @@ def parse_docx(path: Path, source: str) -> Document:
     for block in document.iter_inner_content():
         if isinstance(block, Paragraph):
             text = block.text.strip()
+            pictures = _pictures_text(block._p, document, ocr, source)
             if not text:
-                outline.add('')
+                outline.add(pictures)
                 continue
             level = _heading_level(block, by_style)
             if level is None:
                 outline.add(text)
             else:
                 outline.heading(level, text, text)
+            if pictures:
+                outline.add(pictures)
         elif isinstance(block, Table):
             rows = render_table(block)
             if rows:
                 outline.add_block('\n'.join(rows), 'table')
+            pictures = _pictures_text(block._tbl, document, ocr, source)
+            if pictures:
+                outline.add(pictures)
     return Document(source=source, sections=outline.finish())
+
+
+def _pictures_text(element, document, ocr: ImageReader | None, source: str) -> str:
+    """The OCR text of the pictures inside a paragraph or table, in document order."""
+    if ocr is None:
+        return ''
+    texts = []
+    for rel_id in element.xpath(_PICTURE_IDS):
+        part = document.part.related_parts.get(rel_id)  # absent for a linked (not embedded) picture
+        blob = getattr(part, 'blob', b'') if part is not None else b''
+        text = picture_text(ocr, blob, f'{source} ({getattr(part, "partname", rel_id)})')
+        if text:
+            texts.append(text)
+    return '\n'.join(texts)
 
 
 def _outline_level(element) -> int | None:
