@@ -24,6 +24,8 @@ ANSWER_MODES = ('auto', 'generate', 'extract')
 _CITE = re.compile(r'\[(\d{1,2})\]')
 # How often (in streamed pieces) a growing answer is checked for a loop or an echo, to stop early.
 CHECK_EVERY = 24
+# At most this much of a screenshot's text goes into the prompt (small models drown in a long log).
+SCREENSHOT_CHARS = 600
 
 
 def fit_context(passages: list[Passage], max_chars: int) -> list[Passage]:
@@ -117,11 +119,17 @@ class Generate:
             # What the user replies to tells the model what "this" in the question means.
             quote = session.quote[:300]
             intro += f'用户引用的消息：{quote}\n' if zh else f'The user replies to: {quote}\n'
-        user = prompt(session.language, 'generate', context=format_context(passages), query=session.query,
+        question = session.query
+        if session.image_text:
+            intro += prompt(session.language, 'screenshot', text=session.image_text[:SCREENSHOT_CHARS])
+            # A picture sent alone: the screenshot is the question.
+            question = question or prompt(session.language, 'screenshot_question')
+        user = prompt(session.language, 'generate', context=format_context(passages), query=question,
                       intro=intro)
         system = prompt(session.language, 'system')
         wording = prompt(session.language, 'generate', context='\n', query='\n', intro='')
-        return AnswerPrompt(system, user, passages, session.query, instructions=f'{system}\n{wording}')
+        # The screenshot's text is what the user asked about: an answer may quote it without echoing.
+        return AnswerPrompt(system, user, passages, session.search_text, instructions=f'{system}\n{wording}')
 
     def _llm_stream(self, request: AnswerPrompt, history) -> AsyncIterator[StreamPiece]:
         return self.llm.stream_pieces(request.user, history=history, system=request.system)
@@ -194,7 +202,8 @@ class Generate:
         return problem if problem is not None and problem.reason in ('loop', 'echo', 'scaffold') else None
 
     async def _answer_by_extract(self, session: Session, debug: dict) -> None:
-        answer = await run_cpu(self.extract.answer, session.query, session.passages)
+        # The screenshot's text scores the sentences too: "这个报错怎么办？" alone names no error.
+        answer = await run_cpu(self.extract.answer, session.search_text, session.passages)
         session.debug[self.name] = debug
         debug['quoted'] = [{'passage': s.passage + 1, 'score': round(s.score, 3)} for s in answer.sentences]
         if not answer.text:

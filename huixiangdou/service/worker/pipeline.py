@@ -1,5 +1,5 @@
-"""The worker: runs a message through the stages (work time → preprocess → reject → intention →
-retrieve → rerank → web search → generate → check) and returns the session, or streams it.
+"""The worker: runs a message through the stages (work time → image text → preprocess → reject → intention
+→ retrieve → rerank → web search → generate → check) and returns the session, or streams it.
 
 Stages live one per module; this module only wires them from the config and drives them: `run` and
 `stream` share one loop, so both time the stages and save the outcome.
@@ -15,9 +15,11 @@ from typing import AsyncIterator
 
 from loguru import logger
 
-from huixiangdou.config import Config, WorkerConfig, reject_throttle_override
+from huixiangdou.config import Config, OCRConfig, WorkerConfig, reject_throttle_override
+from huixiangdou.primitive.ocr import make_ocr
 from huixiangdou.service.worker.check import Check
 from huixiangdou.service.worker.generate import Generate
+from huixiangdou.service.worker.image_text import ImageText
 from huixiangdou.service.worker.intention import Intention
 from huixiangdou.service.worker.online_search import OnlineSearch
 from huixiangdou.service.worker.preprocess import Preprocess
@@ -52,9 +54,11 @@ class Worker:
     """
 
     def __init__(self, config: WorkerConfig, store, llm, reranker=None, web_search=None,
-                 reject_throttle: float | None = None, log_path: Path | None = None, capable_llm: bool = True):
+                 reject_throttle: float | None = None, log_path: Path | None = None, capable_llm: bool = True,
+                 ocr: OCRConfig | None = None):
         """`reject_throttle` is config.reject_throttle_override's answer: None uses the store's calibrated
-        threshold. `capable_llm` False (only the bundled tiny model) makes answer_mode "auto" quote."""
+        threshold. `capable_llm` False (only the bundled tiny model) makes answer_mode "auto" quote.
+        `ocr` ([ocr], defaults when None) reads the images of a message when `config.ocr` is 1."""
         if config.enable_rerank and reranker is None:
             raise ValueError('[worker] enable_rerank = 1 needs [feature_store] reranker_model_path')
         if config.enable_web_search and web_search is None:
@@ -67,6 +71,12 @@ class Worker:
             log_path.parent.mkdir(parents=True, exist_ok=True)
         stages: list = [WorkTime(config.time), Preprocess(config.min_query_length, config.language),
                         Reject(store, reject_throttle)]
+        # Runs right after work time, for messages that carry images only: a text message passes the
+        # very same stages as before. The engine loads its model on the first image it reads.
+        self.image_text: ImageText | None = None
+        if config.ocr:
+            ocr = ocr or OCRConfig()
+            self.image_text = ImageText(make_ocr(ocr), ocr)
         if config.enable_intention:
             stages.append(Intention(llm))
         # With a reranker, retrieve a wider net so it can promote what retrieval ranked lower.
@@ -105,7 +115,7 @@ class Worker:
         log_path = config.path(config.worker.save_path) if config.worker.save_path else None
         return cls(config.worker, store, LLMClient(config.llm), reranker, web_search,
                    reject_throttle_override(config, store.calibrated_threshold), log_path,
-                   capable_llm=has_capable_llm(config))
+                   capable_llm=has_capable_llm(config), ocr=config.ocr)
 
     async def run(self, session: Session) -> Session:
         """Run the message through every stage and return it finished (never raises)."""
@@ -121,8 +131,11 @@ class Worker:
     async def _drive(self, session: Session, stream_answer: bool) -> AsyncIterator[WorkerEvent]:
         """The one path of a message, for run and stream alike: the stages in order until one finishes
         the session, each timed into debug['ms']; then the outcome is logged and saved, and 'done'."""
+        stages = self.stages
+        if session.images and self.image_text is not None:
+            stages = [stages[0], self.image_text, *stages[1:]]
         try:
-            for stage in self.stages:
+            for stage in stages:
                 started = time.perf_counter()
                 if stage is self.generate and stream_answer:
                     # Streamed, generation's time includes the consumer's time between pieces.
@@ -144,7 +157,8 @@ class Worker:
 
     async def _record(self, session: Session) -> None:
         """Log the outcome and append it to save_path; a failure here never changes the answer."""
-        logger.info('group={} code={} query={!r}', session.group_id, session.code, session.query[:80])
+        logger.info('group={} code={} query={!r}{}', session.group_id, session.code, session.query[:80],
+                    f' image_text={session.image_text[:80]!r}' if session.image_text else '')
         logger.debug('group={} stages: {}', session.group_id, session.debug)
         if self.log_path is None:
             return
@@ -160,6 +174,10 @@ class Worker:
                   'references': session.references}
         if session.quote:
             record['quote'] = session.quote
+        if session.images:
+            # What the screenshots said, never their bytes.
+            record['images'] = len(session.images)
+            record['image_text'] = session.image_text
         if 'reject' in session.debug:
             # Why the bot answered or stayed silent: score, threshold, nearest examples, best chunks.
             record['reject'] = session.debug['reject']

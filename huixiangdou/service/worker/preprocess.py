@@ -2,6 +2,8 @@
 
 It does not judge the topic (that is the reject stage), and it never looks for quotes in the text: a
 quoted message arrives as `Session.quote`, so 「」, > and colons in the query are the user's own words.
+A screenshot's text (`Session.image_text`, read before this stage) counts as part of the question: a
+picture alone can be one, and "怎么办" under a screenshot of an error is not too short.
 """
 from __future__ import annotations
 
@@ -42,9 +44,9 @@ class Preprocess:
         original = session.query
         session.query = clean_query(original)
         session.language = self.language if self.language != 'auto' else (
-            'zh' if is_chinese(session.query or original) else 'en')
+            'zh' if is_chinese(session.query or session.image_text or original) else 'en')
         session.debug[self.name] = {'original': original, 'cleaned': session.query}
-        if is_not_a_question(session.query):
+        if is_not_a_question(session.query) and not session.image_text:
             session.finish(ErrorCode.NOT_A_QUESTION)
-        elif len(session.query) < self.min_query_length:
+        elif len(session.search_text) < self.min_query_length:
             session.finish(ErrorCode.QUESTION_TOO_SHORT)

@@ -10,6 +10,10 @@ PROMPTS: dict[str, dict[str, str]] = {
         # passages without paths, and a one-or-two-sentence instruction, echo and loop least.
         'system': '你是群聊助手“茴香豆”。只根据资料，用一两句话回答问题，在句末标注资料编号，例如 [1]。不要复述资料。',
         'generate': '{intro}问题：{query}\n\n资料：\n{context}\n\n请用一两句话回答：{query}',
+        # A screenshot's text goes in a part of its own, so the model knows the user did not type it.
+        'screenshot': '截图中的文字：\n{text}\n',
+        # The question of a message that is only a picture.
+        'screenshot_question': '截图中的报错或问题怎么解决？',
         'intention': (
             '判断下面这句群聊消息是不是一个需要回答的问题，并给出它的主题。\n'
             '只输出一行 JSON，例如 {{"is_question": true, "topic": "安装", "kind": "question"}}，'
@@ -25,6 +29,8 @@ PROMPTS: dict[str, dict[str, str]] = {
         'system': 'You are HuixiangDou, a group-chat assistant. Answer from the material in one or two '
                   'sentences and cite it as [1]. Do not repeat the material.',
         'generate': '{intro}Question: {query}\n\nMaterial:\n{context}\n\nAnswer in one or two sentences: {query}',
+        'screenshot': 'Text in the screenshot:\n{text}\n',
+        'screenshot_question': 'How is the error or problem in the screenshot solved?',
         'intention': (
             'Decide whether this group-chat message is a question that needs an answer, and its topic.\n'
             'Output one line of JSON only, e.g. {{"is_question": true, "topic": "install", '

@@ -50,8 +50,11 @@ class Session:
 
     `history` holds earlier (user, assistant) turns of the same conversation; `group_id` and
     `group_name` identify the chat; `debug` collects what each stage saw, keyed by stage name.
-    `features` is what the store computed about `query` (embedding, BM25, reject evidence): the reject
-    stage computes it once and retrieval reuses it.
+    `features` is what the store computed about `search_text` (embedding, BM25, reject evidence): the
+    reject stage computes it once and retrieval reuses it.
+    `images` are the pictures that came with the message (a screenshot of an error, a meme); the
+    image_text stage reads them into `image_text`, which stays a field of its own: `query` is what the
+    user typed, and each later stage decides how to use the screenshot's text.
     """
     query: str
     history: list[tuple[str, str]] = field(default_factory=list)
@@ -59,6 +62,8 @@ class Session:
     quote: str = ''
     group_id: str = ''
     group_name: str = ''
+    # The platform's id of the message, for log lines that must name it ('' when there is none).
+    message_id: str = ''
     # What the group is about (per-group config); the answer prompt mentions it.
     group_introduction: str = ''
     code: ErrorCode | None = None
@@ -67,6 +72,9 @@ class Session:
     language: str = 'en'
     passages: list[Passage] = field(default_factory=list)
     features: QueryFeatures | None = field(default=None, repr=False)
+    # Raw image bytes, at most a few per message: kept out of repr (logs) and out of the saved outcome.
+    images: list[bytes] = field(default_factory=list, repr=False)
+    image_text: str = ''
     debug: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -74,6 +82,16 @@ class Session:
         self.query, self.quote = clean_text(self.query), clean_text(self.quote)
         self.history = [(clean_text(user), clean_text(bot)) for user, bot in self.history]
         self.group_id, self.group_name = clean_text(self.group_id), clean_text(self.group_name)
+        self.image_text = clean_text(self.image_text)
+
+    @property
+    def search_text(self) -> str:
+        """What the reject model and retrieval judge: the typed words, then the screenshot's text, plain.
+
+        No label joins them: the reject model learned from plain messages, and an error message reads
+        the same typed or photographed (docs/worker.md, "Screenshots").
+        """
+        return '\n'.join(part for part in (self.query, self.image_text) if part)
 
     @property
     def done(self) -> bool:
