@@ -19,6 +19,7 @@ from huixiangdou.frontend.rate_limit import ReplyRateLimiter
 from huixiangdou.service.worker.session import Session
 
 OutcomeHandler = Callable[[Outcome], Awaitable[None]]
+IMAGE_PLACEHOLDER = '[图片]'
 
 
 class GroupDispatcher:
@@ -74,7 +75,8 @@ class GroupDispatcher:
         if self._closed:
             return False
         if self.history is not None:
-            self.history.append(StoredMessage(message.group_id, 'user', message.text,
+            # A picture alone is kept as the placeholder chat apps show for it, so the turn still reads.
+            self.history.append(StoredMessage(message.group_id, 'user', message.text or IMAGE_PLACEHOLDER,
                                               sender_id=message.sender_id, message_id=message.message_id))
         if self.policy == 'merge':
             self.merger.add(message)
@@ -164,7 +166,8 @@ class GroupDispatcher:
             return Outcome(message, OutcomeStatus.RATE_LIMITED)
         history = self.history.pairs(message.group_id) if self.history is not None else []
         session = Session(query=message.text, quote=message.quote, history=history, group_id=message.group_id,
-                          group_name=message.group_name, group_introduction=message.group_introduction)
+                          group_name=message.group_name, group_introduction=message.group_introduction,
+                          message_id=message.message_id, images=list(message.images))
         try:
             session = await self.responder.run(session)
         except Exception:  # the worker is a boundary: one bad message must not stop the group

@@ -19,11 +19,13 @@ class Responder(Protocol):
 
 @dataclass
 class GroupMessage:
-    """One text message from a group chat, already stripped of @mentions.
+    """One message from a group chat, already stripped of @mentions: its text, and the images it carried.
 
     `platform_ids` keeps whatever the platform needs to reply or recall later (wkteam's
     newMsgId, Lark's root id); the dispatcher never looks inside it. `quote` is the text of the message
     this one quotes or replies to, as a field of its own: never folded into `text` as markup.
+    `images` are downloaded image bytes (at most message_images.MAX_IMAGES); `text` may be '' when the
+    message is a picture alone.
     """
     group_id: str
     text: str
@@ -33,6 +35,7 @@ class GroupMessage:
     group_introduction: str = ''
     quote: str = ''
     platform_ids: dict[str, str] = field(default_factory=dict)
+    images: list[bytes] = field(default_factory=list, repr=False)
     # Ids of earlier messages from the same sender that the merge policy folded into this one.
     merged_message_ids: list[str] = field(default_factory=list)
 

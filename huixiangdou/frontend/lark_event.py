@@ -1,12 +1,12 @@
 """Parses Lark schema-2.0 `im.message.receive_v1` events into a plain LarkTextMessage.
 
-Text and rich-text (post) messages only; it checks the shape of every field it reads (a wrong type is
+Text, rich-text (post) and image messages; it checks the shape of every field it reads (a wrong type is
 CallbackRejected(400)); authentication and decryption happen before, in lark_group.py.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from huixiangdou.frontend.callback_body import field_object, field_text
 from huixiangdou.frontend.errors import CallbackRejected
@@ -27,6 +27,8 @@ class LarkTextMessage:
     mentioned_open_ids: list[str]
     parent_id: str = ''   # the message this one replies to
     root_id: str = ''     # the first message of its thread
+    # Keys of the images in it (an image message has one, a post any number), for the message-resource API.
+    image_keys: list[str] = field(default_factory=list)
 
 
 def _field_list(container: dict, key: str, where: str) -> list:
@@ -56,6 +58,34 @@ def _post_text(content: dict) -> str:
     return '\n'.join(([title] if title else []) + lines)
 
 
+def content_image_keys(message_type: str, raw_content: str) -> list[str]:
+    """The image keys of an image message (`{"image_key": "img_v2_…"}`) or of a post's `img` elements.
+
+    User-authored content: anything not shaped like an image key is skipped, never refused.
+    """
+    try:
+        content = parse_json(raw_content or '{}')
+    except InvalidJson:
+        return []
+    if not isinstance(content, dict):
+        return []
+    if message_type == 'image':
+        key = content.get('image_key')
+        return [key] if isinstance(key, str) and key else []
+    if message_type != 'post':
+        return []
+    if 'content' not in content:  # a locale wrapper, as in _post_text
+        content = next((v for v in content.values() if isinstance(v, dict)), {})
+    body = content.get('content')
+    keys = []
+    for line in body if isinstance(body, list) else []:
+        for el in line if isinstance(line, list) else []:
+            if isinstance(el, dict) and el.get('tag') == 'img' and isinstance(el.get('image_key'), str) \
+                    and el['image_key'] and el['image_key'] not in keys:
+                keys.append(el['image_key'])
+    return keys
+
+
 def content_text(message_type: str, raw_content: str) -> str | None:
     """The plain text of a text or post message's `content` JSON string; None for other types or bad JSON."""
     try:
@@ -73,7 +103,10 @@ def content_text(message_type: str, raw_content: str) -> str | None:
 
 
 def parse_message_event(event: dict) -> LarkTextMessage | None:
-    """The text of a message event, or None for message types we do not answer (images, files...)."""
+    """The text and image keys of a message event, or None for types we do not answer (files, stickers...).
+
+    An image message gives text ''; the frontend fetches its image (lark_group.py).
+    """
     message = field_object(event, 'message', 'event')
     sender = field_object(event, 'sender', 'event')
     sender_id = field_object(sender, 'sender_id', 'event.sender')
@@ -87,7 +120,8 @@ def parse_message_event(event: dict) -> LarkTextMessage | None:
         mentioned_keys.append(field_text(mention, 'key', f'event.message.mentions[{number}]'))
         mention_id = field_object(mention, 'id', f'event.message.mentions[{number}]')
         mentioned_open_ids.append(field_text(mention_id, 'open_id', f'event.message.mentions[{number}].id'))
-    text = content_text(message_type, field_text(message, 'content', 'event.message'))
+    raw_content = field_text(message, 'content', 'event.message')
+    text = '' if message_type == 'image' else content_text(message_type, raw_content)
     if text is None:
         return None
     for key in mentioned_keys:
@@ -104,4 +138,5 @@ def parse_message_event(event: dict) -> LarkTextMessage | None:
         mentioned_open_ids=mentioned_open_ids,
         parent_id=field_text(message, 'parent_id', 'event.message'),
         root_id=field_text(message, 'root_id', 'event.message'),
+        image_keys=content_image_keys(message_type, raw_content),
     )

@@ -26,6 +26,7 @@ from huixiangdou.frontend.lark_event import (MESSAGE_EVENT, LarkTextMessage, fie
                                              parse_message_event)
 from huixiangdou.frontend.lark_open_api import LarkOpenApi
 from huixiangdou.frontend.lark_post import answer_post
+from huixiangdou.frontend.message_images import ImageLimits, fetch_images
 from huixiangdou.frontend.seen_ids import SeenIds
 from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
 
@@ -55,8 +56,10 @@ class LarkGroupServer(CallbackServer):
 
     def __init__(self, frontend: FrontendConfig, responder: Responder, *, api: LarkOpenApi | None = None,
                  port: int | None = None, state_dir: str | Path | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, images: ImageLimits = ImageLimits()):
+        """`images`: whether and within what the images of a message are downloaded ([worker] ocr, [ocr])."""
         self.frontend = frontend
+        self.images = images
         self.config: LarkGroupConfig = frontend.lark_group
         super().__init__(self.config.host, self.config.port if port is None else port)
         self.api = api or LarkOpenApi(self.config.app_id, self.config.app_secret, self.config.base_url)
@@ -195,30 +198,49 @@ class LarkGroupServer(CallbackServer):
             return
         if self.config.only_at_bot and self._bot_open_id not in message.mentioned_open_ids:
             return
-        if not message.text:
+        with_images = bool(message.image_keys) and self.images.enabled
+        if not message.text and not with_images:
             return
-        if message.parent_id:
-            # A reply: the message it answers is its quote, read from the Open Platform first.
-            self._spawn(self._submit_reply(message))
+        if message.parent_id or with_images:
+            # What the message needs from the Open Platform first: the message it replies to (its quote)
+            # and its images.
+            self._spawn(self._fetch_and_submit(message))
         else:
             self._submit(message, quote='')
 
-    def _submit(self, message: LarkTextMessage, quote: str) -> None:
+    def _submit(self, message: LarkTextMessage, quote: str, images: list[bytes] | None = None) -> None:
         group = self.config.groups.get(message.chat_id)
         self.dispatcher.submit(GroupMessage(
             group_id=message.chat_id, text=message.text, sender_id=message.sender_open_id,
             message_id=message.message_id, group_name=group.name if group else '',
-            group_introduction=group.introduction if group else '', quote=quote))
+            group_introduction=group.introduction if group else '', quote=quote, images=images or []))
 
-    async def _submit_reply(self, message: LarkTextMessage) -> None:
-        quote = ''
+    async def _fetch_and_submit(self, message: LarkTextMessage) -> None:
+        quote, images = await asyncio.gather(self._quote(message), self._images(message))
+        if not message.text and not images:
+            logger.info('lark_group: message {} in chat {} is only images, and none could be read; '
+                        'nothing to answer', message.message_id, message.chat_id)
+            return
+        self._submit(message, quote, images)
+
+    async def _quote(self, message: LarkTextMessage) -> str:
+        if not message.parent_id:
+            return ''
         try:
-            quote = await asyncio.wait_for(self.api.message_text(message.parent_id), QUOTE_FETCH_SECONDS)
+            return await asyncio.wait_for(self.api.message_text(message.parent_id), QUOTE_FETCH_SECONDS)
         except (LarkApiError, asyncio.TimeoutError) as exc:
             # Without the quote the message is still answered, as before quotes were read.
             logger.warning('lark_group: could not read the message {} replies to ({}); answering without it',
                            message.message_id, exc if str(exc) else type(exc).__name__)
-        self._submit(message, quote)
+            return ''
+
+    async def _images(self, message: LarkTextMessage) -> list[bytes]:
+        if not self.images.enabled:
+            return []
+        downloads = [lambda key=key: self.api.message_image(message.message_id, key, self.images.max_bytes)
+                     for key in message.image_keys]
+        return await fetch_images(downloads, self.images,
+                                  f'lark_group: chat {message.chat_id} message {message.message_id}')
 
     def _revoke_if_asked(self, message: LarkTextMessage) -> bool:
         if message.text not in self.config.revoke_words:
@@ -278,6 +300,7 @@ def _parse(raw: bytes) -> dict:
         raise CallbackRejected(400, str(exc)) from None
 
 
-async def run_lark_group(frontend: FrontendConfig, responder: Responder, state_dir: str | Path | None = None) -> None:
+async def run_lark_group(frontend: FrontendConfig, responder: Responder, state_dir: str | Path | None = None,
+                         images: ImageLimits = ImageLimits()) -> None:
     """Serve until cancelled; `state_dir` (the workdir) keeps seen event ids across restarts."""
-    await LarkGroupServer(frontend, responder, state_dir=state_dir).serve_forever()
+    await LarkGroupServer(frontend, responder, state_dir=state_dir, images=images).serve_forever()

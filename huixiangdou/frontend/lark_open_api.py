@@ -1,6 +1,7 @@
-"""A small client for the Lark Open Platform calls the group bot needs: token, bot info, reply, recall.
+"""A small client for the Lark Open Platform calls the group bot needs: token, bot info, reply, recall, read a
+message and download its images.
 
-Plain aiohttp instead of the lark-oapi SDK: four JSON calls do not justify a large synchronous-first
+Plain aiohttp instead of the lark-oapi SDK: a handful of calls do not justify a large synchronous-first
 dependency, and a configurable base URL lets tests point it at a local fake. No event handling here.
 """
 from __future__ import annotations
@@ -9,12 +10,14 @@ import asyncio
 import json
 import time
 from typing import Callable
+from urllib.parse import quote
 
 import aiohttp
 from loguru import logger
 
 from huixiangdou.frontend.errors import LarkApiError
 from huixiangdou.frontend.lark_event import content_text
+from huixiangdou.frontend.message_images import read_limited
 from huixiangdou.primitive.http_retry import RetryPolicy, TransientFailure, parse_retry_after, send_with_retry, \
     transient_status
 
@@ -68,9 +71,13 @@ class LarkOpenApi:
             self._http = None
 
     async def _request(self, method: str, path: str, action: str, *, body: dict | None = None,
-                       token: str = '') -> dict:
+                       token: str = '', download_limit: int | None = None) -> dict | bytes:
         """One call; LarkApiError when Lark refuses for good, TransientFailure(LarkApiError) when another
-        try may pass (frequency limit, 429, 5xx, network)."""
+        try may pass (frequency limit, 429, 5xx, network).
+
+        With `download_limit` a 200 answer that is not JSON is a file: its bytes are returned, up to that
+        many (ImageTooLarge past it); errors still come as JSON `{"code", "msg"}`.
+        """
         await self.warm_up()
         assert self._http is not None
         headers = {'Authorization': f'Bearer {token}'} if token else {}
@@ -80,6 +87,8 @@ class LarkOpenApi:
                 # Lark's gateway says when the rate-limit window resets; Retry-After if a proxy sets it.
                 retry_after = parse_retry_after(resp.headers.get('Retry-After')
                                                 or resp.headers.get('x-ogw-ratelimit-reset'))
+                if download_limit is not None and status == 200 and resp.content_type != 'application/json':
+                    return await read_limited(resp, download_limit, f'lark {action}')
                 try:
                     data = await resp.json(content_type=None)
                 except (ValueError, json.JSONDecodeError):
@@ -127,18 +136,20 @@ class LarkOpenApi:
             return self._token
 
     async def call(self, method: str, path: str, action: str, body: dict | None = None,
-                   failure_level: str = 'ERROR') -> dict:
+                   failure_level: str = 'ERROR', download_limit: int | None = None) -> dict | bytes:
         """An authenticated call with one token refresh and the shared retry policy (rate limits, 5xx).
 
         `failure_level`: how loud a final failure is logged (WARNING where the caller carries on without).
+        `download_limit`: the call answers a file (see _request).
         """
         refreshed = False
 
-        async def attempt() -> dict:
+        async def attempt() -> dict | bytes:
             nonlocal refreshed
             token = await self.tenant_token()
             try:
-                return await self._request(method, path, action, body=body, token=token)
+                return await self._request(method, path, action, body=body, token=token,
+                                           download_limit=download_limit)
             except LarkApiError as exc:
                 if exc.code not in TOKEN_INVALID_CODES or refreshed:
                     raise
@@ -146,7 +157,8 @@ class LarkOpenApi:
                 logger.info('lark {}: token rejected (code={}); fetching a new one', action, exc.code)
                 refreshed = True
                 token = await self.tenant_token(force=True)
-                return await self._request(method, path, action, body=body, token=token)
+                return await self._request(method, path, action, body=body, token=token,
+                                           download_limit=download_limit)
 
         try:
             return await send_with_retry(self.retry, attempt, service=f'lark {action}')
@@ -188,6 +200,16 @@ class LarkOpenApi:
         raw = body.get('content')
         text = content_text(str(item.get('msg_type', '')), raw if isinstance(raw, str) else '')
         return (text or '').strip()
+
+    async def message_image(self, message_id: str, image_key: str, max_bytes: int) -> bytes:
+        """The bytes of an image in a message the bot can see ("get message resource", `?type=image`);
+        needs im:message or im:message:readonly. ImageTooLarge past `max_bytes`, LarkApiError if refused."""
+        path = f'/open-apis/im/v1/messages/{quote(message_id, safe="")}/resources/{quote(image_key, safe="")}'
+        data = await self.call('GET', f'{path}?type=image', 'get message image', failure_level='WARNING',
+                               download_limit=max_bytes)
+        if not isinstance(data, bytes):  # a 200 with {"code": 0} but no file
+            raise LarkApiError('get message image', 'no file', 'the answer carried JSON, not the image')
+        return data
 
     async def recall(self, message_id: str) -> None:
         await self.call('DELETE', f'/open-apis/im/v1/messages/{message_id}', 'recall')

@@ -9,6 +9,7 @@ import asyncio
 from typing import Callable
 
 from huixiangdou.frontend.group_message import GroupMessage
+from huixiangdou.frontend.message_images import MAX_IMAGES
 
 
 class MessageMerger:
@@ -38,7 +39,9 @@ class MessageMerger:
             previous, timer = earlier
             timer.cancel()
             # The reply goes to the newest message, so it carries the newest id and platform ids.
-            message.text = f'{previous.text}\n{message.text}'
+            message.text = '\n'.join(text for text in (previous.text, message.text) if text)
+            # "这个报错怎么办？" then the screenshot, as WeChat sends them: one question with its picture.
+            message.images = [*previous.images, *message.images][-MAX_IMAGES:]
             message.merged_message_ids = [*previous.merged_message_ids, previous.message_id]
             message.quote = message.quote or previous.quote
             self._on_merged(previous)

@@ -27,19 +27,21 @@ async def run_frontend(config: Config, responder: Responder) -> None:
         logger.info('frontend type is "none": no chat frontend started')
         return
     # Imported lazily so `none` (and the other types) do not import what they do not use.
+    from huixiangdou.frontend.message_images import ImageLimits
+    images = ImageLimits.from_config(config)   # no downloads when [worker] ocr = 0
     if kind == 'lark':
         from huixiangdou.frontend.lark import run_lark_webhook
         await run_lark_webhook(frontend, responder)
     elif kind == 'lark_group':
         from huixiangdou.frontend.lark_group import run_lark_group
         # Seen event ids live in the workdir, so a redelivery after a restart is not answered twice.
-        await run_lark_group(frontend, responder, config.path(config.feature_store.work_dir))
+        await run_lark_group(frontend, responder, config.path(config.feature_store.work_dir), images)
     elif kind == 'wechat_personal':
         from huixiangdou.frontend.wechat_personal import run_wechat_personal
-        await run_wechat_personal(frontend, responder)
+        await run_wechat_personal(frontend, responder, images)
     elif kind == 'wechat_wkteam':
         from huixiangdou.frontend.wechat_wkteam import run_wechat_wkteam
         history_path = config.path(config.feature_store.work_dir) / 'wkteam.sqlite'
-        await run_wechat_wkteam(frontend, responder, history_path)
+        await run_wechat_wkteam(frontend, responder, history_path, images)
     else:  # config.py validates the type; this guards callers that build Config by hand
         raise ValueError(f'unknown frontend type {kind!r}')

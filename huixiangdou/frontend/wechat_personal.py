@@ -7,6 +7,8 @@ documented in docs/frontend_wechat_personal.md. Nothing here drives WeChat itsel
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import uuid
 
@@ -19,6 +21,7 @@ from huixiangdou.frontend.callback_server import CallbackServer, is_loopback, is
 from huixiangdou.frontend.errors import CallbackRejected
 from huixiangdou.frontend.group_dispatcher import GroupDispatcher
 from huixiangdou.frontend.group_message import GroupMessage, Outcome, OutcomeStatus, Responder
+from huixiangdou.frontend.message_images import ImageLimits
 from huixiangdou.frontend.polled_answers import PolledAnswers
 from huixiangdou.frontend.wechat_app_protocol import (POLL, AppRequest, PolledItem, answer_for, app_body,
                                                        is_app_body, parse_app_request)
@@ -44,8 +47,11 @@ class WechatPersonalServer(CallbackServer):
 
     name = 'wechat_personal'
 
-    def __init__(self, frontend: FrontendConfig, responder: Responder, *, port: int | None = None):
+    def __init__(self, frontend: FrontendConfig, responder: Responder, *, port: int | None = None,
+                 images: ImageLimits = ImageLimits()):
+        """`images`: how many and how large the base64 images of our JSON format may be ([worker] ocr, [ocr])."""
         self.frontend = frontend
+        self.images = images
         self.config: WechatPersonalConfig = frontend.wechat_personal
         super().__init__(self.config.host, self.config.bind_port if port is None else port)
         self.dispatcher = GroupDispatcher.from_config(frontend, responder, self._on_outcome)
@@ -119,12 +125,12 @@ class WechatPersonalServer(CallbackServer):
         # The app ignores this body and polls for the outcome; an empty `data` matches upstream.
         return web.json_response(app_body())
 
-    @staticmethod
-    def _parse(body: dict) -> GroupMessage:
-        content = body.get('content')
+    def _parse(self, body: dict) -> GroupMessage:
+        content = body.get('content', '')
         group_id = body.get('group_id') or body.get('group_name')
-        if not isinstance(content, str) or not content.strip():
-            raise CallbackRejected(400, '"content" must be a non-empty string')
+        images = self._images(body.get('images'))
+        if not isinstance(content, str) or not (content.strip() or images):
+            raise CallbackRejected(400, '"content" must be a non-empty string (or send "images")')
         if not isinstance(group_id, str) or not group_id:
             raise CallbackRejected(400, 'give "group_id" or "group_name" (a string)')
         fields = {k: body.get(k, '') for k in ('group_name', 'sender', 'message_id', 'quote')}
@@ -133,7 +139,29 @@ class WechatPersonalServer(CallbackServer):
         return GroupMessage(group_id=group_id, text=content.strip(), sender_id=fields['sender'],
                             group_name=fields['group_name'], quote=fields['quote'].strip(),
                             # Our own id keys the waiting request; the app's id is echoed back.
-                            message_id=uuid.uuid4().hex, platform_ids={'client_id': fields['message_id']})
+                            message_id=uuid.uuid4().hex, platform_ids={'client_id': fields['message_id']},
+                            images=images)
+
+    def _images(self, value) -> list[bytes]:
+        """Our format's optional "images": a list of base64-encoded image files (a screenshot with the question)."""
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise CallbackRejected(400, '"images" must be a list of base64 strings')
+        if len(value) > self.images.max_images:
+            raise CallbackRejected(400, f'at most {self.images.max_images} images per message, got {len(value)}')
+        images = []
+        for number, encoded in enumerate(value, 1):
+            # base64 is 4 characters for 3 bytes: refuse before decoding what would be too large.
+            if len(encoded) * 3 // 4 > self.images.max_bytes:
+                raise CallbackRejected(413, f'image {number} is over [ocr] max_image_mb '
+                                            f'({self.images.max_bytes} bytes)')
+            try:
+                images.append(base64.b64decode(encoded, validate=True))
+            except (binascii.Error, ValueError):
+                raise CallbackRejected(400, f'image {number} is not valid base64') from None
+        # Accepted but not read when [worker] ocr = 0: the text still gets its answer.
+        return images if self.images.enabled else []
 
     async def _handle_sync(self, message: GroupMessage) -> web.Response:
         future: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
@@ -172,5 +200,6 @@ class WechatPersonalServer(CallbackServer):
             future.set_result(outcome)
 
 
-async def run_wechat_personal(frontend: FrontendConfig, responder: Responder) -> None:
-    await WechatPersonalServer(frontend, responder).serve_forever()
+async def run_wechat_personal(frontend: FrontendConfig, responder: Responder,
+                              images: ImageLimits = ImageLimits()) -> None:
+    await WechatPersonalServer(frontend, responder, images=images).serve_forever()

@@ -19,6 +19,7 @@ from huixiangdou.frontend.errors import CallbackRejected, WkteamApiError
 from huixiangdou.frontend.group_dispatcher import GroupDispatcher
 from huixiangdou.frontend.group_message import GroupMessage, Outcome, OutcomeStatus, Responder
 from huixiangdou.frontend.history_store import HistoryStore
+from huixiangdou.frontend.message_images import ImageLimits, fetch_images
 from huixiangdou.frontend.seen_ids import SeenIds
 from huixiangdou.frontend.wkteam_api import SentMessage, WkteamApi
 from huixiangdou.frontend.wkteam_event import WkteamGroupMessage, parse_callback
@@ -51,8 +52,10 @@ class WechatWkteamServer(CallbackServer):
     name = 'wechat_wkteam'
 
     def __init__(self, frontend: FrontendConfig, responder: Responder, *, history_path: str | Path,
-                 api: WkteamApi | None = None, port: int | None = None):
+                 api: WkteamApi | None = None, port: int | None = None, images: ImageLimits = ImageLimits()):
+        """`images`: whether and within what image pushes are downloaded ([worker] ocr, [ocr])."""
         self.frontend = frontend
+        self.images = images
         self.config: WechatWkteamConfig = frontend.wechat_wkteam
         super().__init__(self.config.callback_host, self.config.callback_port if port is None else port)
         self.api = api or WkteamApi(self.config.base_url, api_token=self.config.api_token,
@@ -109,15 +112,37 @@ class WechatWkteamServer(CallbackServer):
             return web.json_response({})
         if self._revoke_if_asked(message):
             return web.json_response({})
-        if message.text.strip():
-            # The quoted message travels as its own field; the worker decides how to use it.
-            self.dispatcher.submit(GroupMessage(
-                group_id=message.group_id, text=message.text.strip(), quote=message.quoted_text.strip(),
-                sender_id=message.sender_id,
-                message_id=message.new_msg_id or message.msg_id, group_name=self._group(message.group_id).name,
-                group_introduction=self._group(message.group_id).introduction,
-                platform_ids={'wid': message.wid or self.config.wid}))
+        if message.image_xml:
+            if self.images.enabled:
+                # Acknowledged now; the image is downloaded (and the message queued) off the request.
+                self._spawn(self._submit_image(message))
+        elif message.text.strip():
+            self._submit(message)
         return web.json_response({})
+
+    def _submit(self, message: WkteamGroupMessage, images: list[bytes] | None = None) -> None:
+        # The quoted message travels as its own field; the worker decides how to use it.
+        self.dispatcher.submit(GroupMessage(
+            group_id=message.group_id, text=message.text.strip(), quote=message.quoted_text.strip(),
+            sender_id=message.sender_id,
+            message_id=message.new_msg_id or message.msg_id, group_name=self._group(message.group_id).name,
+            group_introduction=self._group(message.group_id).introduction,
+            platform_ids={'wid': message.wid or self.config.wid}, images=images or []))
+
+    async def _submit_image(self, message: WkteamGroupMessage) -> None:
+        """A WeChat image comes alone (its question, if any, is a text message of its own; the merge policy
+        joins the two). Its text read by the worker is the question."""
+        wid = message.wid or self.config.wid
+        images = await fetch_images(
+            [lambda: self.api.message_image(wid, message.msg_id, message.image_xml, self.images.max_bytes)],
+            self.images, f'wechat_wkteam: group {message.group_id} message {message.new_msg_id or message.msg_id}')
+        if images:
+            self._submit(message, images)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _revoke_if_asked(self, message: WkteamGroupMessage) -> bool:
         if message.text not in self.config.revoke_words or not message.quoted_new_msg_id:
@@ -125,9 +150,7 @@ class WechatWkteamServer(CallbackServer):
         entry = self._sent.get(message.quoted_new_msg_id)
         if entry is None or entry[0] != message.sender_id:
             return False
-        task = asyncio.create_task(self._revoke(message.wid or self.config.wid, message.quoted_new_msg_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._revoke(message.wid or self.config.wid, message.quoted_new_msg_id))
         return True
 
     async def _revoke(self, wid: str, new_msg_id: str) -> None:
@@ -159,5 +182,6 @@ class WechatWkteamServer(CallbackServer):
             self._sent.popitem(last=False)
 
 
-async def run_wechat_wkteam(frontend: FrontendConfig, responder: Responder, history_path: str | Path) -> None:
-    await WechatWkteamServer(frontend, responder, history_path=history_path).serve_forever()
+async def run_wechat_wkteam(frontend: FrontendConfig, responder: Responder, history_path: str | Path,
+                            images: ImageLimits = ImageLimits()) -> None:
+    await WechatWkteamServer(frontend, responder, history_path=history_path, images=images).serve_forever()

@@ -1,5 +1,5 @@
-"""A small client for the wkteam WeChat API: log in, send a group text, revoke a sent message, each under the
-shared retry policy (primitive/http_retry.py).
+"""A small client for the wkteam WeChat API: log in, send a group text, revoke a sent message, download a
+received image, each under the shared retry policy (primitive/http_retry.py).
 
 Shapes as documented in docs/frontend_wechat_wkteam.md (success is code "1000"); no callback handling here.
 """
@@ -12,6 +12,7 @@ import aiohttp
 from loguru import logger
 
 from huixiangdou.frontend.errors import WkteamApiError
+from huixiangdou.frontend.message_images import read_limited
 from huixiangdou.primitive.http_retry import RetryPolicy, TransientFailure, parse_retry_after, send_with_retry, \
     transient_status
 
@@ -116,6 +117,26 @@ class WkteamApi:
         sent = data.get('data') or {}
         return SentMessage(group_id=group_id, msg_id=int(sent.get('msgId', 0)),
                            new_msg_id=int(sent.get('newMsgId', 0)), create_time=int(sent.get('createTime', 0)))
+
+    async def message_image(self, wid: str, msg_id: str, content: str, max_bytes: int) -> bytes:
+        """The bytes of a received image: getMsgImg answers a download URL for the push's msgId and XML,
+        which is then fetched (ImageTooLarge past `max_bytes`, WkteamApiError if refused)."""
+        # wkteam sends msgId as a number and wants it back as one; type 0 = the normal (not HD) image.
+        number = int(msg_id) if msg_id.isdigit() else msg_id
+        data = await self._post('/getMsgImg', 'getMsgImg', {'wId': wid, 'msgId': number, 'content': content,
+                                                            'type': 0}, idempotent=True)
+        url = (data.get('data') or {}).get('url', '')
+        if not isinstance(url, str) or not url.startswith(('http://', 'https://')):
+            raise WkteamApiError('getMsgImg', 'no url', f'no download URL in the answer: {str(url)[:80]!r}')
+        if self._http is None:
+            raise RuntimeError('WkteamApi.warm_up() must be called before use')
+        try:
+            async with self._http.get(url) as resp:
+                if resp.status != 200:
+                    raise WkteamApiError('image download', f'http {resp.status}', url.split('?', 1)[0][-80:])
+                return await read_limited(resp, max_bytes, 'wkteam image')
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise WkteamApiError('image download', 'network', f'{type(exc).__name__}: {exc}') from None
 
     async def revoke(self, wid: str, sent: SentMessage) -> None:
         await self._post('/revokeMsg', 'revokeMsg', {'wId': wid, 'wcId': sent.group_id, 'msgId': sent.msg_id,

@@ -1,6 +1,6 @@
-"""Parses wkteam message pushes (group text 80001, group quote 80014) into WkteamGroupMessage.
+"""Parses wkteam message pushes (group text 80001, group image 80002, group quote 80014) into WkteamGroupMessage.
 
-Shapes follow docs/frontend_wechat_wkteam.md; other message types (images, private chats) give None,
+Shapes follow docs/frontend_wechat_wkteam.md; other message types (private chats, files...) give None,
 and a group message with a field of the wrong type (or no wId) gives CallbackRejected(400).
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from huixiangdou.frontend.errors import CallbackRejected
 from huixiangdou.primitive.json_input import clean_text
 
 GROUP_TEXT = '80001'
+GROUP_IMAGE = '80002'
 GROUP_QUOTE = '80014'
 # WeChat puts a four-per-em space (U+2005) after each "@name"; a plain space ends a typed mention.
 _MENTION = re.compile(r'@[^@\u2005\s]{1,40}[\u2005 ]')
@@ -30,6 +31,8 @@ class WkteamGroupMessage:
     new_msg_id: str
     quoted_text: str = ''
     quoted_new_msg_id: str = ''  # svrid of the quoted message
+    # For an image push: its <msg><img …/></msg> XML, which wkteam's getMsgImg takes back to find the file.
+    image_xml: str = ''
 
 
 def strip_mentions(text: str) -> str:
@@ -61,7 +64,7 @@ def parse_callback(body: dict) -> WkteamGroupMessage | None:
     message_type = body.get('messageType')
     if not isinstance(message_type, (str, int)) or isinstance(message_type, bool):
         return None
-    if str(message_type) not in (GROUP_TEXT, GROUP_QUOTE):
+    if str(message_type) not in (GROUP_TEXT, GROUP_IMAGE, GROUP_QUOTE):
         return None
     data = body.get('data')
     if not isinstance(data, dict):
@@ -88,6 +91,8 @@ def parse_callback(body: dict) -> WkteamGroupMessage | None:
         typed, quoted, quoted_id = _parse_quote(content)
         message.text = strip_mentions(title or typed)
         message.quoted_text, message.quoted_new_msg_id = quoted, quoted_id
+    elif str(message_type) == GROUP_IMAGE:
+        message.image_xml = content
     else:
         message.text = strip_mentions(content)
     return message
