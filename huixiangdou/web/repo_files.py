@@ -12,6 +12,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 from loguru import logger
@@ -43,7 +44,14 @@ def clean_component(name: str, what: str = 'name') -> str:
 
 
 def clean_filename(raw: str) -> str:
-    """The file's own name: any directories a client sent (../, C:\\, /etc/) are dropped."""
+    """The file's own name: any directories a client sent (../, C:\\, /etc/) are dropped. A name that
+    aiohttp's client percent-encoded (browsers and curl send UTF-8 as is) is decoded first."""
+    try:
+        decoded = unquote(raw, errors='strict') if '%' in raw else raw
+    except UnicodeDecodeError:
+        decoded = raw
+    if decoded != raw and not decoded.isascii():
+        raw = decoded
     base = raw.replace('\\', '/').rstrip('/').rsplit('/', 1)[-1]
     return clean_component(base.split(':')[-1] if ':' in base else base)
 

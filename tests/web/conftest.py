@@ -60,6 +60,18 @@ class WebServer:
             for record in records:
                 f.write(json.dumps(record, ensure_ascii=False) + '\n')
 
+    def wait_for_build(self, timeout: float = 180) -> dict:
+        """Poll GET /api/rebuild (as the pages do) until the build is no longer running; its last status."""
+        import time
+        import urllib.request
+        deadline = time.monotonic() + timeout
+        while True:
+            with urllib.request.urlopen(f'{self.base_url}/api/rebuild') as response:
+                status = json.loads(response.read())
+            if status['state'] != 'running' or time.monotonic() > deadline:
+                return status
+            time.sleep(0.2)
+
     def run(self, coro, timeout: float = 120):
         """Run a coroutine on the server's loop (e.g. to inspect the app) and return its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -76,7 +88,7 @@ def console_config(root: Path, llm_port: int, fake: FakeOpenAI, **overrides: dic
         'llm.server': {'local_llm_bind_port': llm_port, 'remote_type': 'vllm', 'remote_base_url': fake.base_url,
                        'remote_api_key': fake.api_key, 'remote_max_retries': 0, 'remote_timeout': 10.0},
         'worker': {'save_path': 'logs/work.txt', 'ocr': 0},
-        'web': {'host': '127.0.0.1', 'port': free_port(), 'admin_token': ADMIN_TOKEN},
+        'web': {'host': '127.0.0.1', 'port': free_port(), 'admin_token': ADMIN_TOKEN, 'max_upload_mb': 2.0},
     }
     for name, values in overrides.items():
         sections.setdefault(name, {}).update(values)
