@@ -57,6 +57,7 @@ def screenshot(page, name: str) -> Path:
     """The page as it looks now, for docs/web.md (docs/images/web/<name>.png, 1280x800)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f'{name}.png'
-    page.evaluate('window.scrollTo(0, 0)')
+    page.mouse.move(0, 799)  # no hover highlight in the picture
+    page.evaluate("window.scrollTo(0, 0); document.getElementById('toast').hidden = true")
     page.screenshot(path=str(path))
     return path

@@ -11,12 +11,28 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.web.browser import VIEWPORT, launch, login, open_page, screenshot, watch, watched
-from tests.web.conftest import CHATTER, ON_TOPIC, outcome
+from tests.web.conftest import CHATTER, ON_TOPIC, copy_knowledge_base, outcome, start_console
 
 # A fact no shipped document holds, so finding it proves the uploaded file was parsed and indexed.
 DOCX_NAME = '值班手册.docx'
 DOCX_FACT = '茴香豆机器人的值班电话是 0571-86861234，每周三下午由李雷负责。'
 BUILD_TIMEOUT = 180_000
+
+
+@pytest.fixture(scope='module')
+def web_server(tmp_path_factory, sample_store, embedder):
+    """The console as tests/web/conftest.py runs it, with a Lark group app configured, so the
+    Integrations page has a callback URL to show (nothing here calls the Lark Open Platform)."""
+    root = tmp_path_factory.mktemp('console_pages')
+    copy_knowledge_base(root, sample_store)
+    server, stop = start_console(root, embedder, frontend={'type': 'lark_group'},
+                                 **{'frontend.lark_group': {'app_id': 'cli_a1b2c3d4e5f6', 'app_secret': 'secret',
+                                                            'encrypt_key': 'key', 'verification_token': 'token',
+                                                            'host': '0.0.0.0', 'port': 6666, 'path': '/event'}})
+    try:
+        yield server
+    finally:
+        stop()
 
 
 @pytest.fixture(scope='module')
@@ -187,7 +203,8 @@ def test_marking_a_group_message_should_have_answered_adds_it_to_the_examples(ad
 def test_integrations_page_shows_the_backends_and_tests_the_llm(admin, web_server):
     page = admin
     open_page(page, web_server.base_url, 'integrations')
-    expect(page.locator('#frontend-info')).to_contain_text('Type')
+    expect(page.locator('#frontend-info')).to_contain_text('lark_group')
+    expect(page.locator('#callback-url')).to_contain_text(':6666/event')
     expect(page.locator('#llm-backends tbody tr').first).to_be_visible()
     page.click('#test-llm')
     expect(page.locator('#test-result')).to_have_attribute('data-ok', 'true', timeout=30_000)

@@ -34,7 +34,7 @@ export function drawHistogram(svg, { good = [], bad = [], threshold = null }) {
   const y = (c) => PAD.top + plotH - (c / top) * plotH;
 
   // Grid and y axis: about four count ticks.
-  const step = Math.max(1, Math.ceil(top / 4));
+  const step = niceStep(top / 4);
   for (let c = 0; c <= top; c += step) {
     svg.append(el('line', { x1: PAD.left, x2: W - PAD.right, y1: y(c), y2: y(c), class: 'grid' }));
     svg.append(el('text', { x: PAD.left - 6, y: y(c) + 4, class: 'tick', 'text-anchor': 'end' }, String(c)));
@@ -70,6 +70,13 @@ export function drawHistogram(svg, { good = [], bad = [], threshold = null }) {
   legend.append(el('rect', { x: 130, y: 0, width: 12, height: 12, class: 'bar-bad' }));
   legend.append(el('text', { x: 148, y: 10, class: 'legend' }, `chatter (${bad.length})`));
   svg.append(legend);
+}
+
+// 1, 2 or 5 times a power of ten: ticks an eye reads at once.
+function niceStep(raw) {
+  if (raw <= 1) return 1;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
 }
 
 function bar(bx, by, bw, bh, cls, title) {

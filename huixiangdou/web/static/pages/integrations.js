@@ -7,11 +7,13 @@ import { h, replace, badge, card, facts } from '../dom.js';
 export async function render(root, ctx) {
   const data = await api.get('/api/integrations');
   const frontendInfo = h('div', { id: 'frontend-info' });
-  const callback = h('code', { id: 'callback-url', class: 'copyable' }, data.frontend.callback_url || '—');
+  const callback = data.frontend.callback_url
+    ? h('code', { id: 'callback-url', class: 'copyable' }, data.frontend.callback_url)
+    : h('span', { id: 'callback-url', class: 'muted' }, 'This frontend receives no callbacks.');
   const backends = h('table', { id: 'llm-backends', class: 'table' });
   const result = h('div', { id: 'test-result', class: 'test-result', hidden: true });
 
-  const details = Object.entries(data.frontend.details || {}).map(([k, v]) => [k.replaceAll('_', ' '), typeof v === 'object' ? JSON.stringify(v) : String(v)]);
+  const details = Object.entries(data.frontend.details || {}).map(([k, v]) => [k.replaceAll('_', ' '), readable(v)]);
   replace(frontendInfo, facts([['Type', h('strong', {}, data.frontend.type || 'none')], ...details]));
 
   replace(backends,
@@ -51,7 +53,8 @@ export async function render(root, ctx) {
   const testFrontend = h('button', { id: 'test-frontend', type: 'button', onclick: () => test('frontend', testFrontend) }, 'Test the frontend');
   const testLlm = h('button', { id: 'test-llm', type: 'button', onclick: () => test('llm', testLlm) }, 'Test the LLM');
   const api_ = data.assistant_api || {};
-  const curl = `curl ${api_.base_url}/chat/completions -H 'Content-Type: application/json' \\\n  -d '{"model": "${api_.model}", "messages": [{"role": "user", "content": "茴香豆怎么部署？"}]}'`;
+  const curl = [`curl ${api_.base_url}/chat/completions \\`, "  -H 'Content-Type: application/json' \\",
+    `  -d '{"model": "${api_.model}",`, '       "messages": [{"role": "user", "content": "茴香豆怎么部署？"}]}\''].join('\n');
 
   root.append(
     h('div', { class: 'page-head' }, h('h1', {}, 'Integrations'),
@@ -69,4 +72,11 @@ export async function render(root, ctx) {
       card('Assistant API (OpenAI-compatible)', facts([['Base URL', h('code', {}, api_.base_url)], ['Model', h('code', {}, api_.model)]]),
         h('pre', { class: 'snippet' }, curl))),
   );
+}
+
+function readable(value) {
+  if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  if (Array.isArray(value)) return value.length ? value.join(', ') : 'all';
+  if (value === null || value === '') return '—';
+  return typeof value === 'object' ? JSON.stringify(value) : String(value);
 }

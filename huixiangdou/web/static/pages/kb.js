@@ -84,7 +84,7 @@ export async function render(root, ctx) {
           ? h('ol', { class: 'chunks' }, data.chunks.map((c) => h('li', {},
             c.anchor ? h('div', { class: 'muted' }, c.anchor) : null, h('pre', { class: 'chunk-text' }, c.text))))
           : h('p', { class: 'muted' }, 'The store holds no chunks for this file.'));
-      chunkPanel.scrollIntoView({ behavior: 'smooth', block: 'start' });
+      chunkPanel.scrollIntoView({ block: 'start' });
     } catch (err) {
       ctx.report(err);
     }
@@ -125,12 +125,13 @@ export async function render(root, ctx) {
       h('p', { class: 'lead' }, 'The documents the bot answers from. Upload or delete files, then rebuild: unchanged files are reused.')),
     h('div', { class: 'grid-2' },
       card('Store', storeFacts),
-      card('Add documents', dropZone)),
-    card('Build',
-      h('div', { class: 'row' },
-        h('button', { id: 'rebuild-button', type: 'button', onclick: rebuild }, 'Rebuild (incremental)'),
-        h('span', { class: 'muted' }, 'Parses new and changed files, reuses the rest, recalibrates the reject model.')),
-      progressEl),
+      h('div', { class: 'stack' },
+        card('Add documents', dropZone),
+        card('Build',
+          h('div', { class: 'row first' },
+            h('button', { id: 'rebuild-button', type: 'button', onclick: rebuild }, 'Rebuild (incremental)'),
+            h('span', { class: 'muted small' }, 'Parses new and changed files, reuses the rest, recalibrates.')),
+          progressEl))),
     card(null, h('div', { class: 'panel-head' }, h('h2', {}, 'Files'), summary), filesTable),
     chunkPanel,
   );
@@ -161,7 +162,11 @@ function showFiles(table, summary, files, { remove, view }) {
   const counts = { indexed: 0, pending: 0, skipped: 0 };
   for (const f of files) counts[f.status] = (counts[f.status] || 0) + 1;
   summary.textContent = `${files.length} files: ${counts.indexed} indexed, ${counts.pending} pending, ${counts.skipped} skipped`;
-  const rows = files.map((f) => {
+  // Problems first, then what changed lately: after an upload its row is at the top.
+  const rank = { skipped: 0, pending: 1, indexed: 2 };
+  const ordered = [...files].sort((a, b) => (rank[a.status] ?? 3) - (rank[b.status] ?? 3)
+    || String(b.modified).localeCompare(String(a.modified)) || a.path.localeCompare(b.path));
+  const rows = ordered.map((f) => {
     const [label, kind] = STATUS[f.status] || [f.status, 'muted'];
     const detail = f.status === 'indexed' ? `${f.chunks} chunk${f.chunks === 1 ? '' : 's'}`
       : f.status === 'pending' ? 'rebuild to index' : (f.reason || '');

@@ -98,8 +98,12 @@ export async function render(root, ctx) {
     answer.dataset.done = done.outcome;
     const cited = passages.length ? passages
       : (done.references || []).map((reference, i) => ({ n: i + 1, reference, text: '' }));
-    replace(citations, cited.map((p) => h('li', {},
-      h('button', { type: 'button', class: 'citation', dataset: { n: String(p.n) }, onclick: () => openPassage(p) },
+    // Passages the answer cites come first; the others were retrieved and given to the model unused.
+    const used = new Set([...reply.matchAll(/\[(\d+)\]/g)].map((m) => Number(m[1])));
+    const ordered = [...cited].sort((a, b) => Number(used.has(b.n)) - Number(used.has(a.n)) || a.n - b.n);
+    replace(citations, ordered.map((p) => h('li', {},
+      h('button', { type: 'button', class: `citation${used.size && !used.has(p.n) ? ' unused' : ''}`, dataset: { n: String(p.n) }, onclick: () => openPassage(p),
+        title: used.size && !used.has(p.n) ? 'Retrieved, not cited by the answer' : 'Cited by the answer' },
         h('span', { class: 'cite-n' }, `[${p.n}]`), ` ${p.reference}`))));
     if (done.reject) {
       replace(why, explainReject(done.reject, done.outcome));
