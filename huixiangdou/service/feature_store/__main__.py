@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             logger.warning('question files {} / {} not found: the reject stage keeps its last calibration, '
                            'or uses the conservative rule', good, bad)
             good = bad = None
-        builder = FeatureStoreBuilder(fs, make_embedder(config), progress=not (args.quiet or args.json))
+        builder = FeatureStoreBuilder(fs, make_embedder(config), progress=not (args.quiet or args.json),
+                                      ocr=config.ocr)
         report = builder.build(repo_dir, work_dir, rebuild=args.rebuild, good=good, bad=bad)
         if args.json:
             print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))

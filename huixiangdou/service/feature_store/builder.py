@@ -17,10 +17,11 @@ from filelock import Timeout
 from loguru import logger
 from tqdm import tqdm
 
-from huixiangdou.config import FeatureStoreConfig
+from huixiangdou.config import FeatureStoreConfig, OCRConfig
 from huixiangdou.primitive.chunk import Chunk
 from huixiangdou.primitive.documents import ParseError, parse_file
 from huixiangdou.primitive.documents.walker import walk_repo
+from huixiangdou.primitive.ocr import ImageReader, make_ocr
 from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.primitive.splitter import TextSplitter, embedding_text
 from huixiangdou.primitive.tokenizer import tokenize
@@ -32,6 +33,10 @@ from huixiangdou.service.feature_store.store import FeatureStore
 from huixiangdou.service.feature_store.store_files import (CURRENT, FORMAT_VERSION, FileRecord, Manifest,
                                                            StoreError, current_folder, read_chunks,
                                                            read_manifest, remove_partial_folders, workdir_lock)
+
+
+# Text read from images, by image content: a --rebuild or a changed docx with the same pictures costs no OCR.
+OCR_CACHE = 'ocr_cache'
 
 
 class BuildError(RuntimeError):
@@ -53,6 +58,7 @@ class BuildReport:
     embed_seconds: float = 0.0
     calibration: dict = field(default_factory=dict)
     examples: dict = field(default_factory=dict)
+    ocr: dict = field(default_factory=dict)               # {"engine", "images", "cached", "seconds"}; {} when off
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -110,17 +116,20 @@ class FeatureStoreBuilder:
     """Build or update the store in `work_dir` from `repo_dir`.
 
     Usage:
-        builder = FeatureStoreBuilder(config.feature_store, make_embedder(config))
+        builder = FeatureStoreBuilder(config.feature_store, make_embedder(config), ocr=config.ocr)
         report = builder.build(Path('repodir'), Path('workdir'),
                                good=Path('resource/good_questions.json'),
                                bad=Path('resource/bad_questions.json'))
     """
 
     def __init__(self, config: FeatureStoreConfig, embedder, progress: bool = True,
-                 on_progress: Callable[[str, int, int], None] | None = None):
+                 on_progress: Callable[[str, int, int], None] | None = None, ocr: OCRConfig | None = None):
         """`on_progress(phase, done, total)` hears of each step as it happens, for a live view (the web
-        console): phases "parse" (files), "embed" (new chunks), "calibrate" and "save" (0 of 1, then 1 of 1)."""
+        console): phases "parse" (files), "embed" (new chunks), "calibrate" and "save" (0 of 1, then 1 of 1).
+        `ocr` says how text in images is read when `config.ocr` is on; without it, the offline default
+        ([ocr] engine = "rapidocr"), so a builder reads images exactly as an unedited config.ini does."""
         self.config = config
+        self.ocr_config = ocr if ocr is not None else OCRConfig()
         self.embedder = embedder
         self.progress = progress
         self.on_progress = on_progress or (lambda phase, done, total: None)
@@ -193,10 +202,13 @@ class FeatureStoreBuilder:
         report.skipped = [{'source': s.source, 'reason': s.reason} for s in walk.skipped]
         if not walk.files:
             raise BuildError(f'{repo_dir} has no supported documents to index (put md, txt, pdf, docx, '
-                             'xlsx, pptx, html or source files there, or fix [feature_store] repo_dir)')
+                             'xlsx, pptx, html, images or source files there, or fix [feature_store] repo_dir)')
         self.embedder.warm_up()
         previous = self._previous(work_dir, rebuild)
         splitter = self._splitter()
+        # The engine loads its model on the first image only; a repodir without images pays nothing.
+        reader = (ImageReader(make_ocr(self.ocr_config), self.ocr_config, cache_dir=work_dir / OCR_CACHE)
+                  if self.config.ocr else None)
 
         # Each entry: (source, FileRecord-without-rows, chunks, vectors-or-None, tokens-or-None)
         plan: list[tuple[str, str, int, list[Chunk], np.ndarray | None, list[list[str]] | None]] = []
@@ -217,7 +229,7 @@ class FeatureStoreBuilder:
                 report.reused.append(entry.source)
                 continue
             try:
-                document = parse_file(entry.path, entry.source)
+                document = parse_file(entry.path, entry.source, ocr=reader)
                 chunks = splitter.split(document)
             except ParseError as exc:
                 report.skipped.append({'source': entry.source, 'reason': str(exc)})
@@ -234,6 +246,9 @@ class FeatureStoreBuilder:
             plan.append((entry.source, digest, entry.size, chunks, None, None))
             report.indexed.append(entry.source)
         report.parse_seconds = time.perf_counter() - parse_start
+        if reader is not None:
+            report.ocr = {'engine': reader.engine.name, 'images': reader.stats.images,
+                          'cached': reader.stats.cached, 'seconds': round(reader.stats.seconds, 3)}
         self.on_progress('parse', len(walk.files), len(walk.files))
         if previous:
             present = {p[0] for p in plan} | {s['source'] for s in report.skipped}
@@ -291,6 +306,8 @@ class FeatureStoreBuilder:
         report.seconds = time.perf_counter() - start
         manifest.build_seconds = round(report.seconds, 3)
         store.save(work_dir, report.to_json(), started=started)
+        if reader is not None and not report.reused:
+            reader.prune()  # every file was read: texts of images no longer in repodir can go
         self.on_progress('save', 1, 1)
         return report
 
