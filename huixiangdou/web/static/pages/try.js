@@ -104,7 +104,9 @@ export async function render(root, ctx) {
     replace(citations, ordered.map((p) => h('li', {},
       h('button', { type: 'button', class: `citation${used.size && !used.has(p.n) ? ' unused' : ''}`, dataset: { n: String(p.n) }, onclick: () => openPassage(p),
         title: used.size && !used.has(p.n) ? 'Retrieved, not cited by the answer' : 'Cited by the answer' },
-        h('span', { class: 'cite-n' }, `[${p.n}]`), ` ${p.reference}`))));
+        h('span', { class: 'cite-n' }, `[${p.n}]`), ` ${p.reference}`))),
+      used.size && ordered.some((p) => !used.has(p.n))
+        ? h('li', { class: 'muted small' }, 'Dashed: retrieved and given to the model, not cited.') : null);
     if (done.reject) {
       replace(why, explainReject(done.reject, done.outcome));
       why.hidden = false;

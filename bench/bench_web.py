@@ -1,0 +1,259 @@
+"""Web console benchmark: page load to interactive, press send to first streamed token (fake LLM),
+and the console's added memory over the worker alone.
+
+    python bench/bench_web.py [--loads 10] [--asks 20] [--skip-rss]
+
+Runs the console the way the tests do (tests/web/conftest.start_console: the shipped sample knowledge
+base, the real worker, the real hybrid LLM server on the fake OpenAI upstream) and drives it with
+Debian's Chromium. Baselines measured in the same run:
+  - page load: the same page's API request (GET /api/kb ...) from Python; the page's figure over it
+    is what the browser adds (fetching the modules, rendering);
+  - first token: the first `token` event of POST /api/ask read from Python; the ratio is the page's
+    own cost between the click and the first visible text;
+  - memory: RSS of a process running the fake upstream + LLM server + worker (5 questions), against
+    the same process that also serves the console (every page's API, 5 questions through /api/ask).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
+
+from bench.bench_feature_store import percentile  # noqa: E402
+
+ROUTES = ('kb', 'examples', 'try', 'messages', 'integrations')
+ROUTE_API = {'kb': '/api/kb', 'examples': '/api/examples', 'try': '/api/session', 'messages': '/api/messages',
+             'integrations': '/api/integrations'}
+ANSWER = ('在 config.ini 的 [frontend.lark_group] 段里填写 encrypt_key，和飞书开放平台“事件订阅”页面的加密策略'
+          '保持一致 [1]。修改后重启服务即可生效。')
+QUESTIONS = ['飞书群应用的 encrypt_key 加密密钥应该在 config.ini 哪里配置？', '怎么重建知识库的索引？',
+             'How do I connect a Lark group?', '茴香豆支持哪些文件格式？', 'reject_throttle 是什么意思？']
+
+
+def prepare_root():
+    """The shipped sample knowledge base, built and calibrated once with the fast embedding model (as the
+    tests' sample_store); returns (root, embedder)."""
+    from huixiangdou.config import FeatureStoreConfig
+    from huixiangdou.primitive.embedder import LocalEmbedder
+    from huixiangdou.service.feature_store.builder import FeatureStoreBuilder
+    from tests.web.conftest import copy_knowledge_base
+
+    root = Path(tempfile.mkdtemp(prefix='bench_web_'))
+    built = Path(tempfile.mkdtemp(prefix='bench_web_store_'))
+    embedder = LocalEmbedder('')
+    embedder.warm_up()
+    t = time.perf_counter()
+    report = FeatureStoreBuilder(FeatureStoreConfig(), embedder, progress=False).build(
+        ROOT / 'repodir', built, good=ROOT / 'resource/good_questions.json', bad=ROOT / 'resource/bad_questions.json')
+    print(f'sample store built in {time.perf_counter() - t:.1f} s ({report.chunks} chunks)')
+    copy_knowledge_base(root, (built, report))
+    shutil.rmtree(built, ignore_errors=True)
+    return root, embedder
+
+
+# -- browser figures ---------------------------------------------------------------------------------
+def page_loads(page, base_url: str, loads: int) -> dict[str, dict[str, list[float]]]:
+    """Per route: navigation start → DOMContentLoaded, and → the app's ready mark (data on screen)."""
+    out = {}
+    for route in ROUTES:
+        dcl, ready = [], []
+        for _ in range(loads):
+            page.goto('about:blank')
+            page.goto(f'{base_url}/#/{route}')
+            page.wait_for_selector(f'body[data-ready="{route}"]')
+            t = page.evaluate("""(route) => ({
+                dcl: performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd,
+                ready: performance.getEntriesByName('ready:' + route)[0].startTime })""", route)
+            dcl.append(t['dcl'])
+            ready.append(t['ready'])
+        out[route] = {'dcl': dcl, 'ready': ready}
+    return out
+
+
+def first_tokens(page, base_url: str, asks: int) -> tuple[list[float], list[float]]:
+    """Click Send → first answer text on screen, and → the finished answer, in ms (browser clock)."""
+    from tests.web.browser import open_page
+
+    open_page(page, base_url, 'try')
+    page.evaluate("""() => {
+        const answer = document.getElementById('answer');
+        document.getElementById('ask-button').addEventListener('click', () => {
+            window.__t0 = performance.now(); window.__t1 = null; }, { capture: true });
+        new MutationObserver(() => {
+            if (window.__t1 == null && window.__t0 != null && answer.textContent && !answer.dataset.done)
+                window.__t1 = performance.now();
+        }).observe(answer, { childList: true, subtree: true, characterData: true });
+    }""")
+    first, whole = [], []
+    for i in range(asks + 1):
+        page.fill('#ask-input', QUESTIONS[0])
+        page.click('#ask-button')
+        page.wait_for_selector('#answer[data-done]')
+        t = page.evaluate('() => [window.__t0, window.__t1, performance.now()]')
+        page.wait_for_selector('#ask-button:not([disabled])')
+        if i == 0:
+            continue  # the first ask warms the worker's caches
+        if t[1] is None:
+            raise RuntimeError('no streamed text appeared before the answer finished')
+        first.append(t[1] - t[0])
+        whole.append(t[2] - t[0])
+    return first, whole
+
+
+# -- baselines from Python ---------------------------------------------------------------------------
+async def api_baselines(base_url: str, loads: int, asks: int) -> tuple[dict[str, list[float]], list[float]]:
+    import aiohttp
+
+    api_ms = {}
+    async with aiohttp.ClientSession() as http:
+        for route, path in ROUTE_API.items():
+            times = []
+            for _ in range(loads):
+                t = time.perf_counter()
+                async with http.get(base_url + path) as r:
+                    await r.read()
+                times.append((time.perf_counter() - t) * 1000)
+            api_ms[route] = times
+        first = []
+        for i in range(asks + 1):
+            t = time.perf_counter()
+            seen = None
+            async with http.post(base_url + '/api/ask', json={'query': QUESTIONS[0]}) as r:
+                async for line in r.content:
+                    if seen is None and line.startswith(b'event: token'):
+                        seen = (time.perf_counter() - t) * 1000
+            if i and seen is not None:
+                first.append(seen)
+    return api_ms, first
+
+
+# -- memory: one child process per variant -----------------------------------------------------------
+def rss_child(root: Path, variant: str) -> None:
+    """Run in a child: fake upstream + LLM server + worker (+ the console when variant == 'console'),
+    five questions, then print {"rss_mb": ...}."""
+    import psutil
+
+    from huixiangdou.config import load_config
+    from huixiangdou.service.llm_server_hybrid import create_app as create_llm_app
+    from huixiangdou.service.worker.session import Session
+    from huixiangdou.web.worker_slot import load_worker
+    from tests.conftest import free_port
+    from tests.fakes.fake_openai import FakeOpenAI
+    from tests.web.conftest import _ServerThread, console_config, start_console
+
+    if variant == 'console':
+        server, stop = start_console(root, None)
+        server.fake.responder = lambda messages: ANSWER
+
+        async def use_console():
+            import aiohttp
+            async with aiohttp.ClientSession() as http:
+                for path in ('/', '/static/app.js', '/static/style.css', *ROUTE_API.values(), '/api/calibration',
+                             '/api/rebuild'):
+                    async with http.get(server.base_url + path) as r:
+                        await r.read()
+                for q in QUESTIONS:
+                    async with http.post(server.base_url + '/api/ask', json={'query': q}) as r:
+                        await r.read()
+        asyncio.run(use_console())
+    else:
+        thread = _ServerThread()
+        fake = FakeOpenAI(responder=lambda messages: ANSWER)
+        thread.call(fake.start())
+        llm_port = free_port()
+        config = load_config(console_config(root, llm_port, fake))
+        thread.call(thread.serve(create_llm_app(config.llm), llm_port))
+        worker = load_worker(config)
+        for q in QUESTIONS:
+            thread.call(worker.run(Session(query=q, group_id='bench')))
+    print(json.dumps({'rss_mb': psutil.Process().memory_info().rss / 2**20}))
+    sys.stdout.flush()
+    os._exit(0)  # the servers' threads need no orderly shutdown for a figure
+
+
+def rss_of(root: Path, variant: str) -> float:
+    out = subprocess.run([sys.executable, __file__, '--rss-child', variant, '--root', str(root)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith('{'):
+            return json.loads(line)['rss_mb']
+    raise RuntimeError(f'the {variant} child printed no figure:\n{out.stderr[-2000:]}')
+
+
+def fmt(values: list[float]) -> str:
+    return f'p50 {percentile(values, 0.5):7.1f} ms  p95 {percentile(values, 0.95):7.1f} ms'
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--loads', type=int, default=10, help='page loads per page (default 10)')
+    parser.add_argument('--asks', type=int, default=20, help='questions for the first-token figure (default 20)')
+    parser.add_argument('--skip-rss', action='store_true', help='skip the memory figure')
+    parser.add_argument('--rss-child', choices=('worker', 'console'), help=argparse.SUPPRESS)
+    parser.add_argument('--root', type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        from loguru import logger
+        logger.remove()
+        rss_child(args.root, args.rss_child)
+        return
+
+    from loguru import logger
+    from playwright.sync_api import sync_playwright
+
+    from tests.web.browser import VIEWPORT, launch
+    from tests.web.conftest import start_console
+
+    logger.remove()
+    logger.add(sys.stderr, level='WARNING')
+    print(f'cores: {os.cpu_count()} (affinity {len(os.sched_getaffinity(0))}); browser: /usr/bin/chromium headless')
+    root, embedder = prepare_root()
+    server, stop = start_console(root, embedder)
+    server.fake.responder = lambda messages: ANSWER
+    try:
+        with sync_playwright() as playwright:
+            browser = launch(playwright)
+            page = browser.new_context(viewport=VIEWPORT).new_page()
+            loads = page_loads(page, server.base_url, args.loads)
+            first, whole = first_tokens(page, server.base_url, args.asks)
+            browser.close()
+        api_ms, api_first = asyncio.run(api_baselines(server.base_url, args.loads, args.asks))
+    finally:
+        stop()
+
+    print(f'\npage load, navigation start → page ready with its data ({args.loads} loads each, modules revalidated from the'
+          ' browser cache; baseline: the page\'s API call from Python)')
+    for route in ROUTES:
+        ready, dcl, api = loads[route]['ready'], loads[route]['dcl'], api_ms[route]
+        print(f'  {route:<13} ready {fmt(ready)} | DOMContentLoaded p50 {percentile(dcl, 0.5):6.1f} ms'
+              f' | API p50 {percentile(api, 0.5):6.1f} ms | ready/API {percentile(ready, 0.5) / percentile(api, 0.5):5.1f}x')
+    print(f'\nfirst streamed token, press Send → first text on screen (fake LLM, {len(first)} asks)')
+    print(f'  browser      {fmt(first)}')
+    print(f'  API (Python) {fmt(api_first)}  (first `token` event of POST /api/ask)')
+    print(f'  ratio browser/API p50 {percentile(first, 0.5) / percentile(api_first, 0.5):.2f}x;'
+          f' whole answer on screen p50 {percentile(whole, 0.5):.1f} ms')
+
+    if not args.skip_rss:
+        worker_mb = rss_of(root, 'worker')
+        console_mb = rss_of(root, 'console')
+        print('\nmemory (RSS after 5 questions; both processes run the fake upstream, the LLM server and the worker)')
+        print(f'  worker alone        {worker_mb:7.1f} MB')
+        print(f'  worker + console    {console_mb:7.1f} MB')
+        print(f'  added by the console {console_mb - worker_mb:+6.1f} MB ({console_mb / worker_mb:.3f}x)')
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()
