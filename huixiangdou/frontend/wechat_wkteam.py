@@ -16,7 +16,7 @@ from huixiangdou.config import FrontendConfig, GroupConfig, WechatWkteamConfig
 from huixiangdou.frontend.callback_body import read_json_body, rejection_response
 from huixiangdou.frontend.callback_server import CallbackServer
 from huixiangdou.frontend.errors import CallbackRejected, WkteamApiError
-from huixiangdou.frontend.group_dispatcher import GroupDispatcher
+from huixiangdou.frontend.group_dispatcher import IMAGE_PLACEHOLDER, GroupDispatcher
 from huixiangdou.frontend.group_message import GroupMessage, Outcome, OutcomeStatus, Responder
 from huixiangdou.frontend.history_store import HistoryStore
 from huixiangdou.frontend.message_images import ImageLimits, fetch_images
@@ -170,7 +170,7 @@ class WechatWkteamServer(CallbackServer):
         if outcome.status is not OutcomeStatus.ANSWERED:
             return
         asked = outcome.message
-        content = format_reply(asked.text, outcome.reply, outcome.references)
+        content = format_reply(asked.text or IMAGE_PLACEHOLDER, outcome.reply, outcome.references)
         try:
             sent = await self.api.send_text(asked.platform_ids.get('wid', self.config.wid), asked.group_id, content)
         except WkteamApiError as exc:

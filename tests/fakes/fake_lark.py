@@ -1,7 +1,8 @@
 """A fake Lark Open Platform and custom-bot webhook: a real aiohttp app on 127.0.0.1 for the tests.
 
 Speaks the documented JSON (code/msg envelopes, tenant tokens, reply, recall, bot info, webhook
-signing) and can be told to fail; it checks signatures itself rather than trusting our code.
+signing), serves the images of messages as binary bodies (message resources), and can be told to fail
+or hang; it checks signatures itself rather than trusting our code.
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 TOKEN_INVALID = 99991663
+# Lark's codes for a resource request that names no resource of the message, or a bad `type`.
+RESOURCE_NOT_IN_MESSAGE = 234003
+RESOURCE_BAD_PARAM = 234001
 
 
 @dataclass
@@ -48,17 +52,24 @@ class FakeLark:
     reply_uuids: set[str] = field(default_factory=set)
     # message id -> (msg_type, content JSON string): what GET /im/v1/messages/{id} serves
     messages: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # (message id, image key) -> image bytes: what GET /im/v1/messages/{id}/resources/{key}?type=image serves
+    resources: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    resource_requests: list[tuple[str, str]] = field(default_factory=list)
+    # route names that never answer until the fake stops (a platform that hangs)
+    hanging: set[str] = field(default_factory=set)
 
     def __post_init__(self):
         self._valid_tokens: set[str] = set()
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
         self.base_url = ''
 
     # ---- control ------------------------------------------------------------------------------
     def fail(self, route: str, status: int = 500, body: dict | None = None, times: int = 1,
              retry_after: str | None = None) -> None:
-        """Make the next `times` calls to `route` (token, reply, recall, bot_info, webhook) fail with `status`
+        """Make the next `times` calls to `route` (token, reply, recall, bot_info, get_message, resource, webhook)
+        fail with `status`
         (and Retry-After when given); status 0 drops the connection."""
         answer = body if body is not None else {'code': 99991400 if status == 429 else 1, 'msg': 'injected failure'}
         headers = {'Retry-After': retry_after} if retry_after is not None else {}
@@ -87,6 +98,10 @@ class FakeLark:
                 return web.Response()  # never reaches the client
             return web.json_response(body, status=status, headers=headers)
         return None
+
+    async def _hang_if_told(self, route: str) -> None:
+        if route in self.hanging:
+            await self._stopping.wait()
 
     def _check_token(self, request: web.Request) -> tuple[str, web.Response | None]:
         auth = request.headers.get('Authorization', '')
@@ -151,6 +166,24 @@ class FakeLark:
         return web.json_response({'code': 0, 'msg': 'success', 'data': {'items': [
             {'message_id': message_id, 'msg_type': msg_type, 'body': {'content': content}}]}})
 
+    async def _resource(self, request: web.Request) -> web.Response:
+        """Lark's "get message resource": the file as a binary body (Content-Type of the file) on success,
+        a JSON {"code", "msg"} otherwise."""
+        if (injected := self._injected('resource', request)) is not None:
+            return injected
+        await self._hang_if_told('resource')
+        _, denied = self._check_token(request)
+        if denied:
+            return denied
+        key = (request.match_info['message_id'], request.match_info['file_key'])
+        self.resource_requests.append(key)
+        if request.query.get('type') not in ('image', 'file'):
+            return web.json_response({'code': RESOURCE_BAD_PARAM, 'msg': 'Invalid request param.'}, status=400)
+        if key not in self.resources:
+            return web.json_response({'code': RESOURCE_NOT_IN_MESSAGE, 'msg': 'File not in msg.'}, status=400)
+        data = self.resources[key]
+        return web.Response(body=data, content_type='image/png' if data.startswith(b'\x89PNG') else 'image/jpeg')
+
     async def _recall(self, request: web.Request) -> web.Response:
         if (injected := self._injected('recall', request)) is not None:
             return injected
@@ -184,6 +217,7 @@ class FakeLark:
         app.router.add_post('/open-apis/im/v1/messages/{message_id}/reply', self._reply)
         app.router.add_delete('/open-apis/im/v1/messages/{message_id}', self._recall)
         app.router.add_get('/open-apis/im/v1/messages/{message_id}', self._get_message)
+        app.router.add_get('/open-apis/im/v1/messages/{message_id}/resources/{file_key}', self._resource)
         app.router.add_post('/open-apis/bot/v2/hook/{hook}', self._webhook)
         return app
 
@@ -199,5 +233,6 @@ class FakeLark:
         return f'{self.base_url}/open-apis/bot/v2/hook/fake-hook-id'
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()

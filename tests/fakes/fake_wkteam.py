@@ -1,7 +1,8 @@
-"""A fake wkteam WeChat API (login, sendText, revokeMsg): a real aiohttp app on 127.0.0.1 for the tests.
+"""A fake wkteam WeChat API (login, sendText, revokeMsg, getMsgImg and the image files it points to): a real
+aiohttp app on 127.0.0.1 for the tests.
 
 Success is {"code": "1000", "message": ..., "data": {...}} as documented in docs/frontend_wechat_wkteam.md;
-calls can be told to fail.
+calls can be told to fail or hang.
 """
 from __future__ import annotations
 
@@ -23,24 +24,32 @@ class FakeWkteam:
     # route -> queued (http status, Retry-After) refusals before the route answers; status 0 drops the connection
     http_failures: dict[str, list[tuple[int, str | None]]] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)  # route -> requests received
+    # msgId of an image push -> the image's bytes: getMsgImg answers a URL on this fake that serves them
+    images: dict[str, bytes] = field(default_factory=dict)
+    image_requests: list[dict] = field(default_factory=list)   # getMsgImg bodies received
+    # route names (getMsgImg, files) that never answer until the fake stops
+    hanging: set[str] = field(default_factory=set)
 
     def __post_init__(self):
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
         self.base_url = ''
 
     def fail(self, route: str, code: str = '1001', message: str = 'injected failure', times: int = 1) -> None:
         self.failures.setdefault(route, []).extend([{'code': code, 'message': message, 'data': None}] * times)
 
     def fail_http(self, route: str, status: int, times: int = 1, retry_after: str | None = None) -> None:
-        """The next `times` calls to `route` (login, sendText, revokeMsg) get HTTP `status` with a non-JSON
+        """The next `times` calls to `route` (login, sendText, revokeMsg, getMsgImg, files) get HTTP `status` with a non-JSON
         body, as a gateway in front of wkteam answers; status 0 drops the connection after reading the request."""
         self.http_failures.setdefault(route, []).extend([(status, retry_after)] * times)
 
     @web.middleware
     async def _gate(self, request: web.Request, handler):
-        route = request.path.strip('/').split('/')[-1]
+        route = 'files' if request.path.startswith('/files/') else request.path.strip('/').split('/')[-1]
         self.calls[route] = self.calls.get(route, 0) + 1
+        if route in self.hanging:
+            await self._stopping.wait()
         queued = self.http_failures.get(route)
         if queued:
             status, retry_after = queued.pop(0)
@@ -103,11 +112,34 @@ class FakeWkteam:
         await self._notify()
         return web.json_response({'code': '1000', 'message': '撤回成功', 'data': None})
 
+    async def _get_msg_img(self, request: web.Request) -> web.Response:
+        """wkteam's "download image": {"wId", "msgId", "content" (the push's XML), "type"} -> data.url."""
+        if (denied := self._denied(request, 'getMsgImg')) is not None:
+            return denied
+        body = await request.json()
+        self.image_requests.append(body)
+        if not body.get('wId') or not body.get('msgId') or not body.get('content'):
+            return web.json_response({'code': '1001', 'message': 'wId, msgId and content are required', 'data': None})
+        msg_id = str(body['msgId'])
+        if msg_id not in self.images:
+            return web.json_response({'code': '1001', 'message': '图片不存在或已过期', 'data': None})
+        return web.json_response({'code': '1000', 'message': '成功',
+                                  'data': {'url': f'{self.base_url}/files/{msg_id}.jpg?Expires=600&sign=x'}})
+
+    async def _file(self, request: web.Request) -> web.Response:
+        """The storage behind getMsgImg's URL: plain bytes, or 404 when the file is gone."""
+        msg_id = request.match_info['name'].rsplit('.', 1)[0]
+        if msg_id not in self.images:
+            return web.Response(status=404, text='NoSuchKey')
+        return web.Response(body=self.images[msg_id], content_type='image/jpeg')
+
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._gate])
         app.router.add_post('/member/login', self._login)
         app.router.add_post('/sendText', self._send_text)
         app.router.add_post('/revokeMsg', self._revoke)
+        app.router.add_post('/getMsgImg', self._get_msg_img)
+        app.router.add_get('/files/{name}', self._file)
         return app
 
     async def start(self, port: int) -> str:
@@ -118,5 +150,6 @@ class FakeWkteam:
         return self.base_url
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -16,6 +16,7 @@ from loguru import logger
 from huixiangdou.service.llm_client import LLMClientError, StreamPiece
 from huixiangdou.service.worker.degenerate import Degeneration, detect_degeneration
 from huixiangdou.service.worker.extract import Extract
+from huixiangdou.service.worker.image_text import error_lines
 from huixiangdou.service.worker.prompts import prompt
 from huixiangdou.service.worker.session import ErrorCode, Passage, Session
 from huixiangdou.service.worker.stage import run_cpu
@@ -202,8 +203,9 @@ class Generate:
         return problem if problem is not None and problem.reason in ('loop', 'echo', 'scaffold') else None
 
     async def _answer_by_extract(self, session: Session, debug: dict) -> None:
-        # The screenshot's text scores the sentences too: "这个报错怎么办？" alone names no error.
-        answer = await run_cpu(self.extract.answer, session.search_text, session.passages)
+        # The screenshot's error scores the sentences too: "这个报错怎么办？" alone names no error.
+        asked = '\n'.join(part for part in (session.query, error_lines(session.image_text)) if part)
+        answer = await run_cpu(self.extract.answer, asked, session.passages)
         session.debug[self.name] = debug
         debug['quoted'] = [{'passage': s.passage + 1, 'score': round(s.score, 3)} for s in answer.sentences]
         if not answer.text:

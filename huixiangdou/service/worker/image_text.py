@@ -8,6 +8,7 @@ goes on as if it had come alone.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from loguru import logger
@@ -16,10 +17,25 @@ from huixiangdou.primitive.json_input import clean_text
 from huixiangdou.primitive.ocr import ImageRejected, OCREngine, OCRError, read_image_async
 from huixiangdou.service.worker.session import Session
 
+# Lines that name what went wrong. A traceback's own header says nothing about which error it is.
+_ERROR_LINE = re.compile(r'error|exception|errno|fatal|failed|denied|not found|refused|报错|错误|失败|异常|无法|找不到',
+                         re.IGNORECASE)
+_TRACEBACK_HEADER = re.compile(r'traceback \(most recent call last\)', re.IGNORECASE)
 # A screenshot question rarely needs more than one image; a burst of photos is read no further.
 MAX_IMAGES = 3
 # Retrieval and the prompt need the error, not a whole page of a photographed manual.
 MAX_CHARS = 1500
+
+
+def error_lines(image_text: str) -> str:
+    """The lines of a screenshot's text that name an error, or all of it when none does.
+
+    For picking sentences to quote: a terminal screenshot also shows the command that was run, and a
+    document sentence repeating that command is not the answer to the error under it.
+    """
+    lines = [line for line in image_text.splitlines()
+             if _ERROR_LINE.search(line) and not _TRACEBACK_HEADER.search(line)]
+    return '\n'.join(lines) if lines else image_text
 
 
 class ImageText:
