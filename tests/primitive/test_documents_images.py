@@ -9,7 +9,8 @@ import pytest
 
 from huixiangdou.config import OCRConfig
 from huixiangdou.primitive.documents import ParseError, parse_file
-from huixiangdou.primitive.ocr import ImageReader, make_ocr
+from huixiangdou.primitive.image_reader import ImageReader
+from huixiangdou.primitive.ocr import make_ocr
 from tests.ocr_images import cer, render_bomb, render_picture, render_text
 
 ERROR_LINES = ['错误：向量库 workdir 不存在', 'Run: python -m huixiangdou.service.feature_store']

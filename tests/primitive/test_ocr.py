@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from huixiangdou.config import OCRConfig
-from huixiangdou.primitive.ocr import ImageReader, ImageRejected, load_image, make_ocr, read_image
+from huixiangdou.primitive.image_reader import ImageReader
+from huixiangdou.primitive.ocr import ImageRejected, load_image, make_ocr, read_image
 from tests.ocr_images import cer, render_bomb, render_picture, render_text
 
 CONFIG = OCRConfig()

@@ -14,7 +14,7 @@ from huixiangdou.primitive.documents.errors import ParseError
 from huixiangdou.primitive.documents.image import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
-    from huixiangdou.primitive.ocr import ImageReader
+    from huixiangdou.primitive.image_reader import ImageReader
 
 _CODE_SUFFIXES = (
     '.py', '.pyi', '.c', '.cc', '.cpp', '.cxx', '.h', '.hh', '.hpp', '.hxx', '.cu', '.cuh',

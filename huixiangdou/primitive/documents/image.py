@@ -9,7 +9,8 @@ from pathlib import Path
 
 from huixiangdou.primitive.chunk import Document, Section
 from huixiangdou.primitive.documents.errors import ParseError
-from huixiangdou.primitive.ocr import ImageReader, ImageRejected, OCRError
+from huixiangdou.primitive.image_reader import ImageReader
+from huixiangdou.primitive.ocr import ImageRejected, OCRError
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif')
 OCR_OFF = 'OCR is off ([feature_store] ocr = 0)'

@@ -14,7 +14,8 @@ from loguru import logger
 
 from huixiangdou.primitive.chunk import Document, Section
 from huixiangdou.primitive.documents.errors import ParseError
-from huixiangdou.primitive.ocr import ImageReader, OCRError
+from huixiangdou.primitive.image_reader import ImageReader
+from huixiangdou.primitive.ocr import OCRError
 
 # find_tables() looks for ruling lines, so pages drawing fewer vector paths than a one-cell table are
 # not searched. With pymupdf_layout installed it would also run an ONNX layout model on every page
@@ -56,7 +57,8 @@ def parse_pdf(path: Path, source: str, ocr: ImageReader | None = None) -> Docume
         logger.warning('{}: scanned page(s) {} left out: {}', source, ', '.join(map(str, unread)), why)
     if not any(s.text.strip() for s in sections):
         if ocr is None:
-            raise ParseError('no text in the PDF (scanned pages are read by OCR only with [feature_store] ocr = 1)')
+            raise ParseError('no text in the PDF (scanned pages are read by OCR only with '
+                             '[feature_store] ocr = 1)')
         raise ParseError('no text in the PDF, and OCR found none in its pages')
     return Document(source=source, sections=sections)
 

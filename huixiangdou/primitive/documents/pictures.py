@@ -9,7 +9,8 @@ import io
 
 from loguru import logger
 
-from huixiangdou.primitive.ocr import ImageReader, ImageRejected, OCRError
+from huixiangdou.primitive.image_reader import ImageReader
+from huixiangdou.primitive.ocr import ImageRejected, OCRError
 
 # Icons, bullets and rules are smaller than any line of readable text: not worth an OCR pass.
 _MIN_SIDE = 24

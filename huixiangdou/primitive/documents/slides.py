@@ -14,7 +14,7 @@ from pptx.shapes.picture import Picture
 from huixiangdou.primitive.chunk import Document, Section
 from huixiangdou.primitive.documents.office_file import check_office_file
 from huixiangdou.primitive.documents.pictures import picture_text
-from huixiangdou.primitive.ocr import ImageReader
+from huixiangdou.primitive.image_reader import ImageReader
 
 
 def parse_pptx(path: Path, source: str, ocr: ImageReader | None = None) -> Document:

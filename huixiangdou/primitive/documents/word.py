@@ -18,7 +18,7 @@ from huixiangdou.primitive.chunk import Document
 from huixiangdou.primitive.documents.office_file import check_office_file
 from huixiangdou.primitive.documents.outline import Outline
 from huixiangdou.primitive.documents.pictures import picture_text
-from huixiangdou.primitive.ocr import ImageReader
+from huixiangdou.primitive.image_reader import ImageReader
 
 # Built-in heading style names, in English and as Chinese Word/WPS writes them ("标题 1").
 _HEADING_STYLE = re.compile(r'^(?:heading|标题)\s*(\d)$', re.I)

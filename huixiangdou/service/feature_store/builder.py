@@ -21,7 +21,8 @@ from huixiangdou.config import FeatureStoreConfig, OCRConfig
 from huixiangdou.primitive.chunk import Chunk
 from huixiangdou.primitive.documents import ParseError, parse_file
 from huixiangdou.primitive.documents.walker import walk_repo
-from huixiangdou.primitive.ocr import ImageReader, make_ocr
+from huixiangdou.primitive.image_reader import ImageReader
+from huixiangdou.primitive.ocr import make_ocr
 from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.primitive.splitter import TextSplitter, embedding_text
 from huixiangdou.primitive.tokenizer import tokenize
