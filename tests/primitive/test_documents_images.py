@@ -166,3 +166,27 @@ def test_pptx_with_a_broken_picture_keeps_its_text(tmp_path, ocr):
     _replace_media(path, b'GIF89a broken')
     sections = {s.anchor: s.text for s in parse_file(path, 'deck.pptx', ocr=ocr).sections}
     assert sections == {'slide 1': 'Architecture', 'slide 2': 'Troubleshooting'}
+
+
+async def test_vision_model_engine_reads_image_files(tmp_path, fake_openai):
+    """[ocr] engine = "openai": the image goes to the vision model as a data URL; its transcription is the text."""
+    import asyncio
+
+    from huixiangdou.primitive.ocr import VisionAPIEngine
+
+    def transcribe(messages: list[dict]) -> str:
+        parts = messages[-1]['content']
+        image = next(p for p in parts if p['type'] == 'image_url')
+        assert image['image_url']['url'].startswith('data:image/png;base64,')
+        return '\n'.join(ERROR_LINES)
+
+    fake_openai.responder = transcribe
+    config = OCRConfig(engine='openai', base_url=fake_openai.base_url, model='vision', api_key=fake_openai.api_key)
+    reader = ImageReader(VisionAPIEngine(config.base_url, config.model, config.api_key, timeout=5), config)
+    path = _write(tmp_path, 'error.jpg', _small(ERROR_LINES, 'JPEG'))
+    document = await asyncio.to_thread(parse_file, path, 'error.jpg', ocr=reader)
+    assert document.text == '\n'.join(ERROR_LINES)
+    fake_openai.fail('400', times=1)  # the model refuses: skipped with the reason, read again next build
+    other = _write(tmp_path, 'other.png', _small(FIX_LINES))
+    with pytest.raises(ParseError, match='^OCR failed: vision model vision failed'):
+        await asyncio.to_thread(parse_file, other, 'other.png', ocr=reader)
