@@ -87,7 +87,8 @@ class BuildJob:
         good, bad = self.config.path(fs.good_questions), self.config.path(fs.bad_questions)
         if not (good.is_file() and bad.is_file()):
             good = bad = None  # as the CLI: keep the last calibration (or the conservative rule)
-        builder = FeatureStoreBuilder(fs, self._embedder(), progress=False, on_progress=self._progress)
+        builder = FeatureStoreBuilder(fs, self._embedder(), progress=False, on_progress=self._progress,
+                                      ocr=self.config.ocr)
         report = builder.build(self.config.path(fs.repo_dir), self.config.path(fs.work_dir), rebuild=full,
                                good=good, bad=bad)
         return report.to_json()

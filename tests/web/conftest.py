@@ -99,8 +99,11 @@ def copy_knowledge_base(root: Path, sample_store) -> None:
     """The shipped documents and questions, and the store already built from them (so nothing is embedded)."""
     shutil.copytree(REPO_ROOT / 'repodir', root / 'repodir')
     (root / 'resource').mkdir()
-    for name in ('good_questions.json', 'bad_questions.json'):
-        shutil.copy(REPO_ROOT / 'resource' / name, root / 'resource' / name)
+    # Every third on-topic and fourth chatter example: enough to learn from (20 per class are needed), and
+    # a recalibration embeds a third as many questions. The copied store keeps its calibration on all.
+    for name, step in (('good_questions.json', 3), ('bad_questions.json', 4)):
+        questions = json.loads((REPO_ROOT / 'resource' / name).read_text(encoding='utf-8'))[::step]
+        (root / 'resource' / name).write_text(json.dumps(questions, ensure_ascii=False, indent=1), encoding='utf-8')
     shutil.copytree(sample_store[0], root / 'workdir', ignore=shutil.ignore_patterns('.build.lock'))
 
 

@@ -162,7 +162,7 @@ async def test_examples_add_edit_delete_import_and_recalibrate(web_server):
         async with http.get(f'{url}/api/calibration') as r:
             old = await r.json()
         assert old['metrics']['f1'] > 0.5 and old['rule'] is False
-        assert len(old['good_scores']) == len(before['good']) and len(old['bad_scores']) == len(before['bad'])
+        assert old['good_scores'] and old['bad_scores']
 
         async with http.post(f'{url}/api/examples', json={'kind': 'good', 'text': '备份口令在哪里输入？'}) as r:
             assert r.status == 201
@@ -217,15 +217,15 @@ async def test_ask_streams_stages_tokens_and_the_answer_with_citations(web_serve
         events = await ask(http, web_server, ON_TOPIC)
     kinds = [kind for kind, _ in events]
     assert kinds[-1] == 'done' and 'token' in kinds
-    assert [d['stage'] for k, d in events if k == 'stage'][:3] == ['work_time', 'preprocess', 'reject'] or \
-        'reject' in [d['stage'] for k, d in events if k == 'stage']
+    stages = [d['stage'] for k, d in events if k == 'stage']
+    assert stages.index('reject') < stages.index('retrieve') < stages.index('generate')
     streamed = ''.join(d['text'] for k, d in events if k == 'token')
     done = events[-1][1]
     assert done['outcome'] == 'answered' and done['code'] == 'SUCCESS'
     assert 'encrypt_key' in streamed and done['reply'].startswith(streamed.strip()[:10])
     assert done['references'] and done['passages']
-    assert done['passages'][0]['reference'] in done['references'] or done['references'][0] in \
-        [p['reference'] for p in done['passages']]
+    # The answer cites [1]: its reference is the first passage's, and the passage text is there to read.
+    assert done['references'][0] == done['passages'][0]['reference'] and done['passages'][0]['text']
     assert done['reject']['reject_score'] >= done['reject']['threshold']
 
 
@@ -241,12 +241,6 @@ async def test_ask_about_chatter_says_why_it_is_ignored(web_server):
 
 async def test_messages_are_listed_filtered_and_labels_become_examples(web_server):
     web_server.seed_messages([
-        outcome('怎么配置飞书？', reply='在 config.ini 里 [1]', references=['zh/飞书接入.md'], time='2026-01-01T09:00:00'),
-        outcome('中午吃啥', code='UNRELATED', group='oc_other', time='2026-01-01T10:00:00',
-                reject={'reject_score': 0.03, 'threshold': 0.41}),
-        outcome('模型为什么没有回答', code='LLM_ERROR', time='2026-01-01T11:00:00'),
-        'not json',
-    ] and [
         outcome('怎么配置飞书？', reply='在 config.ini 里 [1]', references=['zh/飞书接入.md'], time='2026-01-01T09:00:00'),
         outcome('中午吃啥', code='UNRELATED', group='oc_other', time='2026-01-01T10:00:00',
                 reject={'reject_score': 0.03, 'threshold': 0.41}),

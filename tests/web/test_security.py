@@ -1,0 +1,162 @@
+"""Who may change what: the admin token for scripts, login sessions with CSRF for the pages, a read-only
+console without a token, protect_api for reads, and no public bind without a token."""
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from huixiangdou.config import ConfigError, load_config
+from tests.conftest import free_port, write_config
+
+NEW_EXAMPLE = {'kind': 'good', 'text': '控制台登录后能添加示例吗？'}
+
+
+def browser() -> aiohttp.ClientSession:
+    """A client that keeps cookies like a browser (aiohttp's default jar ignores those of an IP address)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def test_changes_need_the_token_or_a_session_with_its_csrf(web_server):
+    url = web_server.base_url
+    async with browser() as http:
+        async with http.get(f'{url}/api/session') as r:
+            assert await r.json() == {'admin': False, 'token_configured': True, 'csrf': None, 'protect_api': False}
+        async with http.get(f'{url}/api/examples') as r:   # reading is open
+            assert r.status == 200
+        async with http.post(f'{url}/api/examples', json=NEW_EXAMPLE) as r:
+            assert r.status == 401 and (await r.json())['error']['code'] == 'unauthorized'
+        async with http.post(f'{url}/api/examples', json=NEW_EXAMPLE,
+                             headers={'Authorization': 'Bearer wrong-token'}) as r:
+            assert r.status == 401
+        async with http.post(f'{url}/api/login', json={'token': 'wrong-token'}) as r:
+            assert r.status == 401
+        async with http.post(f'{url}/api/login', json={'token': web_server.admin_token}) as r:
+            assert r.status == 200
+            login = await r.json()
+            cookie = r.cookies['hxd_session']
+        assert login['admin'] is True and len(login['csrf']) >= 32
+        assert cookie['httponly'] and cookie['samesite'] == 'Strict'
+
+        async with http.get(f'{url}/api/session') as r:
+            assert await r.json() == {'admin': True, 'token_configured': True, 'csrf': login['csrf'],
+                                      'protect_api': False}
+        # The cookie alone is what a forged cross-site request carries: refused without the CSRF header.
+        async with http.post(f'{url}/api/examples', json=NEW_EXAMPLE) as r:
+            assert r.status == 403 and (await r.json())['error']['code'] == 'csrf'
+        async with http.post(f'{url}/api/examples', json=NEW_EXAMPLE, headers={'X-CSRF-Token': 'guess'}) as r:
+            assert r.status == 403
+        async with http.delete(f'{url}/api/files', params={'path': 'zh/安装.md'}) as r:
+            assert r.status == 403
+        assert (web_server.repo_dir / 'zh/安装.md').is_file()
+        async with http.post(f'{url}/api/examples', json=NEW_EXAMPLE, headers={'X-CSRF-Token': login['csrf']}) as r:
+            assert r.status == 201
+
+        async with http.post(f'{url}/api/logout') as r:
+            assert r.status == 200
+        async with http.post(f'{url}/api/examples', json=NEW_EXAMPLE | {'text': '退出后还能改吗？'},
+                             headers={'X-CSRF-Token': login['csrf']}) as r:
+            assert r.status == 401
+    # A script with the token needs no session and no CSRF header.
+    async with aiohttp.ClientSession(headers=web_server.auth) as http:
+        async with http.delete(f'{url}/api/examples/good/0') as r:
+            assert r.status == 200
+
+
+async def test_errors_are_json_with_a_code_and_a_message(web_server):
+    async with aiohttp.ClientSession(headers=web_server.auth) as http:
+        async with http.get(f'{web_server.base_url}/api/no-such-thing') as r:
+            assert r.status == 404
+            assert (await r.json())['error']['code'] == 'not_found'
+        async with http.get(f'{web_server.base_url}/api/chunks', params={'path': 'zh/没有这个文件.md'}) as r:
+            assert r.status == 404
+            assert 'rebuild' in (await r.json())['error']['message']
+
+
+async def test_the_pages_are_served_without_a_login(web_server):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f'{web_server.base_url}/') as r:
+            assert r.status == 200 and 'text/html' in r.headers['Content-Type']
+            assert r.headers['X-Frame-Options'] == 'DENY'
+        async with http.get(f'{web_server.base_url}/static/../../config.py') as r:
+            assert r.status in (403, 404)
+
+
+@pytest.fixture
+async def console_on(tmp_path, embedder):
+    """Start a console on an empty folder (no store) with the given [web] settings; yields its base URL."""
+    from aiohttp import web
+
+    from huixiangdou.web.app import create_app
+
+    runners = []
+
+    async def start(**web_settings) -> str:
+        port = free_port()
+        path = write_config(tmp_path / f'config-{port}.ini', feature_store={'embedding_model_path': ''},
+                            web={'port': port} | web_settings)
+        runner = web.AppRunner(create_app(load_config(path), embedder=embedder))
+        await runner.setup()
+        await web.TCPSite(runner, '127.0.0.1', port).start()
+        runners.append(runner)
+        return f'http://127.0.0.1:{port}'
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def test_without_a_token_the_console_is_read_only(console_on, monkeypatch):
+    monkeypatch.delenv('HUIXIANGDOU_ADMIN_TOKEN', raising=False)
+    url = await console_on(admin_token='')
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f'{url}/api/session') as r:
+            assert (await r.json())['token_configured'] is False
+        async with http.get(f'{url}/api/kb') as r:
+            assert r.status == 200 and (await r.json())['store'] is None
+        for method, path in (('POST', '/api/examples'), ('POST', '/api/rebuild'), ('DELETE', '/api/files?path=a.md'),
+                             ('POST', '/api/login')):
+            async with http.request(method, f'{url}{path}', json={'token': '', **NEW_EXAMPLE},
+                                    headers={'Authorization': 'Bearer '}) as r:
+                assert r.status == 403, path
+                error = (await r.json())['error']
+                assert error['code'] == 'read_only' and 'HUIXIANGDOU_ADMIN_TOKEN' in error['message']
+
+
+async def test_protect_api_needs_the_token_for_reads_too(console_on):
+    url = await console_on(admin_token='secret-token', protect_api=1)
+    async with browser() as http:
+        async with http.get(f'{url}/api/session') as r:
+            assert r.status == 200 and (await r.json())['protect_api'] is True
+        for path in ('/api/kb', '/api/messages', '/v1/models'):
+            async with http.get(f'{url}{path}') as r:
+                assert r.status == 401, path
+        async with http.post(f'{url}/v1/chat/completions', json={'model': 'huixiangdou', 'messages': []}) as r:
+            assert r.status == 401
+            assert (await r.json())['error']['type'] == 'authentication_error'
+        async with http.post(f'{url}/api/ask', json={'query': '安装需要什么？'}) as r:
+            assert r.status == 401
+        for path in ('/api/kb', '/v1/models'):
+            async with http.get(f'{url}{path}', headers={'Authorization': 'Bearer secret-token'}) as r:
+                assert r.status == 200, path
+        async with http.post(f'{url}/api/login', json={'token': 'secret-token'}) as r:
+            assert r.status == 200
+        async with http.get(f'{url}/api/kb') as r:   # a logged-in page reads with its cookie
+            assert r.status == 200
+
+
+def test_a_public_address_without_a_token_is_refused(tmp_path, monkeypatch, capsys):
+    from huixiangdou.web.__main__ import check_bind, is_loopback, main
+
+    monkeypatch.delenv('HUIXIANGDOU_ADMIN_TOKEN', raising=False)
+    path = write_config(tmp_path / 'config.ini', web={'host': '0.0.0.0'})
+    config = load_config(path)
+    assert is_loopback('127.0.0.1') and is_loopback('::1') and is_loopback('localhost')
+    assert not is_loopback('0.0.0.0') and not is_loopback('192.168.1.10') and not is_loopback('example.com')
+    check_bind(config, '127.0.0.1')
+    with pytest.raises(ConfigError, match='admin_token'):
+        check_bind(config, '0.0.0.0')
+    assert main(['--config', str(path)]) == 1
+    assert 'HUIXIANGDOU_ADMIN_TOKEN' in capsys.readouterr().err
+    assert main(['--config', str(path), '--host', '::']) == 1
+    monkeypatch.setenv('HUIXIANGDOU_ADMIN_TOKEN', 'from-the-environment')
+    check_bind(load_config(path), '0.0.0.0')
