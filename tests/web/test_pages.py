@@ -93,9 +93,10 @@ def test_without_login_a_change_is_refused_and_the_toast_says_to_log_in(page, we
 
 def test_uploaded_word_file_is_indexed_after_a_rebuild_with_live_progress(admin, web_server, tmp_path):
     page = admin
+    page.fill('#upload-folder', '运维')
     page.set_input_files('#file-input', str(write_docx(tmp_path / DOCX_NAME)))
     page.click('#upload-button')
-    row = page.locator(f'#files-table tr[data-path$="{DOCX_NAME}"]')
+    row = page.locator(f'#files-table tr[data-path="运维/{DOCX_NAME}"]')
     expect(row.locator('.status')).to_contain_text('pending')
 
     watch(page, '#build-progress', 'data-state')

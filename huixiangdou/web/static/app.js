@@ -32,6 +32,8 @@ function toast(message, kind = 'error') {
 function report(err) {
   console.error(err);
   toast(err.message || String(err), 'error');
+  // A refused change may mean the login expired: show the login form again.
+  if (session.admin && (err.status === 401 || err.code === 'csrf')) loadSession();
 }
 
 async function loadSession() {

@@ -54,6 +54,10 @@ export function drawHistogram(svg, { good = [], bad = [], threshold = null }) {
     if (b[i]) svg.append(bar(x(i / BINS) + 1 + barW, y(b[i]), barW, y(0) - y(b[i]), 'bar-bad', `${b[i]} chatter in ${(i / BINS).toFixed(2)}–${((i + 1) / BINS).toFixed(2)}`));
   }
   svg.append(el('line', { x1: PAD.left, x2: W - PAD.right, y1: y(0), y2: y(0), class: 'axis' }));
+  if (!good.length && !bad.length) {
+    svg.append(el('text', { x: PAD.left + plotW / 2, y: PAD.top + plotH / 2, class: 'axis-label', 'text-anchor': 'middle' },
+      'No scores yet: build or recalibrate the store to see how the examples separate.'));
+  }
 
   if (typeof threshold === 'number') {
     const tx = x(Math.min(1, Math.max(0, threshold)));

@@ -44,15 +44,16 @@ export async function render(root, ctx) {
       return;
     }
     const form = new FormData();
-    for (const file of files) form.append('file', file, file.name);
+    // The server reads the parts as they stream in: the folder must come before the files.
     if (folderInput.value.trim()) form.append('folder', folderInput.value.trim());
+    for (const file of files) form.append('file', file, file.name);
     try {
       const res = await api.upload('/api/files', form);
       const refused = res.refused || [];
       if (refused.length) {
         ctx.toast(`Not saved: ${refused.map((r) => `${r.name} (${r.reason})`).join('; ')}`, 'error');
       } else {
-        ctx.toast(`Saved ${res.saved.length} file(s). Press “Rebuild” to index them.`, 'ok');
+        ctx.toast(`Saved ${res.saved.length} file(s). Press Rebuild to index them.`, 'ok');
       }
       fileInput.value = '';
       chosen.textContent = 'No files chosen.';
@@ -105,7 +106,7 @@ export async function render(root, ctx) {
 
   const dropZone = h('div', { id: 'drop-zone', class: 'drop-zone' },
     h('div', { class: 'drop-hint' }, 'Drop files here', h('span', { class: 'muted' },
-      ' — Markdown, text, PDF, Word, Excel, PowerPoint, HTML, CSV, images…')),
+      ' — Markdown, text, PDF, Word, Excel, PowerPoint, HTML, CSV, source code')),
     h('div', { class: 'row' },
       h('label', { class: 'file-label' }, fileInput, 'Choose files'), chosen),
     h('div', { class: 'row' }, folderInput,
@@ -143,7 +144,7 @@ export async function render(root, ctx) {
 
 function showStore(el, store) {
   if (!store) {
-    replace(el, h('p', { class: 'muted' }, 'No store is built yet: add files and press “Rebuild”.'));
+    replace(el, h('p', { class: 'muted' }, 'No store is built yet: add files and press Rebuild.'));
     return;
   }
   replace(el, facts([
