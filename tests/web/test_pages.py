@@ -72,6 +72,17 @@ def write_docx(path):
     return path
 
 
+def test_every_page_loads_only_from_the_console_itself(page, web_server):
+    requested = []
+    page.on('request', lambda request: requested.append(request.url))
+    for route in ('kb', 'examples', 'try', 'messages', 'integrations'):
+        open_page(page, web_server.base_url, route)
+        expect(page.locator(f'#nav-{route}')).to_have_class('active')
+    elsewhere = [url for url in requested if not url.startswith((web_server.base_url + '/', 'data:'))]
+    assert not elsewhere, f'the console fetched from elsewhere (it must work offline): {elsewhere}'
+    assert any(url.endswith('/static/style.css') for url in requested)
+
+
 def test_without_login_a_change_is_refused_and_the_toast_says_to_log_in(page, web_server, tmp_path):
     before = web_server.good_path.read_text(encoding='utf-8')
     open_page(page, web_server.base_url, 'examples')
