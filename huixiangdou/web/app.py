@@ -21,8 +21,9 @@ from huixiangdou.web.console import CONSOLE, Console
 from huixiangdou.web.worker_slot import WorkerSlot, load_worker
 
 STATIC_DIR = Path(__file__).parent / 'static'
-# Multipart overhead on top of the largest upload.
-_BODY_MARGIN = 1024 * 1024
+# JSON bodies (questions, examples, labels) are small; uploads stream past this limit with their own
+# ([web] max_upload_mb, counted while they are read).
+MAX_JSON_BODY = 1024 * 1024
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -51,8 +52,7 @@ def create_app(config: Config, worker=None, embedder=None, public_url: str = '')
     """The console app. Without `worker`, one is loaded from config on startup (a missing store leaves
     the console up, read-only on answers, so it can be built from the Knowledge base page). `embedder`
     (already loaded) is shared by the builder and the workers it loads."""
-    max_upload = int(config.web.max_upload_mb * 1024 * 1024)
-    app = web.Application(client_max_size=max_upload + _BODY_MARGIN,
+    app = web.Application(client_max_size=MAX_JSON_BODY,
                           middlewares=[security_headers, errors_as_json, auth.require_admin])
     slot = WorkerSlot(worker)
     console = Console(config, slot, BuildJob(config, slot, embedder),

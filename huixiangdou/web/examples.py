@@ -153,11 +153,14 @@ async def import_examples(request: web.Request) -> web.Response:
         if part.name == 'kind':
             kind = _kind((await part.text()).strip())
         elif part.name == 'file':
-            data = await part.read(decode=False)
-            if len(data) > MAX_IMPORT_BYTES:
-                raise ApiError(413, 'too_large', f'an example file may hold {MAX_IMPORT_BYTES // 1024 // 1024} MB')
+            data = bytearray()
+            while chunk := await part.read_chunk():
+                data += chunk
+                if len(data) > MAX_IMPORT_BYTES:
+                    raise ApiError(413, 'too_large',
+                                   f'an example file may hold {MAX_IMPORT_BYTES // 1024 // 1024} MB')
             try:
-                text = data.decode('utf-8-sig')
+                text = bytes(data).decode('utf-8-sig')
             except UnicodeDecodeError:
                 raise ApiError(400, 'bad_examples', 'the example file must be UTF-8 text') from None
         else:

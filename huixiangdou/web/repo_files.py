@@ -89,7 +89,8 @@ class _Staged:
 
 
 async def _stage(part: BodyPartReader, folder: Path, name: str, limit: int) -> _Staged:
-    """Stream one part to a hidden temporary file next to its target; 413 past `limit` bytes."""
+    """Stream one part to a hidden temporary file next to its target; 413 past `limit` bytes (what is
+    left of the request's allowance)."""
     folder.mkdir(parents=True, exist_ok=True)
     temp = folder / f'.upload-{uuid.uuid4().hex}.partial'
     size = 0
@@ -98,8 +99,8 @@ async def _stage(part: BodyPartReader, folder: Path, name: str, limit: int) -> _
             while chunk := await part.read_chunk(_CHUNK):
                 size += len(chunk)
                 if size > limit:
-                    raise ApiError(413, 'too_large', f'{name} is larger than [web] max_upload_mb '
-                                                     f'({limit / 1024 / 1024:g} MB): nothing was stored')
+                    raise ApiError(413, 'too_large', f'the upload passes [web] max_upload_mb at {name}: '
+                                                     'nothing was stored; send fewer or smaller files')
                 f.write(chunk)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -155,7 +156,8 @@ async def upload_files(request: web.Request) -> web.Response:
                 refused.append({'name': raw, 'reason': reason})
                 await part.release()
                 continue
-            staged.append(await _stage(part, repo_dir / folder, name, limit))
+            # One allowance for the whole request: several files together may not pass max_upload_mb.
+            staged.append(await _stage(part, repo_dir / folder, name, limit - sum(s.size for s in staged)))
     except BaseException:
         for item in staged:
             item.temp.unlink(missing_ok=True)
