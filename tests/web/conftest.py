@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from tests.conftest import REPO_ROOT, free_port, write_config
 from tests.fakes.fake_openai import FakeOpenAI
@@ -176,3 +177,31 @@ def web_server(tmp_path_factory, sample_store, embedder):
         yield server
     finally:
         stop()
+
+
+@pytest_asyncio.fixture
+async def bare_console(tmp_path, embedder):
+    """Start consoles on an empty folder (no store: answers are unavailable, everything else works) with
+    the given config sections, on the test's own loop; `await bare_console(web={...}, frontend={...})`
+    returns the base URL."""
+    from aiohttp import web
+
+    from huixiangdou.config import load_config
+    from huixiangdou.web.app import create_app
+
+    runners = []
+
+    async def start(**sections: dict) -> str:
+        port = free_port()
+        sections = {'feature_store': {'embedding_model_path': ''}} | sections
+        sections['web'] = {'port': port, 'admin_token': ADMIN_TOKEN} | sections.get('web', {})
+        path = write_config(tmp_path / f'config-{port}.ini', **sections)
+        runner = web.AppRunner(create_app(load_config(path), embedder=embedder))
+        await runner.setup()
+        await web.TCPSite(runner, '127.0.0.1', port).start()
+        runners.append(runner)
+        return f'http://127.0.0.1:{port}'
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()

@@ -307,3 +307,64 @@ async def test_bad_json_gets_a_400_with_a_message(web_server, body):
             assert r.status == 400
             error = (await r.json())['error']
     assert error['code'] == 'bad_json' and 'JSON object' in error['message']
+
+
+async def test_the_lark_connection_test_posts_to_the_group_and_shows_the_setup(bare_console):
+    from tests.conftest import free_port
+    from tests.fakes.fake_lark import FakeLark
+
+    fake = FakeLark(webhook_secret='hook-secret')
+    await fake.start(free_port())
+    try:
+        url = await bare_console(frontend={'type': 'lark', 'webhook_url': fake.webhook_url,
+                                           'webhook_secret': 'hook-secret'})
+        async with aiohttp.ClientSession(headers={'Authorization': 'Bearer test-admin-token-0123456789'}) as http:
+            async with http.get(f'{url}/api/integrations') as r:
+                frontend = (await r.json())['frontend']
+            assert frontend['type'] == 'lark' and frontend['callback_url'] is None
+            assert frontend['details']['signed'] is True
+            assert fake.webhook_url not in json.dumps(frontend)   # the hook id is a secret
+            async with http.post(f'{url}/api/integrations/test', json={'target': 'frontend'}) as r:
+                result = await r.json()
+            assert result['ok'] is True, result
+            assert len(fake.webhook_posts) == 1 and 'huixiangdou' in json.dumps(fake.webhook_posts[0],
+                                                                               ensure_ascii=False).lower()
+            fake.fail('webhook', status=400, body={'code': 19001, 'msg': 'param invalid: incoming webhook access token invalid'})
+            async with http.post(f'{url}/api/integrations/test', json={'target': 'frontend'}) as r:
+                result = await r.json()
+            assert result['ok'] is False and 'access token invalid' in result['detail']
+    finally:
+        await fake.stop()
+
+
+async def test_a_lark_group_app_shows_the_callback_url_to_paste(bare_console):
+    url = await bare_console(**{'frontend': {'type': 'lark_group'},
+                                'frontend.lark_group': {'app_id': 'cli_x', 'app_secret': 's', 'host': '0.0.0.0',
+                                                        'port': 6666, 'path': '/event'}})
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f'{url}/api/integrations') as r:
+            frontend = (await r.json())['frontend']
+    # A wildcard bind is shown as the address the console was reached at.
+    assert frontend['callback_url'] == 'http://127.0.0.1:6666/event'
+    assert frontend['details']['app_id'] == 'cli_x' and 's' not in frontend['details'].values()
+
+
+async def test_a_failed_rebuild_says_why_and_the_old_store_keeps_answering(tmp_path, sample_store, embedder):
+    from tests.web.conftest import copy_knowledge_base, start_console
+
+    copy_knowledge_base(tmp_path, sample_store)
+    server, stop = start_console(tmp_path, embedder)
+    try:
+        for path in server.repo_dir.rglob('*'):
+            if path.is_file():
+                path.unlink()
+        async with aiohttp.ClientSession(headers=server.auth) as http:
+            async with http.post(f'{server.base_url}/api/rebuild', json={}) as r:
+                assert r.status == 202
+            status = server.wait_for_build()
+            assert status['state'] == 'failed' and 'no supported documents' in status['message']
+            server.fake.responder = lambda messages: '在 [frontend.lark_group] 段填写 encrypt_key [1]。'
+            events = await ask(http, server, ON_TOPIC)
+        assert events[-1][1]['outcome'] == 'answered'
+    finally:
+        stop()

@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 
 from huixiangdou.config import ConfigError, load_config
-from tests.conftest import free_port, write_config
+from tests.conftest import write_config
 
 NEW_EXAMPLE = {'kind': 'good', 'text': '控制台登录后能添加示例吗？'}
 
@@ -81,33 +81,9 @@ async def test_the_pages_are_served_without_a_login(web_server):
             assert r.status in (403, 404)
 
 
-@pytest.fixture
-async def console_on(tmp_path, embedder):
-    """Start a console on an empty folder (no store) with the given [web] settings; yields its base URL."""
-    from aiohttp import web
-
-    from huixiangdou.web.app import create_app
-
-    runners = []
-
-    async def start(**web_settings) -> str:
-        port = free_port()
-        path = write_config(tmp_path / f'config-{port}.ini', feature_store={'embedding_model_path': ''},
-                            web={'port': port} | web_settings)
-        runner = web.AppRunner(create_app(load_config(path), embedder=embedder))
-        await runner.setup()
-        await web.TCPSite(runner, '127.0.0.1', port).start()
-        runners.append(runner)
-        return f'http://127.0.0.1:{port}'
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
-
-
-async def test_without_a_token_the_console_is_read_only(console_on, monkeypatch):
+async def test_without_a_token_the_console_is_read_only(bare_console, monkeypatch):
     monkeypatch.delenv('HUIXIANGDOU_ADMIN_TOKEN', raising=False)
-    url = await console_on(admin_token='')
+    url = await bare_console(web={'admin_token': ''})
     async with aiohttp.ClientSession() as http:
         async with http.get(f'{url}/api/session') as r:
             assert (await r.json())['token_configured'] is False
@@ -122,8 +98,8 @@ async def test_without_a_token_the_console_is_read_only(console_on, monkeypatch)
                 assert error['code'] == 'read_only' and 'HUIXIANGDOU_ADMIN_TOKEN' in error['message']
 
 
-async def test_protect_api_needs_the_token_for_reads_too(console_on):
-    url = await console_on(admin_token='secret-token', protect_api=1)
+async def test_protect_api_needs_the_token_for_reads_too(bare_console):
+    url = await bare_console(web={'admin_token': 'secret-token', 'protect_api': 1})
     async with browser() as http:
         async with http.get(f'{url}/api/session') as r:
             assert r.status == 200 and (await r.json())['protect_api'] is True
