@@ -220,3 +220,16 @@ async def _until(predicate):
         while not predicate():
             await asyncio.sleep(0.01)
     await asyncio.wait_for(poll(), 10)
+
+
+async def test_our_format_carries_base64_images_and_refuses_bad_ones(wechat, responder):
+    import base64
+    url = await wechat()
+    png = base64.b64encode(b'\x89PNG\r\n\x1a\n' + b'\0' * 64).decode()
+    status, body = await post(url, {'group_id': 'g1', 'content': '', 'images': [png]})
+    assert status == 200 and responder.seen[-1].images == [base64.b64decode(png)]
+    assert responder.seen[-1].query == ''
+    for bad, code, reason in (([png] * 4, 400, 'at most 3'), (['not base64!'], 400, 'not valid base64'),
+                              (png, 400, 'list of base64')):
+        status, body = await post(url, {'group_id': 'g1', 'content': '怎么安装', 'images': bad})
+        assert (status, reason in body['error']) == (code, True)
