@@ -147,7 +147,7 @@ class RapidOCREngine:
 
     def __init__(self, min_confidence: float = 0.5):
         self.min_confidence = min_confidence
-        self.identity = f'rapidocr {_package_version("rapidocr-onnxruntime")} min_confidence={min_confidence}'
+        self.identity = f'rapidocr {_package_version("rapidocr-onnxruntime")} upright min_confidence={min_confidence}'
         self._model = None
         self._lock = threading.Lock()
 
@@ -170,7 +170,9 @@ class RapidOCREngine:
         model = self._load()
         started = time.perf_counter()
         try:
-            found, _ = model(np.asarray(_padded(image, _DET_MIN_SIDE)))
+            # No angle classifier: screenshots and scans are upright, and it turned whole lines upside
+            # down that were not (a lone "git clone https://…" line came back empty).
+            found, _ = model(np.asarray(_padded(image, _DET_MIN_SIDE)), use_cls=False)
         except Exception as exc:  # boundary: onnxruntime raises its own types
             raise OCRError(f'RapidOCR failed: {type(exc).__name__}: {exc}') from exc
         lines = []
