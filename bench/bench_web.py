@@ -218,7 +218,8 @@ def main() -> None:
 
     logger.remove()
     logger.add(sys.stderr, level='WARNING')
-    print(f'cores: {os.cpu_count()} (affinity {len(os.sched_getaffinity(0))}); browser: /usr/bin/chromium headless')
+    print(f'cores: {os.cpu_count()} (affinity {len(os.sched_getaffinity(0))}); load average {os.getloadavg()[0]:.1f}; '
+          'browser: /usr/bin/chromium headless')
     root, embedder = prepare_root()
     server, stop = start_console(root, embedder)
     server.fake.responder = lambda messages: ANSWER
@@ -230,9 +231,11 @@ def main() -> None:
             first, whole = first_tokens(page, server.base_url, args.asks)
             browser.close()
         api_ms, api_first = asyncio.run(api_baselines(server.base_url, args.loads, args.asks))
+        load_after = os.getloadavg()[0]
     finally:
         stop()
 
+    print(f'load average after the browser figures: {load_after:.1f} (other work on these cores slows every figure)')
     print(f'\npage load, navigation start → page ready with its data ({args.loads} loads each, modules revalidated from the'
           ' browser cache; baseline: the page\'s API call from Python)')
     for route in ROUTES:

@@ -132,4 +132,6 @@ function wireLogin() {
 
 wireLogin();
 window.addEventListener('hashchange', route);
-loadSession().then(route);
+// The pages do not wait for the session: the login state only decides what the top bar shows.
+loadSession();
+route();
