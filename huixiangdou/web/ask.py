@@ -10,6 +10,7 @@ import contextlib
 import json
 
 from aiohttp import web
+from loguru import logger
 
 from huixiangdou.web.api_error import ApiError, read_json, text_field
 from huixiangdou.web.console import console_of
@@ -37,15 +38,18 @@ async def ask(request: web.Request) -> web.StreamResponse:
                                                'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no'})
         await response.prepare(request)
         session = Session(query=query, group_id=group, group_name='web console')
-        async with contextlib.aclosing(worker.stream(session)) as events:
-            async for event in events:
-                if event.kind == 'stage':
-                    await response.write(sse('stage', {'stage': event.stage}))
-                elif event.kind == 'token':
-                    await response.write(sse('token', {'text': event.text}))
-                elif event.kind == 'done':
-                    await response.write(sse('done', session_summary(session)))
-        await response.write_eof()
+        try:
+            async with contextlib.aclosing(worker.stream(session)) as events:
+                async for event in events:
+                    if event.kind == 'stage':
+                        await response.write(sse('stage', {'stage': event.stage}))
+                    elif event.kind == 'token':
+                        await response.write(sse('token', {'text': event.text}))
+                    elif event.kind == 'done':
+                        await response.write(sse('done', session_summary(session)))
+            await response.write_eof()
+        except ConnectionResetError:  # the page was closed mid-answer: nothing left to tell it
+            logger.debug('web console: /api/ask client went away during {!r}', query[:80])
         return response
 
 

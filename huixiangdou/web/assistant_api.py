@@ -14,6 +14,7 @@ import time
 import uuid
 
 from aiohttp import web
+from loguru import logger
 
 from huixiangdou.web.api_error import ApiError, read_json
 from huixiangdou.web.console import console_of
@@ -88,7 +89,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 'choices': [{'index': 0, 'message': {'role': 'assistant', 'content': summary['reply']},
                              'finish_reason': 'stop'}],
                 'huixiangdou': extra_field(summary)})
-        return await _stream(request, worker, session, completion_id, created)
+        try:
+            return await _stream(request, worker, session, completion_id, created)
+        except ConnectionResetError:  # the client hung up mid-answer
+            logger.debug('assistant API: client went away during {!r}', query[:80])
+            return web.Response(status=499)
 
 
 async def _stream(request: web.Request, worker, session, completion_id: str, created: int) -> web.StreamResponse:

@@ -91,10 +91,10 @@ class _Staged:
 async def _stage(part: BodyPartReader, folder: Path, name: str, limit: int) -> _Staged:
     """Stream one part to a hidden temporary file next to its target; 413 past `limit` bytes (what is
     left of the request's allowance)."""
-    folder.mkdir(parents=True, exist_ok=True)
     temp = folder / f'.upload-{uuid.uuid4().hex}.partial'
     size = 0
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         with open(temp, 'xb') as f:
             while chunk := await part.read_chunk(_CHUNK):
                 size += len(chunk)
@@ -102,6 +102,9 @@ async def _stage(part: BodyPartReader, folder: Path, name: str, limit: int) -> _
                     raise ApiError(413, 'too_large', f'the upload passes [web] max_upload_mb at {name}: '
                                                      'nothing was stored; send fewer or smaller files')
                 f.write(chunk)
+    except OSError as exc:  # a full disk or a read-only repo_dir: the server's side, said plainly
+        temp.unlink(missing_ok=True)
+        raise ApiError(507, 'cannot_store', f'cannot store {name} in repo_dir: {exc.strerror or exc}') from None
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -135,6 +138,9 @@ async def upload_files(request: web.Request) -> web.Response:
                     raise ApiError(400, 'bad_folder', f'{exc}: give a sub-folder of repo_dir such as "zh/faq"')
                 if not inside(repo_dir, repo_dir / folder):
                     raise ApiError(400, 'bad_folder', 'the folder leads outside repo_dir (a symlink?)')
+                if any(repo_dir.joinpath(*folder.parts[:i + 1]).is_file()
+                       for i in range(len(folder.parts))):
+                    raise ApiError(400, 'bad_folder', f'{folder} names a file in repo_dir, not a folder')
                 continue
             if part.name != 'file':
                 await part.release()
@@ -193,7 +199,10 @@ def resolve_existing(repo_dir: Path, raw: str | None) -> tuple[str, Path]:
 
 async def delete_file(request: web.Request) -> web.Response:
     source, path = resolve_existing(console_of(request).repo_dir, request.query.get('path'))
-    path.unlink()
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise ApiError(409, 'cannot_delete', f'cannot delete {source}: {exc.strerror or exc}') from None
     logger.info('web console: deleted {}', source)
     return web.json_response({'deleted': source})
 

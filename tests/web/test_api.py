@@ -118,10 +118,25 @@ async def test_upload_names_never_leave_repo_dir(web_server):
             assert (web_server.repo_dir / saved['path']).resolve().is_relative_to(web_server.repo_dir.resolve())
             assert '/' not in saved['path']   # only the file's own name is kept
         assert {r['name'] for r in body['refused']} == {'.hidden.md', '..'}
-        for folder in ('../outside', '/tmp', 'zh/../../x', '.git'):
+        for folder in ('../outside', '/tmp', 'zh/../../x', '.git', 'zh/安装.md/sub'):
             async with http.post(f'{web_server.base_url}/api/files', data=form([('a.md', b'x')], folder)) as r:
                 assert r.status == 400, folder
                 assert (await r.json())['error']['code'] == 'bad_folder'
+        # Links inside repo_dir that lead out of it are never written through.
+        outside = root / 'outside'
+        outside.mkdir(exist_ok=True)
+        (web_server.repo_dir / 'linked').symlink_to(outside, target_is_directory=True)
+        (web_server.repo_dir / 'linked.md').symlink_to(outside / 'target.md')
+        try:
+            async with http.post(f'{web_server.base_url}/api/files', data=form([('a.md', b'x')], 'linked')) as r:
+                assert r.status == 400
+            async with http.post(f'{web_server.base_url}/api/files', data=form([('linked.md', b'x')])) as r:
+                assert r.status == 400 and 'in the way' in (await r.json())['error']['message']
+        finally:
+            (web_server.repo_dir / 'linked').unlink()
+            (web_server.repo_dir / 'linked.md').unlink()
+        assert list(outside.iterdir()) == []
+        outside.rmdir()
         for path in ('../config.ini', '/etc/hostname', 'zh/../../config.ini'):
             async with http.delete(f'{web_server.base_url}/api/files', params={'path': path}) as r:
                 assert r.status in (400, 404), path
