@@ -7,7 +7,12 @@ import { num } from './format.js';
 const FEATURE_NAMES = {
   examples: 'Likeness to the examples',
   cosine: 'Closest chunk (meaning)',
-  bm25: 'Closest chunk (shared words)',
+  cosine_top5: 'Five closest chunks (meaning)',
+  bm25: 'Closest chunk (shared words, log BM25)',
+  coverage: 'Share of its words found in one chunk',
+  specific_words: 'Words specific to the documents',
+  specificity: 'How specific those words are',
+  known_words: 'Share of its words the documents use',
 };
 
 export function explainReject(reject, outcome) {
