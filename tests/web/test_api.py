@@ -344,7 +344,8 @@ async def test_the_lark_connection_test_posts_to_the_group_and_shows_the_setup(b
             assert result['ok'] is True, result
             assert len(fake.webhook_posts) == 1 and 'huixiangdou' in json.dumps(fake.webhook_posts[0],
                                                                                ensure_ascii=False).lower()
-            fake.fail('webhook', status=400, body={'code': 19001, 'msg': 'param invalid: incoming webhook access token invalid'})
+            fake.fail('webhook', status=400,
+                      body={'code': 19001, 'msg': 'param invalid: incoming webhook access token invalid'})
             async with http.post(f'{url}/api/integrations/test', json={'target': 'frontend'}) as r:
                 result = await r.json()
             assert result['ok'] is False and 'access token invalid' in result['detail']
