@@ -34,6 +34,25 @@ async def read_json_body(request: web.Request, max_size: int) -> tuple[bytes, di
     return raw, body
 
 
+async def read_raw_body(request: web.Request, max_size: int) -> bytes:
+    """The body bytes, unparsed (for a signature over the raw bytes); 413 past max_size (aiohttp stops
+    reading at the app's client_max_size)."""
+    if request.content_length is not None and request.content_length > max_size:
+        raise CallbackRejected(413, f'body of {request.content_length} bytes exceeds {max_size}')
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise CallbackRejected(413, f'body exceeds {max_size} bytes') from None
+
+
+def parse_object_body(raw: bytes) -> dict:
+    """A JSON object from raw body bytes; 400 with the parser's reason otherwise."""
+    try:
+        return parse_json_object(raw)
+    except InvalidJson as exc:
+        raise CallbackRejected(400, str(exc)) from None
+
+
 def rejection_response(exc: CallbackRejected) -> web.Response:
     return web.json_response({'error': exc.reason}, status=exc.status)
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from loguru import logger
 
 from huixiangdou.config import FrontendConfig, LarkGroupConfig
-from huixiangdou.frontend.callback_body import rejection_response
+from huixiangdou.frontend.callback_body import parse_object_body, read_raw_body, rejection_response
 from huixiangdou.frontend.callback_server import CallbackServer
 from huixiangdou.frontend.errors import CallbackRejected, LarkApiError
 from huixiangdou.frontend.group_dispatcher import GroupDispatcher
@@ -28,7 +28,6 @@ from huixiangdou.frontend.lark_open_api import LarkOpenApi
 from huixiangdou.frontend.lark_post import answer_post
 from huixiangdou.frontend.message_images import ImageLimits, fetch_images
 from huixiangdou.frontend.seen_ids import SeenIds
-from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
 
 REPLIES_REMEMBERED = 10000
 SEEN_IDS_FILE = 'lark_group_seen.sqlite'
@@ -136,7 +135,7 @@ class LarkGroupServer(CallbackServer):
 
         With an Encrypt Key the signature is checked on the raw bytes before anything is parsed.
         """
-        raw = await _read_raw(request, self.frontend.max_body_size)
+        raw = await read_raw_body(request, self.frontend.max_body_size)
         encrypt_key = self.config.encrypt_key
         signature = request.headers.get('X-Lark-Signature', '')
         if encrypt_key and signature:
@@ -145,7 +144,7 @@ class LarkGroupServer(CallbackServer):
             if not verify_event_signature(timestamp, nonce, encrypt_key, raw, signature):
                 raise CallbackRejected(401, 'X-Lark-Signature does not match')
             self._check_age(timestamp, 1.0, 'X-Lark-Request-Timestamp')
-        body = _parse(raw)
+        body = parse_object_body(raw)
         if 'encrypt' in body:
             if not encrypt_key:
                 raise CallbackRejected(400, 'event is encrypted but [frontend.lark_group] encrypt_key is empty')
@@ -281,23 +280,6 @@ class LarkGroupServer(CallbackServer):
             while len(self._replies) > REPLIES_REMEMBERED:
                 _, (_, old_asked) = self._replies.popitem(last=False)
                 self._reply_to_asked.pop(old_asked, None)
-
-
-async def _read_raw(request: web.Request, max_size: int) -> bytes:
-    """The body bytes, unparsed; 413 past max_size (aiohttp stops reading at client_max_size)."""
-    if request.content_length is not None and request.content_length > max_size:
-        raise CallbackRejected(413, f'body of {request.content_length} bytes exceeds {max_size}')
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise CallbackRejected(413, f'body exceeds {max_size} bytes') from None
-
-
-def _parse(raw: bytes) -> dict:
-    try:
-        return parse_json_object(raw)
-    except InvalidJson as exc:
-        raise CallbackRejected(400, str(exc)) from None
 
 
 async def run_lark_group(frontend: FrontendConfig, responder: Responder, state_dir: str | Path | None = None,
