@@ -48,6 +48,8 @@ class WebServer:
     bad_path: Path
     fake: FakeOpenAI
     loop: asyncio.AbstractEventLoop = field(repr=False)
+    # The console's aiohttp app (its state under huixiangdou.web.console.CONSOLE), for tests that reach in.
+    app: object = field(default=None, repr=False)
 
     @property
     def auth(self) -> dict:
@@ -151,13 +153,15 @@ def start_console(root: Path, embedder, **overrides: dict):
     config_path = console_config(root, llm_port, fake, **overrides)
     config = load_config(config_path)
     thread.call(thread.serve(create_llm_app(config.llm), llm_port))
-    thread.call(thread.serve(create_app(config, embedder=embedder), config.web.port))
+    app = create_app(config, embedder=embedder)
+    thread.call(thread.serve(app, config.web.port))
     server = WebServer(base_url=f'http://127.0.0.1:{config.web.port}', admin_token=config.web.admin_token,
                        repo_dir=config.path(config.feature_store.repo_dir),
                        work_dir=config.path(config.feature_store.work_dir), config_path=config_path,
                        save_path=config.path(config.worker.save_path),
                        good_path=config.path(config.feature_store.good_questions),
-                       bad_path=config.path(config.feature_store.bad_questions), fake=fake, loop=thread.loop)
+                       bad_path=config.path(config.feature_store.bad_questions), fake=fake, loop=thread.loop,
+                       app=app)
 
     def stop():
         thread.call(thread.stop())

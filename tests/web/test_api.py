@@ -244,6 +244,38 @@ async def test_ask_streams_stages_tokens_and_the_answer_with_citations(web_serve
     assert done['reject']['reject_score'] >= done['reject']['threshold']
 
 
+async def test_an_answer_in_progress_finishes_when_a_rebuilt_store_replaces_the_worker(web_server):
+    import asyncio
+
+    from huixiangdou.web.console import CONSOLE
+    from huixiangdou.web.worker_slot import load_worker
+
+    answer = '在 config.ini 的 [frontend.lark_group] 段填写 encrypt_key 和 verification_token [1]。'
+    web_server.fake.responder = lambda messages: answer
+    web_server.fake.stream_delay = 0.05
+    console = web_server.app[CONSOLE]
+    old = console.slot.worker
+
+    async def replace_worker():   # what a finished rebuild does, on the server's loop
+        console.slot.swap(await asyncio.to_thread(load_worker, console.config, console.build._embedder()))
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f'{web_server.base_url}/api/ask', json={'query': ON_TOPIC}) as r:
+                async for line in r.content:
+                    if line.startswith(b'event: token'):
+                        break
+                web_server.run(replace_worker())
+                events = parse_sse('event: token\n' + (await r.text()))
+    finally:
+        web_server.fake.stream_delay = 0
+    done = events[-1][1]
+    assert done['outcome'] == 'answered' and done['reply'] == answer
+    assert console.slot.worker is not old
+    async with aiohttp.ClientSession() as http:   # and the next question is answered by the new worker
+        assert (await ask(http, web_server, ON_TOPIC))[-1][1]['outcome'] == 'answered'
+
+
 async def test_ask_about_chatter_says_why_it_is_ignored(web_server):
     async with aiohttp.ClientSession() as http:
         events = await ask(http, web_server, CHATTER)
