@@ -70,7 +70,8 @@ class BuildJob:
             self.status.phase, self.status.done, self.status.total = phase, done, total
             self.status.message = f'{phase} {done}/{total}'
 
-    def _embedder(self):
+    def shared_embedder(self):
+        """The loaded embedding model the worker answers with, so a build does not load a second copy."""
         if self.embedder is None:
             worker = self.slot.worker
             store = getattr(worker, 'store', None)
@@ -87,7 +88,7 @@ class BuildJob:
         good, bad = self.config.path(fs.good_questions), self.config.path(fs.bad_questions)
         if not (good.is_file() and bad.is_file()):
             good = bad = None  # as the CLI: keep the last calibration (or the conservative rule)
-        builder = FeatureStoreBuilder(fs, self._embedder(), progress=False, on_progress=self._progress,
+        builder = FeatureStoreBuilder(fs, self.shared_embedder(), progress=False, on_progress=self._progress,
                                       ocr=self.config.ocr)
         report = builder.build(self.config.path(fs.repo_dir), self.config.path(fs.work_dir), rebuild=full,
                                good=good, bad=bad)
@@ -97,7 +98,7 @@ class BuildJob:
         try:
             report = await asyncio.to_thread(self._build, full)
             self._progress('load', 0, 1)
-            worker = await asyncio.to_thread(load_worker, self.config, self._embedder())
+            worker = await asyncio.to_thread(load_worker, self.config, self.shared_embedder())
             self.slot.swap(worker)
         except Exception as exc:  # boundary: the console shows why, the old store keeps answering
             from huixiangdou.main import user_errors

@@ -257,7 +257,7 @@ async def test_an_answer_in_progress_finishes_when_a_rebuilt_store_replaces_the_
     old = console.slot.worker
 
     async def replace_worker():   # what a finished rebuild does, on the server's loop
-        console.slot.swap(await asyncio.to_thread(load_worker, console.config, console.build._embedder()))
+        console.slot.swap(await asyncio.to_thread(load_worker, console.config, console.build.shared_embedder()))
 
     try:
         async with aiohttp.ClientSession() as http:
