@@ -6,8 +6,8 @@ and the console's added memory over the worker alone.
 Runs the console the way the tests do (tests/web/conftest.start_console: the shipped sample knowledge
 base, the real worker, the real hybrid LLM server on the fake OpenAI upstream) and drives it with
 Debian's Chromium. Baselines measured in the same run:
-  - page load: the same page's API request (GET /api/kb ...) from Python; the page's figure over it
-    is what the browser adds (fetching the modules, rendering);
+  - page load: the same page's API requests (GET /api/session, /api/kb ...) one after another from
+    Python; the page's figure over it is what the browser adds (fetching the modules, rendering);
   - first token: the first `token` event of POST /api/ask read from Python; the ratio is the page's
     own cost between the click and the first visible text;
   - memory: RSS of a process running the fake upstream + LLM server + worker (5 questions), against
@@ -34,8 +34,11 @@ os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 from bench.bench_feature_store import percentile  # noqa: E402
 
 ROUTES = ('kb', 'examples', 'try', 'messages', 'integrations')
-ROUTE_API = {'kb': '/api/kb', 'examples': '/api/examples', 'try': '/api/session', 'messages': '/api/messages',
-             'integrations': '/api/integrations'}
+# The API calls each page makes before it is ready (every page also asks for the session).
+ROUTE_API = {'kb': ('/api/session', '/api/kb'),
+             'examples': ('/api/session', '/api/examples', '/api/calibration', '/api/rebuild'),
+             'try': ('/api/session',), 'messages': ('/api/session', '/api/messages'),
+             'integrations': ('/api/session', '/api/integrations')}
 ANSWER = ('在 config.ini 的 [frontend.lark_group] 段里填写 encrypt_key，和飞书开放平台“事件订阅”页面的加密策略'
           '保持一致 [1]。修改后重启服务即可生效。')
 QUESTIONS = ['飞书群应用的 encrypt_key 加密密钥应该在 config.ini 哪里配置？', '怎么重建知识库的索引？',
@@ -118,12 +121,13 @@ async def api_baselines(base_url: str, loads: int, asks: int) -> tuple[dict[str,
 
     api_ms = {}
     async with aiohttp.ClientSession() as http:
-        for route, path in ROUTE_API.items():
+        for route, paths in ROUTE_API.items():
             times = []
             for _ in range(loads):
                 t = time.perf_counter()
-                async with http.get(base_url + path) as r:
-                    await r.read()
+                for path in paths:
+                    async with http.get(base_url + path) as r:
+                        await r.read()
                 times.append((time.perf_counter() - t) * 1000)
             api_ms[route] = times
         first = []
@@ -160,8 +164,7 @@ def rss_child(root: Path, variant: str) -> None:
         async def use_console():
             import aiohttp
             async with aiohttp.ClientSession() as http:
-                for path in ('/', '/static/app.js', '/static/style.css', *ROUTE_API.values(), '/api/calibration',
-                             '/api/rebuild'):
+                for path in ('/', '/static/app.js', '/static/style.css', *{p for ps in ROUTE_API.values() for p in ps}):
                     async with http.get(server.base_url + path) as r:
                         await r.read()
                 for q in QUESTIONS:
@@ -237,7 +240,7 @@ def main() -> None:
 
     print(f'load average after the browser figures: {load_after:.1f} (other work on these cores slows every figure)')
     print(f'\npage load, navigation start → page ready with its data ({args.loads} loads each, modules revalidated from the'
-          ' browser cache; baseline: the page\'s API call from Python)')
+          ' browser cache; baseline: the page\'s API calls from Python)')
     for route in ROUTES:
         ready, dcl, api = loads[route]['ready'], loads[route]['dcl'], api_ms[route]
         print(f'  {route:<13} ready {fmt(ready)} | DOMContentLoaded p50 {percentile(dcl, 0.5):6.1f} ms'
