@@ -48,7 +48,14 @@ async def errors_as_json(request: web.Request, handler):
 
 
 async def read_json(request: web.Request) -> dict:
-    """The request's JSON object body, or ApiError 400 saying what was wrong."""
+    """The request's JSON object body, or ApiError 400 saying what was wrong.
+
+    The body must be declared JSON: a page elsewhere can make a browser send a form or text/plain to the
+    console without asking first (a "simple" request), but not application/json, so the open endpoints
+    (/api/ask, /v1/chat/completions, /api/login) cannot be driven from another site."""
+    content_type = request.content_type
+    if content_type != 'application/json' and not content_type.endswith('+json'):
+        raise ApiError(415, 'unsupported_type', 'send the body as JSON with "Content-Type: application/json"')
     try:
         body = await request.json()
     except ValueError:

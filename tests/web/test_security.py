@@ -62,6 +62,19 @@ async def test_changes_need_the_token_or_a_session_with_its_csrf(web_server):
             assert r.status == 200
 
 
+async def test_another_site_cannot_make_the_bot_answer_through_a_browser(web_server):
+    # A form or text/plain is what a page elsewhere can send without a preflight; JSON it cannot.
+    async with aiohttp.ClientSession() as http:
+        for path in ('/api/ask', '/v1/chat/completions', '/api/login'):
+            async with http.post(f'{web_server.base_url}{path}', data='{"query": "hi", "token": "x"}',
+                                 headers={'Content-Type': 'text/plain'}) as r:
+                assert r.status == 415, path
+                assert 'application/json' in (await r.json())['error']['message']
+        async with http.options(f'{web_server.base_url}/api/ask', headers={
+                'Origin': 'https://evil.example', 'Access-Control-Request-Method': 'POST'}) as r:
+            assert 'Access-Control-Allow-Origin' not in r.headers
+
+
 async def test_errors_are_json_with_a_code_and_a_message(web_server):
     async with aiohttp.ClientSession(headers=web_server.auth) as http:
         async with http.get(f'{web_server.base_url}/api/no-such-thing') as r:
