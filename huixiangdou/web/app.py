@@ -48,15 +48,14 @@ async def security_headers(request: web.Request, handler):
     return response
 
 
-def create_app(config: Config, worker=None, embedder=None, public_url: str = '') -> web.Application:
+def create_app(config: Config, worker=None, embedder=None) -> web.Application:
     """The console app. Without `worker`, one is loaded from config on startup (a missing store leaves
     the console up, read-only on answers, so it can be built from the Knowledge base page). `embedder`
     (already loaded) is shared by the builder and the workers it loads."""
     app = web.Application(client_max_size=MAX_JSON_BODY,
                           middlewares=[security_headers, errors_as_json, auth.require_admin])
     slot = WorkerSlot(worker)
-    console = Console(config, slot, BuildJob(config, slot, embedder),
-                      public_url or f'http://{config.web.host}:{config.web.port}')
+    console = Console(config, slot, BuildJob(config, slot, embedder))
     app[CONSOLE] = console
     app[auth.SESSIONS] = auth.Sessions(config.web.resolved_admin_token)
     app[auth.PROTECT_API] = bool(config.web.protect_api)

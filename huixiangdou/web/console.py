@@ -19,8 +19,6 @@ class Console:
     config: Config
     slot: WorkerSlot
     build: BuildJob
-    # The address the console is reachable at, for the URLs it shows (assistant API base URL).
-    public_url: str = ''
 
     @property
     def repo_dir(self) -> Path:
