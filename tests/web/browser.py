@@ -6,13 +6,18 @@ state that lasts only a moment (a build's "running", a half-streamed answer).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
                  '--disable-sync', '--no-first-run']
 VIEWPORT = {'width': 1280, 'height': 800}
-SCREENSHOTS = Path(__file__).resolve().parents[2] / 'docs' / 'images' / 'web'
+ROOT = Path(__file__).resolve().parents[2]
+# Every test run saves the pages here (ignored by git); HUIXIANGDOU_UPDATE_SCREENSHOTS=1 writes them to
+# docs/images/web/ instead, to refresh the pictures in docs/web.md without every run changing the repository.
+SCREENSHOTS = (ROOT / 'docs' / 'images' / 'web' if os.environ.get('HUIXIANGDOU_UPDATE_SCREENSHOTS') == '1'
+               else ROOT / 'logs' / 'screenshots')
 
 
 def launch(playwright):
@@ -54,7 +59,7 @@ def watched(page, selector: str) -> list:
 
 
 def screenshot(page, name: str) -> Path:
-    """The page as it looks now, for docs/web.md (docs/images/web/<name>.png, 1280x800)."""
+    """The page as it looks now (1280x800): logs/screenshots/<name>.png, or docs/images/web/ (see SCREENSHOTS)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f'{name}.png'
     page.mouse.move(0, 799)  # no hover highlight in the picture

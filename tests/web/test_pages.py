@@ -1,7 +1,8 @@
 """The console's pages in a real browser (Debian's Chromium through Playwright) against the real
 console: upload and index a Word file, add an example and recalibrate, ask and watch the answer
 stream in with its citation, see why chatter is ignored, label a group message, and a change
-refused without the admin token. Each page's screenshot goes to docs/images/web/ for docs/web.md.
+refused without the admin token. Each page's screenshot is saved to logs/screenshots/ (to
+docs/images/web/ for docs/web.md with HUIXIANGDOU_UPDATE_SCREENSHOTS=1).
 """
 from __future__ import annotations
 
