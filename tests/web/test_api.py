@@ -59,7 +59,7 @@ async def test_knowledge_base_lists_every_file_with_its_status_and_the_store_fac
     assert body['build']['state'] == 'idle'
 
 
-async def test_upload_rebuild_indexes_the_docx_skips_the_corrupt_file_and_answers_from_it(web_server):
+async def test_upload_rebuild_indexes_the_docx_skips_the_corrupt_file_and_the_worker_holds_it(web_server):
     new_doc = docx_bytes([f'{UNIQUE}：每周日凌晨三点自动备份知识库，恢复时在控制台输入备份口令。',
                           '备份文件保存在 workdir 的 backups 文件夹下，保留最近七份。' * 3])
     async with aiohttp.ClientSession(headers=web_server.auth) as http:
