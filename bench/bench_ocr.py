@@ -29,7 +29,7 @@ from huixiangdou.config import OCRConfig  # noqa: E402
 from huixiangdou.primitive.documents import parse_file  # noqa: E402
 from huixiangdou.primitive.image_reader import ImageReader  # noqa: E402
 from huixiangdou.primitive.ocr import RapidOCREngine, load_image  # noqa: E402
-from tests.ocr_images import cer, render_text  # noqa: E402
+from tests.ocr_images import cer, font, render_text  # noqa: E402
 
 ZH = ['错误：无法连接到向量数据库，请检查 workdir 路径是否存在', '飞书回调地址校验失败，返回码 403',
       '提示：先运行 python -m huixiangdou.service.feature_store 建库', '模型加载失败：显存不足，请换用更小的本地模型',
@@ -46,17 +46,19 @@ EN = ['Traceback (most recent call last):', 'File "huixiangdou/main.py", line 42
       '[feature_store] reject_target = 0.9', 'WARNING: skipped scan.pdf: PDF is password-protected']
 
 
-def _screen(rng: random.Random, size=(1080, 720)) -> tuple[bytes, str, str]:
-    """A screenshot of 3-8 lines; its text and its language mix ('zh', 'en' or 'mixed')."""
+def _screen(rng: random.Random, size=(1080, 720)) -> tuple[bytes, str, str, str]:
+    """A screenshot of 3-8 lines; its text, its language mix ('zh', 'en' or 'mixed') and how it looks."""
     kind = rng.choice(['zh', 'en', 'mixed'])
     pool = {'zh': ZH, 'en': EN, 'mixed': ZH + EN}[kind]
     font_size = rng.choice([16, 18, 20, 24, 28, 32])
     rows = max(3, min(8, int(size[1] / (font_size * 1.7)) - 1))
-    lines = rng.sample(pool, min(rows, len(pool)))
+    face = font(font_size)
+    fitting = [line for line in pool if face.getlength(line) < size[0] - 48] or pool[:1]  # none cut off
+    lines = rng.sample(fitting, min(rows, len(fitting)))
     dark = rng.random() < 0.2
     data = render_text(lines, size=size, font_size=font_size, background='#1e1e1e' if dark else 'white',
                        color='#d4d4d4' if dark else 'black')
-    return data, '\n'.join(lines), kind
+    return data, '\n'.join(lines), kind, f'{size[0]}x{size[1]}, {font_size} px{", dark" if dark else ""}'
 
 
 def _default_rapidocr(engine: RapidOCREngine, data: bytes) -> float:
@@ -119,7 +121,7 @@ def main() -> None:
 
     ours, baseline, cpu = [], [], []
     for _ in range(args.screens):
-        data, _, _ = _screen(rng)
+        data, *_ = _screen(rng)
         cpu_started = time.process_time()
         ours.append(ImageReader(engine, config).read(data).seconds)
         cpu.append(time.process_time() - cpu_started)  # all threads: what it costs on a busy machine too
@@ -133,11 +135,15 @@ def main() -> None:
 
     errors: dict[str, list[float]] = {'zh': [], 'en': [], 'mixed': []}
     set_seconds = []
+    worst: tuple[float, str, list] = (0.0, '', [])
     for i in range(args.cer_set):
         size = (1080, 720) if i % 2 else (rng.choice([720, 900, 1280]), rng.choice([240, 400, 600]))
-        data, text, kind = _screen(rng, size)
+        data, text, kind, looks = _screen(rng, size)
         result = ImageReader(engine, config).read(data)
         errors[kind].append(cer(text, result.text))
+        if errors[kind][-1] >= max(worst[0], 1e-9):
+            worst = (errors[kind][-1], looks, [(a, b) for a, b in zip(text.splitlines(), result.text.splitlines())
+                                              if cer(a, b)] or [(text, result.text)])
         set_seconds.append(result.seconds)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,7 +155,7 @@ def main() -> None:
         page_cpu = (time.process_time() - cpu_started) / args.pages
         page_cer = cer(page_text, document.text)
         cached_reader = ImageReader(engine, config, cache_dir=Path(tmp) / 'cache')
-        data, _, _ = _screen(rng)
+        data, *_ = _screen(rng)
         cached_reader.read(data)
         started = time.perf_counter()
         ImageReader(engine, config, cache_dir=Path(tmp) / 'cache').read(data)
@@ -175,6 +181,8 @@ def main() -> None:
           f'{max(all_errors):.2%}; ' + ', '.join(f'{k} {statistics.mean(v):.2%} ({len(v)})'
                                                  for k, v in errors.items() if v)
           + f'; time p50 {_p(set_seconds, 50):.2f} s, p95 {_p(set_seconds, 95):.2f} s')
+    if worst[2]:
+        print(f'  worst ({worst[1]}): ' + '; '.join(f'{a!r} read as {b!r}' for a, b in worst[2][:3]))
     print(f'installed for OCR: rapidocr-onnxruntime + opencv-python + pyclipper + shapely '
           f'{_installed_mb("rapidocr-onnxruntime", "opencv-python", "pyclipper", "shapely"):.0f} MB '
           f'(onnxruntime {_installed_mb("onnxruntime"):.0f} MB, already required by pymupdf)')
