@@ -142,7 +142,7 @@ def build_or_load_store(config: Config, work_dir: str | None):
         from huixiangdou.service.feature_store.builder import FeatureStoreBuilder
         fs = config.feature_store
         started = time.perf_counter()
-        FeatureStoreBuilder(fs, embedder, progress=False).build(
+        FeatureStoreBuilder(fs, embedder, progress=False, ocr=config.ocr).build(
             config.path(fs.repo_dir), work, good=config.path(fs.good_questions), bad=config.path(fs.bad_questions))
         print(f'built the sample store in {work} in {time.perf_counter() - started:.0f}s')
     return FeatureStore.load(work, embedder), work
