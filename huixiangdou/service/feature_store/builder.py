@@ -20,6 +20,7 @@ from tqdm import tqdm
 from huixiangdou.config import FeatureStoreConfig, OCRConfig
 from huixiangdou.primitive.chunk import Chunk
 from huixiangdou.primitive.documents import ParseError, parse_file
+from huixiangdou.primitive.documents.image import IMAGE_SUFFIXES
 from huixiangdou.primitive.documents.walker import walk_repo
 from huixiangdou.primitive.image_reader import ImageReader
 from huixiangdou.primitive.ocr import make_ocr
@@ -38,6 +39,8 @@ from huixiangdou.service.feature_store.store_files import (CURRENT, FORMAT_VERSI
 
 # Text read from images, by image content: a --rebuild or a changed docx with the same pictures costs no OCR.
 OCR_CACHE = 'ocr_cache'
+# Files whose text depends on OCR: read again, even unchanged, when OCR is switched on or off or its engine changes.
+_READ_WITH_OCR = frozenset({'.pdf', '.docx', '.pptx', *IMAGE_SUFFIXES})
 
 
 class BuildError(RuntimeError):
@@ -210,6 +213,8 @@ class FeatureStoreBuilder:
         # The engine loads its model on the first image only; a repodir without images pays nothing.
         reader = (ImageReader(make_ocr(self.ocr_config), self.ocr_config, cache_dir=work_dir / OCR_CACHE)
                   if self.config.ocr else None)
+        ocr_used = f'{reader.engine.name} {getattr(reader.engine, "model", "")}'.strip() if reader else ''
+        ocr_changed = previous is not None and previous.manifest.ocr != ocr_used
 
         # Each entry: (source, FileRecord-without-rows, chunks, vectors-or-None, tokens-or-None)
         plan: list[tuple[str, str, int, list[Chunk], np.ndarray | None, list[list[str]] | None]] = []
@@ -223,7 +228,8 @@ class FeatureStoreBuilder:
                 report.skipped.append({'source': entry.source, 'reason': f'cannot read: {exc.strerror}'})
                 continue
             old = previous.manifest.files.get(entry.source) if previous else None
-            if old is not None and old.sha256 == digest:
+            if (old is not None and old.sha256 == digest
+                    and not (ocr_changed and entry.path.suffix.lower() in _READ_WITH_OCR)):
                 rows = slice(old.first, old.first + old.count)
                 plan.append((entry.source, digest, entry.size, previous.chunks[rows],
                              previous.vectors[rows], previous.tokens[rows]))
@@ -282,7 +288,7 @@ class FeatureStoreBuilder:
         matrix = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
         manifest = Manifest(embedding_model=self.embedder.model_id, dimension=self.embedder.dimension,
                             chunk_size=self.config.chunk_size, chunk_overlap=self.config.chunk_overlap,
-                            min_chunk_chars=self.config.min_chunk_chars,
+                            min_chunk_chars=self.config.min_chunk_chars, ocr=ocr_used,
                             files=files_meta, built_at=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
         store = FeatureStore(manifest, chunks, matrix, SparseIndex(tokens), self.embedder)
         report.chunks = len(chunks)

@@ -79,6 +79,8 @@ class Manifest:
     # Weight of the scaled cosine against scaled BM25 when retrieval mixes the two.
     reject_dense_weight: float = 0.5
     calibration: dict = field(default_factory=dict)
+    # The OCR the documents were read with ("rapidocr", "openai <model>"); "" = none (OCR off, or older).
+    ocr: str = ''
     built_at: str = ''
     build_seconds: float = 0.0
     format_version: int = FORMAT_VERSION

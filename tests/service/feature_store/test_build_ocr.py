@@ -79,10 +79,15 @@ def test_unchanged_images_are_not_read_again(built, embedder, tmp_path):
     assert changed.indexed == ['lark.docx'] and (changed.ocr['images'], changed.ocr['cached']) == (0, 1)
 
 
-def test_ocr_off_skips_images_with_the_reason(built, embedder, tmp_path):
-    repo = built[0]
-    report = _builder(embedder, ocr=0).build(repo, tmp_path / 'work')
+def test_ocr_off_skips_images_with_the_reason_and_on_again_reads_them(built, embedder, tmp_path):
+    repo, work = built[0], tmp_path / 'work'
+    report = _builder(embedder, ocr=0).build(repo, work)
     reasons = {s['source']: s['reason'] for s in report.skipped}
     assert reasons['shots/llm_error.png'] == 'OCR is off ([feature_store] ocr = 0)'
     assert 'lark.docx' in report.indexed and report.ocr == {}
-    assert not (tmp_path / 'work' / OCR_CACHE).exists()
+    assert not (work / OCR_CACHE).exists()
+    assert '加密密钥' not in ''.join(c.text for c in FeatureStore.load(work, embedder).chunks)
+    # Switched on: the unchanged docx is read again for its picture; files without images are reused.
+    report = _builder(embedder).build(repo, work)
+    assert sorted(report.indexed) == ['lark.docx', 'shots/llm_error.png'] and report.reused == ['install.md']
+    assert '加密密钥' in ''.join(c.text for c in FeatureStore.load(work, embedder).chunks)
