@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 from loguru import logger
@@ -176,13 +177,18 @@ def user_errors() -> tuple[type[Exception], ...]:
             LarkCryptoError)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_command(args: argparse.Namespace, body: Callable[[Config], None],
+                check: Callable[[Config], None] | None = None) -> int:
+    """What `main` and `python -m huixiangdou.web` share: load the config, check it, build the store if it
+    is missing, start the LLM server with --standalone, run `body(config)`; our own errors print their
+    message (no traceback) and exit 1, SIGTERM/SIGHUP exit 128 + signal, Ctrl-C 130."""
     stop_on_termination_signals()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     setup_logging(args.verbose)
     try:
         config = load_config(args.config)
+        if check is not None:
+            check(config)
         if args.standalone:
             check_standalone(config)
         ensure_feature_store(config, Path(args.config))
@@ -191,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             from huixiangdou.service.llm_server_process import start_server
 
             with start_server(Path(args.config), config):
-                run(config, args)
+                body(config)
         else:
-            run(config, args)
+            body(config)
         return 0
     except user_errors() as exc:
         print(f'error: {exc}', file=sys.stderr)
@@ -205,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         print('stopped', file=sys.stderr)
         return 130
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_command(args, lambda config: run(config, args))
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import sys
-from pathlib import Path
 
 from loguru import logger
 
-from huixiangdou.config import Config, ConfigError, load_config
+from huixiangdou.config import Config, ConfigError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,40 +48,16 @@ def check_bind(config: Config, host: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault('HF_HUB_OFFLINE', '1')
-    from huixiangdou.main import Stopped, check_standalone, ensure_feature_store, setup_logging, \
-        stop_on_termination_signals, user_errors
+    from huixiangdou.main import run_command
 
-    stop_on_termination_signals()
-    setup_logging(args.verbose)
-    try:
-        config = load_config(args.config)
-        host = args.host or config.web.host
-        port = args.port or config.web.port
+    def check(config: Config) -> None:
+        host, port = args.host or config.web.host, args.port or config.web.port
         if not 0 < port < 65536:
             raise ConfigError(f'--port must be in 1..65535, got {port}')
         check_bind(config, host)
-        if args.standalone:
-            check_standalone(config)
-        ensure_feature_store(config, Path(args.config))
-        setup_logging(args.verbose)  # the builder's CLI set its own log level
-        if args.standalone:
-            from huixiangdou.service.llm_server_process import start_server
 
-            with start_server(Path(args.config), config):
-                serve(config, host, port)
-        else:
-            serve(config, host, port)
-        return 0
-    except user_errors() as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
-    except Stopped as exc:
-        print(f'stopped by {exc}', file=sys.stderr)
-        return 128 + exc.signum
-    except KeyboardInterrupt:
-        print('stopped', file=sys.stderr)
-        return 130
+    return run_command(args, lambda config: serve(config, args.host or config.web.host,
+                                                  args.port or config.web.port), check)
 
 
 def serve(config: Config, host: str, port: int) -> None:
