@@ -62,6 +62,16 @@ class FeatureStoreConfig:
     bad_questions: str = 'resource/bad_questions.json'
     # 1 = read the text in images: image files, scanned PDF pages, pictures inside docx/pptx ([ocr] says how).
     ocr: int = 1
+    # Stores up to this many chunks are searched exactly; larger ones get an approximate FAISS index whose
+    # recall against exact search is measured and reported at build.
+    exact_search_max_chunks: int = 200_000
+    # "faiss" (embedded, files in work_dir) or "milvus" (a Milvus server or cluster, or a milvus-lite file).
+    vector_store: str = 'faiss'
+    # "http://milvus:19530" for a server; a local file path ("workdir/milvus.db") runs milvus-lite in process.
+    milvus_uri: str = ''
+    # "" reads HUIXIANGDOU_MILVUS_TOKEN ("user:password" or an API key).
+    milvus_token: str = ''
+    milvus_collection: str = 'huixiangdou'
 
     def validate(self) -> None:
         if self.chunk_size < 16:
@@ -89,10 +99,22 @@ class FeatureStoreConfig:
         if self.embedding_batch_size < 1:
             raise ConfigError(
                 f'[feature_store] embedding_batch_size must be >= 1, got {self.embedding_batch_size}')
+        if self.exact_search_max_chunks < 1:
+            raise ConfigError(f'[feature_store] exact_search_max_chunks must be >= 1, got '
+                              f'{self.exact_search_max_chunks}')
+        if self.vector_store not in ('faiss', 'milvus'):
+            raise ConfigError(f'[feature_store] vector_store must be "faiss" or "milvus", got {self.vector_store!r}')
+        if self.vector_store == 'milvus' and not self.milvus_uri:
+            raise ConfigError('[feature_store] vector_store = "milvus" needs milvus_uri: "http://host:19530" for a '
+                              'Milvus server, or a file path such as "workdir/milvus.db" for milvus-lite')
 
     @property
     def resolved_api_token(self) -> str:
         return self.api_token or os.environ.get('HUIXIANGDOU_API_TOKEN', '')
+
+    @property
+    def resolved_milvus_token(self) -> str:
+        return self.milvus_token or os.environ.get('HUIXIANGDOU_MILVUS_TOKEN', '')
 
 
 @dataclass
