@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -270,6 +271,8 @@ class GroupConfig:
     """Per-group settings, from a sub-section keyed by the group's id."""
     name: str = ''
     introduction: str = ''
+    # Which knowledge base answers this group: a [knowledge_base.<name>] section; "" = [feature_store].
+    knowledge_base: str = ''
 
 
 @dataclass
@@ -441,9 +444,21 @@ class WebConfig:
         return self.admin_token or os.environ.get('HUIXIANGDOU_ADMIN_TOKEN', '')
 
 
+# [feature_store] is the knowledge base of this name; groups without a knowledge_base setting use it.
+DEFAULT_KNOWLEDGE_BASE = 'default'
+# What a [knowledge_base.<name>] section may set; the rest (chunking, OCR, API limits ...) is shared with
+# [feature_store], so that one section of tuning serves every knowledge base.
+KNOWLEDGE_BASE_KEYS = ('repo_dir', 'work_dir', 'good_questions', 'bad_questions', 'embedding_model_path',
+                       'reranker_model_path', 'reject_throttle', 'reject_target', 'milvus_collection')
+# Names appear in commands (--kb), logs and Milvus collection names: keep them to plain ASCII words.
+_KNOWLEDGE_BASE_NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]{0,63}')
+
+
 @dataclass
 class Config:
     feature_store: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
+    # [knowledge_base.<name>] sections: the keys each sets over [feature_store] (see knowledge_bases()).
+    knowledge_base: dict[str, dict[str, object]] = field(default_factory=dict)
     web_search: WebSearchConfig = field(default_factory=WebSearchConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
@@ -461,6 +476,51 @@ class Config:
         if self.worker.enable_rerank and not self.feature_store.reranker_model_path:
             raise ConfigError('[worker] enable_rerank = 1 needs [feature_store] reranker_model_path (a '
                               'cross-encoder folder, Hugging Face id or /v1/rerank URL)')
+        known = self.knowledge_bases()
+        for name, fs in known.items():
+            if name != DEFAULT_KNOWLEDGE_BASE:
+                try:  # its values over [feature_store]'s must make a valid store, e.g. a reject_target
+                    fs.validate()
+                except ConfigError as exc:
+                    raise ConfigError(f'[knowledge_base.{name}]: {str(exc).replace("[feature_store] ", "")}') from None
+                if self.worker.enable_rerank and not fs.reranker_model_path:
+                    raise ConfigError(f'[worker] enable_rerank = 1 needs a reranker_model_path, but '
+                                      f'[knowledge_base.{name}] sets it to ""')
+        for where, groups in (('frontend.lark_group', self.frontend.lark_group.groups),
+                              ('frontend.wechat_wkteam', self.frontend.wechat_wkteam.groups)):
+            for group_id, group in groups.items():
+                if group.knowledge_base and group.knowledge_base not in known:
+                    raise ConfigError(f'[{where}."{group_id}"] knowledge_base = "{group.knowledge_base}" is not a '
+                                      f'knowledge base; known: {", ".join(known)} (add a [knowledge_base.'
+                                      f'{group.knowledge_base}] section or fix the name)')
+
+    def knowledge_bases(self) -> dict[str, FeatureStoreConfig]:
+        """Every knowledge base, "default" ([feature_store]) first, each a full FeatureStoreConfig: its
+        section's keys over [feature_store]'s."""
+        bases = {DEFAULT_KNOWLEDGE_BASE: self.feature_store}
+        for name, overrides in self.knowledge_base.items():
+            # Without its own collection, a second knowledge base in the same Milvus would overwrite the first.
+            values = {'milvus_collection': f'{self.feature_store.milvus_collection}_{name}', **overrides}
+            bases[name] = dataclasses.replace(self.feature_store, **values)
+        return bases
+
+    def for_knowledge_base(self, name: str) -> 'Config':
+        """This config with knowledge base `name` in place of [feature_store], for code that reads one store
+        from config.feature_store (the builder, make_embedder, reject_throttle_override)."""
+        bases = self.knowledge_bases()
+        if name not in bases:
+            raise ConfigError(f'no knowledge base named "{name}"; known: {", ".join(bases)}')
+        return dataclasses.replace(self, feature_store=bases[name])
+
+    def knowledge_base_for(self, group_id: str) -> str:
+        """The knowledge base that answers a group: its per-group knowledge_base, else "default". A WeChat
+        group id may come with its "@chatroom" suffix while the section is keyed without it."""
+        for groups in (self.frontend.lark_group.groups, self.frontend.wechat_wkteam.groups):
+            for key in dict.fromkeys((group_id, group_id.split('@', 1)[0])):
+                group = groups.get(key)
+                if group is not None and group.knowledge_base:
+                    return group.knowledge_base
+        return DEFAULT_KNOWLEDGE_BASE
 
     def path(self, value: str | os.PathLike) -> Path:
         """Resolve a path from the config against the config file's folder."""
@@ -521,6 +581,51 @@ def _unknown(key: str, value, names: set[str], where: str) -> ConfigError:
     return ConfigError('; '.join(parts))
 
 
+def _knowledge_base_sections(table) -> dict[str, dict[str, object]]:
+    """The [knowledge_base.<name>] sections, each checked: a plain name, its own work_dir, known keys of
+    the right type, and values that make a valid FeatureStoreConfig over the defaults."""
+    if not isinstance(table, dict):
+        raise ConfigError(f'knowledge_base must be sections [knowledge_base.<name>], got {table!r}')
+    hints = typing.get_type_hints(FeatureStoreConfig)
+    shared = {f.name for f in dataclasses.fields(FeatureStoreConfig)} - set(KNOWLEDGE_BASE_KEYS)
+    sections = {}
+    for name, section in table.items():
+        if not isinstance(section, dict):
+            raise ConfigError(f'[knowledge_base] holds only sections [knowledge_base.<name>], but sets '
+                              f'{name} = {section!r} directly')
+        where = f'knowledge_base.{name}'
+        if name == DEFAULT_KNOWLEDGE_BASE:
+            raise ConfigError(f'[{where}]: "{DEFAULT_KNOWLEDGE_BASE}" is the knowledge base of [feature_store]; '
+                              'set its keys there, or give this one another name')
+        if not _KNOWLEDGE_BASE_NAME.fullmatch(name):
+            raise ConfigError(f'[{where}]: a knowledge base name is a letter then letters, digits or "_" '
+                              f'(at most 64), e.g. [knowledge_base.docs_zh]')
+        overrides = {}
+        for key, value in section.items():
+            if key in shared:
+                raise ConfigError(f'[{where}] {key}: shared by every knowledge base, set it in [feature_store] '
+                                  f'(a knowledge base sets only {", ".join(KNOWLEDGE_BASE_KEYS)})')
+            if key not in KNOWLEDGE_BASE_KEYS:
+                raise _unknown(key, value, set(KNOWLEDGE_BASE_KEYS), where)
+            overrides[key] = _convert(value, hints[key], f'{where}.{key}')
+        if 'work_dir' not in overrides:
+            raise ConfigError(f'[{where}] needs its own work_dir (e.g. work_dir = "workdir_{name}"): '
+                              '[feature_store] work_dir holds the default knowledge base')
+        sections[name] = overrides
+    return sections
+
+
+def _check_work_dirs(config: Config) -> None:
+    """Two knowledge bases in one work_dir would overwrite each other's store at every build."""
+    seen: dict[Path, str] = {}
+    for name, fs in config.knowledge_bases().items():
+        work_dir = config.path(fs.work_dir).resolve()
+        if work_dir in seen:
+            raise ConfigError(f'knowledge bases "{seen[work_dir]}" and "{name}" share work_dir {work_dir}: give '
+                              'each its own')
+        seen[work_dir] = name
+
+
 def _build(cls, table: dict, where: str):
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.name not in _NOT_KEYS}
@@ -528,7 +633,9 @@ def _build(cls, table: dict, where: str):
     kwargs = {}
     groups = {}
     for key, value in table.items():
-        if key in names and key != 'groups':
+        if cls is Config and key == 'knowledge_base':
+            kwargs[key] = _knowledge_base_sections(value)
+        elif key in names and key != 'groups':
             kwargs[key] = _convert(value, hints[key], f'{where}.{key}' if where else key)
         elif has_groups and isinstance(value, dict):
             # Sub-sections keyed by a group id hold per-group settings.
@@ -558,6 +665,10 @@ def load_config(path: str | os.PathLike = 'config.ini') -> Config:
     except (ConfigError, UpstreamConfigError) as exc:
         raise ConfigError(f'{path}: {exc}') from None
     config.base_dir = path.resolve().parent
+    try:
+        _check_work_dirs(config)
+    except ConfigError as exc:
+        raise ConfigError(f'{path}: {exc}') from None
     config.upstream_keys = upstream.upstream_keys
     config.upstream_reject_throttle = upstream.upstream_reject_throttle
     return config

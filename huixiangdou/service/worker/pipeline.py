@@ -2,7 +2,8 @@
 → retrieve → rerank → web search → generate → check) and returns the session, or streams it.
 
 Stages live one per module; this module only wires them from the config and drives them: `run` and
-`stream` share one loop, so both time the stages and save the outcome.
+`stream` share one loop, so both time the stages and save the outcome. Each knowledge base gets its own
+reject, retrieve, rerank and generate stages; a message goes through those of its group's knowledge base.
 """
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from loguru import logger
 
-from huixiangdou.config import Config, OCRConfig, WorkerConfig, reject_throttle_override
+from huixiangdou.config import DEFAULT_KNOWLEDGE_BASE, Config, OCRConfig, WorkerConfig, reject_throttle_override
 from huixiangdou.primitive.ocr import make_ocr
 from huixiangdou.service.worker.check import Check
 from huixiangdou.service.worker.generate import Generate
@@ -39,6 +40,15 @@ class WorkerEvent:
     text: str = ''
 
 
+@dataclass
+class KnowledgeBase:
+    """One loaded knowledge base as the worker answers from it: its store, the reject threshold config.ini
+    imposes (None = the store's calibrated one) and its reranker (None without the rerank stage)."""
+    store: object
+    reject_throttle: float | None = None
+    reranker: object = None
+
+
 def has_capable_llm(config: Config) -> bool:
     """A remote model or a local model of the user's choosing; not the bundled SmolLM2-135M alone."""
     return bool(config.llm.enable_remote) or bool(config.llm.server.local_llm_path)
@@ -55,67 +65,104 @@ class Worker:
 
     def __init__(self, config: WorkerConfig, store, llm, reranker=None, web_search=None,
                  reject_throttle: float | None = None, log_path: Path | None = None, capable_llm: bool = True,
-                 ocr: OCRConfig | None = None):
-        """`reject_throttle` is config.reject_throttle_override's answer: None uses the store's calibrated
-        threshold. `capable_llm` False (only the bundled tiny model) makes answer_mode "auto" quote.
+                 ocr: OCRConfig | None = None, knowledge_bases: dict[str, KnowledgeBase] | None = None,
+                 route: Callable[[str], str] | None = None):
+        """`store`, `reranker` and `reject_throttle` are the default knowledge base's; `reject_throttle` is
+        config.reject_throttle_override's answer: None uses the store's calibrated threshold.
+        `knowledge_bases` are the others by name, and `route(group_id)` names the one that answers a
+        group (Config.knowledge_base_for); without them every message is answered from `store`.
+        `capable_llm` False (only the bundled tiny model) makes answer_mode "auto" quote.
         `ocr` ([ocr], defaults when None) reads the images of a message when `config.ocr` is 1."""
-        if config.enable_rerank and reranker is None:
-            raise ValueError('[worker] enable_rerank = 1 needs [feature_store] reranker_model_path')
         if config.enable_web_search and web_search is None:
             raise ValueError('[worker] enable_web_search = 1 needs a web search client')
         self.config = config
-        self.store = store
         self.llm = llm
+        self.web_search = web_search
+        self.capable_llm = capable_llm
         self.log_path = log_path
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
-        stages: list = [WorkTime(config.time), Preprocess(config.min_query_length, config.language),
-                        Reject(store, reject_throttle)]
         # Runs right after work time, for messages that carry images only: a text message passes the
         # very same stages as before. The engine loads its model on the first image it reads.
         self.image_text: ImageText | None = None
         if config.ocr:
             ocr = ocr or OCRConfig()
             self.image_text = ImageText(make_ocr(ocr), ocr)
+        bases = {DEFAULT_KNOWLEDGE_BASE: KnowledgeBase(store, reject_throttle, reranker), **(knowledge_bases or {})}
+        self.knowledge_bases = bases
+        self.route = route or (lambda group_id: DEFAULT_KNOWLEDGE_BASE)
+        self.pipelines = {name: self._stages(name, kb) for name, kb in bases.items()}
+        # The default knowledge base's, as before there were several (the web console reads worker.store).
+        self.store = store
+        self.stages = self.pipelines[DEFAULT_KNOWLEDGE_BASE]
+
+    def _stages(self, name: str, kb: KnowledgeBase) -> list:
+        """The stages that answer from one knowledge base, in order."""
+        config, llm = self.config, self.llm
+        if config.enable_rerank and kb.reranker is None:
+            raise ValueError(f'[worker] enable_rerank = 1 needs a reranker_model_path for knowledge base "{name}"')
+        stages: list = [WorkTime(config.time), Preprocess(config.min_query_length, config.language),
+                        Reject(kb.store, kb.reject_throttle)]
         if config.enable_intention:
             stages.append(Intention(llm))
         # With a reranker, retrieve a wider net so it can promote what retrieval ranked lower.
         candidates = config.retrieve_top_k * 4 if config.enable_rerank else config.retrieve_top_k
-        stages.append(Retrieve(store, candidates))
+        stages.append(Retrieve(kb.store, candidates))
         if config.enable_rerank:
-            stages.append(Rerank(reranker, config.retrieve_top_k))
+            stages.append(Rerank(kb.reranker, config.retrieve_top_k))
         if config.enable_web_search:
-            stages.append(OnlineSearch(web_search))
-        self.generate = Generate(llm, config.context_max_length, answer_mode=config.answer_mode,
-                                 embedder=getattr(store, 'embedder', None), capable_llm=capable_llm)
-        stages.append(self.generate)
+            stages.append(OnlineSearch(self.web_search))
+        stages.append(Generate(llm, config.context_max_length, answer_mode=config.answer_mode,
+                               embedder=getattr(kb.store, 'embedder', None), capable_llm=self.capable_llm))
         if config.enable_check:
             stages.append(Check(llm))
-        self.stages = stages
+        return stages
+
+    @property
+    def generate(self) -> Generate:
+        """The default knowledge base's generate stage."""
+        return next(stage for stage in self.stages if isinstance(stage, Generate))
 
     @classmethod
     def from_config(cls, config: Config) -> 'Worker':
-        """Load the feature store (built beforehand) and connect to the LLM server."""
+        """Load every knowledge base's store (built beforehand) and connect to the LLM server.
+
+        Knowledge bases with the same embedding model (or reranker) share one loaded copy of it."""
         from huixiangdou.service.api_embedder import make_embedder
-        from huixiangdou.service.feature_store import FeatureStore
+        from huixiangdou.service.feature_store import FeatureStore, StoreError
         from huixiangdou.service.llm_client import LLMClient
 
-        store = FeatureStore.load(config.path(config.feature_store.work_dir), make_embedder(config))
-        reranker = web_search = None
-        if config.worker.enable_rerank and config.feature_store.reranker_model_path:
-            from huixiangdou.service.reranker import Reranker
-            path = config.feature_store.reranker_model_path
-            if not path.startswith(('http://', 'https://')) and config.path(path).exists():
-                path = str(config.path(path))
-            reranker = Reranker(path, api_token=config.feature_store.resolved_api_token)
-            reranker.warm_up()
+        embedders: dict[tuple[str, str], object] = {}
+        rerankers: dict[str, object] = {}
+        bases: dict[str, KnowledgeBase] = {}
+        for name, fs in config.knowledge_bases().items():
+            kb_config = config.for_knowledge_base(name)
+            model = (fs.embedding_model_path, fs.embedding_api_model)
+            if model not in embedders:
+                embedders[model] = make_embedder(kb_config)
+            try:
+                store = FeatureStore.load(config.path(fs.work_dir), embedders[model])
+            except StoreError as exc:
+                raise StoreError(f'knowledge base "{name}": {exc}') from exc
+            reranker = None
+            if config.worker.enable_rerank and fs.reranker_model_path:
+                if fs.reranker_model_path not in rerankers:
+                    rerankers[fs.reranker_model_path] = _load_reranker(kb_config)
+                reranker = rerankers[fs.reranker_model_path]
+            bases[name] = KnowledgeBase(store, reject_throttle_override(kb_config, store.calibrated_threshold),
+                                        reranker)
+        web_search = None
         if config.worker.enable_web_search:
             from huixiangdou.service.web_search import WebSearch
             web_search = WebSearch(config.web_search, save_dir=config.path(config.web_search.save_dir))
         log_path = config.path(config.worker.save_path) if config.worker.save_path else None
-        return cls(config.worker, store, LLMClient(config.llm), reranker, web_search,
-                   reject_throttle_override(config, store.calibrated_threshold), log_path,
-                   capable_llm=has_capable_llm(config), ocr=config.ocr)
+        default = bases.pop(DEFAULT_KNOWLEDGE_BASE)
+        if bases:
+            logger.info('knowledge bases: {} (groups choose theirs with knowledge_base)',
+                        ', '.join([DEFAULT_KNOWLEDGE_BASE, *bases]))
+        return cls(config.worker, default.store, LLMClient(config.llm), default.reranker, web_search,
+                   default.reject_throttle, log_path, capable_llm=has_capable_llm(config), ocr=config.ocr,
+                   knowledge_bases=bases, route=config.knowledge_base_for)
 
     async def run(self, session: Session) -> Session:
         """Run the message through every stage and return it finished (never raises)."""
@@ -131,13 +178,10 @@ class Worker:
     async def _drive(self, session: Session, stream_answer: bool) -> AsyncIterator[WorkerEvent]:
         """The one path of a message, for run and stream alike: the stages in order until one finishes
         the session, each timed into debug['ms']; then the outcome is logged and saved, and 'done'."""
-        stages = self.stages
-        if session.images and self.image_text is not None:
-            stages = [stages[0], self.image_text, *stages[1:]]
         try:
-            for stage in stages:
+            for stage in self._stages_for(session):
                 started = time.perf_counter()
-                if stage is self.generate and stream_answer:
+                if isinstance(stage, Generate) and stream_answer:
                     # Streamed, generation's time includes the consumer's time between pieces.
                     async for piece in stage.stream(session):
                         yield WorkerEvent('token', session, stage.name, piece)
@@ -155,9 +199,23 @@ class Worker:
         await self._record(session)
         yield WorkerEvent('done', session)
 
+    def _stages_for(self, session: Session) -> list:
+        """The stages of the knowledge base that answers the session's group, with image reading when it
+        brought images; the knowledge base's name goes to the debug record and the saved outcome."""
+        name = self.route(session.group_id)
+        session.debug['knowledge_base'] = name
+        stages = self.pipelines.get(name)
+        if stages is None:  # Config.validate refuses unknown names; a hand-made route may not
+            raise ValueError(f'group {session.group_id!r} routes to knowledge base "{name}", which this worker '
+                             f'has not loaded; loaded: {", ".join(self.pipelines)}')
+        if session.images and self.image_text is not None:
+            stages = [stages[0], self.image_text, *stages[1:]]
+        return stages
+
     async def _record(self, session: Session) -> None:
         """Log the outcome and append it to save_path; a failure here never changes the answer."""
-        logger.info('group={} code={} query={!r}{}', session.group_id, session.code, session.query[:80],
+        logger.info('group={} kb={} code={} query={!r}{}', session.group_id, session.debug.get('knowledge_base'),
+                    session.code, session.query[:80],
                     f' image_text={session.image_text[:80]!r}' if session.image_text else '')
         logger.debug('group={} stages: {}', session.group_id, session.debug)
         if self.log_path is None:
@@ -170,7 +228,7 @@ class Worker:
     def _append_log(self, session: Session) -> None:
         """One JSON line per message: what came in, what the bot decided, what it said."""
         record = {'time': time.strftime('%Y-%m-%dT%H:%M:%S'), 'group': session.group_id,
-                  'query': session.query, 'code': session.code.name, 'reply': session.reply,
+                  'knowledge_base': session.debug.get('knowledge_base', DEFAULT_KNOWLEDGE_BASE), 'query': session.query, 'code': session.code.name, 'reply': session.reply,
                   'references': session.references}
         if session.quote:
             record['quote'] = session.quote
@@ -188,3 +246,15 @@ class Worker:
         close = getattr(self.llm, 'close', None)
         if close is not None:
             await close()
+
+
+def _load_reranker(config: Config):
+    """The cross-encoder of config.feature_store, warmed up (a local folder is resolved against the config)."""
+    from huixiangdou.service.reranker import Reranker
+
+    path = config.feature_store.reranker_model_path
+    if not path.startswith(('http://', 'https://')) and config.path(path).exists():
+        path = str(config.path(path))
+    reranker = Reranker(path, api_token=config.feature_store.resolved_api_token)
+    reranker.warm_up()
+    return reranker
