@@ -37,18 +37,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def ensure_feature_store(config: Config, config_path: Path) -> None:
-    """Build the store first when workdir has none, with the builder's own progress output."""
+    """Build first every knowledge base whose work_dir has no store, with the builder's own progress output."""
     from huixiangdou.service.feature_store.store import CURRENT
 
-    work_dir = config.path(config.feature_store.work_dir)
-    if (work_dir / CURRENT).exists():
+    missing = [name for name, fs in config.knowledge_bases().items()
+               if not (config.path(fs.work_dir) / CURRENT).exists()]
+    if not missing:
         return
-    logger.info('no feature store in {}: building it first', work_dir)
     from huixiangdou.service.feature_store.__main__ import main as build_main
 
-    code = build_main(['--config', str(config_path)])
-    if code != 0:
-        raise SystemExit(code)
+    for name in missing:
+        logger.info('no feature store for knowledge base "{}" in {}: building it first', name,
+                    config.path(config.knowledge_bases()[name].work_dir))
+        code = build_main(['--config', str(config_path), '--kb', name])
+        if code != 0:
+            raise SystemExit(code)
 
 
 def sample_queries(config: Config) -> list[str]:

@@ -3,6 +3,10 @@
     python -m huixiangdou.service.feature_store                 # repodir/ -> workdir/, then calibrate
     python -m huixiangdou.service.feature_store --eval-good G --eval-bad B [--json]
     python -m huixiangdou.service.feature_store --explain "一条消息"         # why answer / stay silent
+    python -m huixiangdou.service.feature_store --kb docs      # only [knowledge_base.docs]
+
+Every command runs on each knowledge base in turn ("default" = [feature_store], then each
+[knowledge_base.<name>]), or on the one --kb names; one that fails is reported and the others still run.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from loguru import logger
 
-from huixiangdou.config import Config, ConfigError, load_config, reject_throttle_override
+from huixiangdou.config import DEFAULT_KNOWLEDGE_BASE, Config, ConfigError, load_config, reject_throttle_override
 from huixiangdou.primitive.documents.walker import RepoDirError
 from huixiangdou.primitive.embedder import EmbedderError
 from huixiangdou.service.api_embedder import make_embedder
@@ -35,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # upstream HuixiangDou's, accepted so its users' scripts keep working.
     parser.add_argument('--config', '--config_path', dest='config', default='config.ini',
                         help='config file (TOML), default: %(default)s')
+    parser.add_argument('--kb', metavar='NAME',
+                        help=f'only this knowledge base: a [knowledge_base.NAME] section, or "{DEFAULT_KNOWLEDGE_BASE}" '
+                             'for [feature_store] (default: every knowledge base in turn)')
     parser.add_argument('--repo-dir', '--repo_dir', dest='repo_dir',
                         help='documents to index (default: [feature_store] repo_dir)')
     parser.add_argument('--work-dir', '--work_dir', dest='work_dir',
@@ -84,10 +91,10 @@ def _print_build(report: BuildReport, reject_throttle: float | None) -> None:
     print(f'  report: {Path(report.work_dir) / "report.json"}')
 
 
-def evaluate(config: Config, work_dir: Path, good: Path, bad: Path) -> dict:
+def evaluate(config: Config, work_dir: Path, good: Path, bad: Path, embedder=None) -> dict:
     """Precision/recall/F1 of the reject model on labelled messages, at the threshold in force and at
     the best one for these messages (which flatters: it is chosen on them)."""
-    store = FeatureStore.load(work_dir, make_embedder(config))
+    store = FeatureStore.load(work_dir, embedder or make_embedder(config))
     good_q, bad_q = calibration.load_questions(good), calibration.load_questions(bad)
     threshold = store.decision_threshold(reject_throttle_override(config, store.calibrated_threshold))
     scores = np.array([s.score for s in store.reject_scores(good_q + bad_q)])
@@ -126,64 +133,107 @@ def _print_explanation(query: str, why: dict) -> None:
             print(f'  {key.replace("_", " ")}: {chunk["reference"]} ({name} {score:.3f}): {chunk["text"]}')
 
 
+# What one knowledge base's run may raise: reported, and the next knowledge base still runs.
+KB_ERRORS = (ConfigError, RepoDirError, BuildError, StoreError, EmbedderError, calibration.QuestionFileError)
+
+
+class EmbedderCache:
+    """One loaded embedding model per distinct model, shared by the knowledge bases that use it."""
+
+    def __init__(self):
+        self._models: dict[tuple[str, str], object] = {}
+
+    def get(self, config: Config):
+        fs = config.feature_store
+        key = (fs.embedding_model_path, fs.embedding_api_model)
+        if key not in self._models:
+            self._models[key] = make_embedder(config)
+        return self._models[key]
+
+
+def run_one(config: Config, args: argparse.Namespace, embedders: EmbedderCache) -> dict | None:
+    """Build, evaluate or explain one knowledge base (`config.feature_store` is it); print the result unless
+    --json, and return it as JSON. Raises one of KB_ERRORS."""
+    fs = config.feature_store
+    work_dir = Path(args.work_dir) if args.work_dir else config.path(fs.work_dir)
+    if args.explain is not None:
+        store = FeatureStore.load(work_dir, embedders.get(config))
+        why = store.explain(args.explain, reject_throttle_override(config, store.calibrated_threshold))
+        if not args.json:
+            _print_explanation(args.explain, why)
+        return why
+    if args.eval_good:
+        result = evaluate(config, work_dir, Path(args.eval_good), Path(args.eval_bad), embedders.get(config))
+        if not args.json:
+            print(f'Rejection on {result["good_questions"]} good / {result["bad_questions"]} bad questions '
+                  f'({result["embedding_model"]}, reject model: {result["model"]}):')
+            for key in ('stored_threshold', 'best_threshold'):
+                m = result[key]
+                print(f'  {key.replace("_", " "):18s} threshold {m["threshold"]:.4f}  precision '
+                      f'{m["precision"]:.3f}  recall {m["recall"]:.3f}  F1 {m["f1"]:.3f}')
+        return result
+    repo_dir = Path(args.repo_dir) if args.repo_dir else config.path(fs.repo_dir)
+    good = Path(args.good) if args.good else config.path(fs.good_questions)
+    bad = Path(args.bad) if args.bad else config.path(fs.bad_questions)
+    for given, path in ((args.good, good), (args.bad, bad)):
+        if given and not path.is_file():
+            raise calibration.QuestionFileError(f'question file {path} not found')
+    if not (good.is_file() and bad.is_file()):
+        logger.warning('question files {} / {} not found: the reject stage keeps its last calibration, '
+                       'or uses the conservative rule', good, bad)
+        good = bad = None
+    builder = FeatureStoreBuilder(fs, embedders.get(config), progress=not (args.quiet or args.json), ocr=config.ocr)
+    report = builder.build(repo_dir, work_dir, rebuild=args.rebuild, good=good, bad=bad)
+    if not args.json:
+        _print_build(report, reject_throttle_override(config))
+    return report.to_json()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     logger.remove()
     logger.add(sys.stderr, level='WARNING' if args.quiet or args.json or args.explain else 'INFO')
+    if bool(args.eval_good) != bool(args.eval_bad):
+        print('error: --eval-good and --eval-bad go together', file=sys.stderr)
+        return 2
     try:
         config = load_config(args.config)
-        fs = config.feature_store
-        work_dir = Path(args.work_dir) if args.work_dir else config.path(fs.work_dir)
-        if args.explain is not None:
-            store = FeatureStore.load(work_dir, make_embedder(config))
-            why = store.explain(args.explain, reject_throttle_override(config, store.calibrated_threshold))
-            if args.json:
-                print(json.dumps(why, ensure_ascii=False, indent=1))
-            else:
-                _print_explanation(args.explain, why)
-            return 0
-        if args.eval_good or args.eval_bad:
-            if not (args.eval_good and args.eval_bad):
-                print('error: --eval-good and --eval-bad go together', file=sys.stderr)
-                return 2
-            result = evaluate(config, work_dir, Path(args.eval_good), Path(args.eval_bad))
-            if args.json:
-                print(json.dumps(result, ensure_ascii=False, indent=1))
-            else:
-                print(f'Rejection on {result["good_questions"]} good / {result["bad_questions"]} bad questions '
-                      f'({result["embedding_model"]}, reject model: {result["model"]}):')
-                for key in ('stored_threshold', 'best_threshold'):
-                    m = result[key]
-                    print(f'  {key.replace("_", " "):18s} threshold {m["threshold"]:.4f}  precision '
-                          f'{m["precision"]:.3f}  recall {m["recall"]:.3f}  F1 {m["f1"]:.3f}')
-            return 0
-        repo_dir = Path(args.repo_dir) if args.repo_dir else config.path(fs.repo_dir)
-        good = Path(args.good) if args.good else config.path(fs.good_questions)
-        bad = Path(args.bad) if args.bad else config.path(fs.bad_questions)
-        for given, path in ((args.good, good), (args.bad, bad)):
-            if given and not path.is_file():
-                print(f'error: question file {path} not found', file=sys.stderr)
-                return 1
-        if not (good.is_file() and bad.is_file()):
-            logger.warning('question files {} / {} not found: the reject stage keeps its last calibration, '
-                           'or uses the conservative rule', good, bad)
-            good = bad = None
-        builder = FeatureStoreBuilder(fs, make_embedder(config), progress=not (args.quiet or args.json),
-                                      ocr=config.ocr)
-        report = builder.build(repo_dir, work_dir, rebuild=args.rebuild, good=good, bad=bad)
-        if args.json:
-            print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
-        else:
-            _print_build(report, reject_throttle_override(config))
-        return 0
-    except (ConfigError, RepoDirError, BuildError, StoreError, EmbedderError,
-            calibration.QuestionFileError) as exc:
+        names = list(config.knowledge_bases())
+        if args.kb is not None:
+            config.for_knowledge_base(args.kb)  # ConfigError naming the known ones
+            names = [args.kb]
+    except ConfigError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
+    paths = [flag for flag, value in (('--repo-dir', args.repo_dir), ('--work-dir', args.work_dir),
+                                      ('--good', args.good), ('--bad', args.bad)) if value]
+    if paths and len(names) > 1:
+        print(f'error: {", ".join(paths)} apply to one knowledge base, and this config has {len(names)} '
+              f'({", ".join(names)}): add --kb NAME', file=sys.stderr)
+        return 2
+    several = len(names) > 1
+    embedders = EmbedderCache()
+    results: dict[str, dict | None] = {}
+    failed: list[str] = []
+    try:
+        for name in names:
+            if several and not args.json:
+                print(f'== knowledge base "{name}" ==', flush=True)
+            try:
+                results[name] = run_one(config.for_knowledge_base(name), args, embedders)
+            except KB_ERRORS as exc:
+                failed.append(name)
+                results[name] = {'error': str(exc)}
+                print(f'error: knowledge base "{name}": {exc}' if several else f'error: {exc}', file=sys.stderr)
     except KeyboardInterrupt:
         print('interrupted: the previous feature store (if any) is unchanged', file=sys.stderr)
         return 130
+    if args.json and not (failed and not several):
+        print(json.dumps(results if several else results[names[0]], ensure_ascii=False, indent=1))
+    if failed and several:
+        print(f'error: {len(failed)} of {len(names)} knowledge bases failed: {", ".join(failed)}', file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':
