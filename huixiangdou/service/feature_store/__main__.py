@@ -40,7 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--config', '--config_path', dest='config', default='config.ini',
                         help='config file (TOML), default: %(default)s')
     parser.add_argument('--kb', metavar='NAME',
-                        help=f'only this knowledge base: a [knowledge_base.NAME] section, or "{DEFAULT_KNOWLEDGE_BASE}" '
+                        help='only this knowledge base: a [knowledge_base.NAME] section, or '
+                             f'"{DEFAULT_KNOWLEDGE_BASE}" '
                              'for [feature_store] (default: every knowledge base in turn)')
     parser.add_argument('--repo-dir', '--repo_dir', dest='repo_dir',
                         help='documents to index (default: [feature_store] repo_dir)')

@@ -228,7 +228,8 @@ class Worker:
     def _append_log(self, session: Session) -> None:
         """One JSON line per message: what came in, what the bot decided, what it said."""
         record = {'time': time.strftime('%Y-%m-%dT%H:%M:%S'), 'group': session.group_id,
-                  'knowledge_base': session.debug.get('knowledge_base', DEFAULT_KNOWLEDGE_BASE), 'query': session.query, 'code': session.code.name, 'reply': session.reply,
+                  'knowledge_base': session.debug.get('knowledge_base', DEFAULT_KNOWLEDGE_BASE),
+                  'query': session.query, 'code': session.code.name, 'reply': session.reply,
                   'references': session.references}
         if session.quote:
             record['quote'] = session.quote
