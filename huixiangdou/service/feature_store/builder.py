@@ -6,7 +6,6 @@ reported, never fatal. Querying a built store is in store.py; thresholds are cho
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from tqdm import tqdm
 
 from huixiangdou.config import FeatureStoreConfig, OCRConfig
 from huixiangdou.primitive.chunk import Chunk
+from huixiangdou.primitive.chunk_table import ChunkTable
 from huixiangdou.primitive.documents import ParseError, parse_file
 from huixiangdou.primitive.documents.image import IMAGE_SUFFIXES
 from huixiangdou.primitive.documents.walker import walk_repo
@@ -33,8 +33,9 @@ from huixiangdou.service.feature_store.reject_model import (MIN_EXAMPLES, RULE_S
                                                             calibrate_reject_model)
 from huixiangdou.service.feature_store.store import FeatureStore
 from huixiangdou.service.feature_store.store_files import (CURRENT, FORMAT_VERSION, FileRecord, Manifest,
-                                                           StoreError, current_folder, read_chunks,
-                                                           read_manifest, remove_partial_folders, workdir_lock)
+                                                           StoreError, current_folder, make_dense_index,
+                                                           read_chunks, read_manifest, remove_partial_folders,
+                                                           workdir_lock)
 
 
 # Text read from images, by image content: a --rebuild or a changed docx with the same pictures costs no OCR.
@@ -63,6 +64,8 @@ class BuildReport:
     calibration: dict = field(default_factory=dict)
     examples: dict = field(default_factory=dict)
     ocr: dict = field(default_factory=dict)               # {"engine", "images", "cached", "seconds"}; {} when off
+    # {"index": "flat" or "IVF<n>,Flat nprobe=<p>", "recall_at_10": against exact search, None when exact}
+    dense_index: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -83,11 +86,12 @@ def file_sha256(path: Path) -> str:
 
 @dataclass
 class _Previous:
-    """Rows of the last build, reusable for files whose content hash is unchanged."""
+    """Rows of the last build, reusable for files whose content hash is unchanged: read from disk by
+    each file's row range, never all at once."""
     manifest: Manifest
-    chunks: list[Chunk]
-    vectors: np.ndarray
-    tokens: list[list[str]]
+    chunks: ChunkTable | list[Chunk]
+    vectors: np.ndarray     # memory-mapped
+    sparse: SparseIndex     # memory-mapped; `tokens(first, stop)` gives a file's BM25 words back
     reject_model: RejectModel | None = None
 
 
@@ -95,13 +99,12 @@ def _load_previous(work_dir: Path, manifest: Manifest) -> _Previous | None:
     folder = current_folder(work_dir)
     try:
         chunks = read_chunks(folder)
-        vectors = np.load(folder / 'vectors.npy')
-        with open(folder / SparseIndex.TOKENS_FILE, encoding='utf-8') as f:
-            tokens = json.load(f)
+        vectors = np.load(folder / 'vectors.npy', mmap_mode='r')
+        sparse = SparseIndex.load(folder)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         logger.warning('previous store in {} unreadable ({}); rebuilding everything', folder, exc)
         return None
-    if not len(chunks) == len(vectors) == len(tokens):
+    if not len(chunks) == len(vectors) == len(sparse):
         return None
     reject_model = None
     if manifest.reject_threshold is not None and manifest.format_version == FORMAT_VERSION:
@@ -109,7 +112,7 @@ def _load_previous(work_dir: Path, manifest: Manifest) -> _Previous | None:
             reject_model = RejectModel.load(folder)
         except RejectModelError as exc:
             logger.warning('previous reject model unusable ({})', exc)
-    return _Previous(manifest, chunks, vectors, tokens, reject_model)
+    return _Previous(manifest, chunks, vectors, sparse, reject_model)
 
 
 def _best(good: np.ndarray, bad: np.ndarray) -> dict | None:
@@ -232,7 +235,7 @@ class FeatureStoreBuilder:
                     and not (ocr_changed and entry.path.suffix.lower() in _READ_WITH_OCR)):
                 rows = slice(old.first, old.first + old.count)
                 plan.append((entry.source, digest, entry.size, previous.chunks[rows],
-                             previous.vectors[rows], previous.tokens[rows]))
+                             previous.vectors[rows], previous.sparse.tokens(rows.start, rows.stop)))
                 report.reused.append(entry.source)
                 continue
             try:
@@ -290,7 +293,9 @@ class FeatureStoreBuilder:
                             chunk_size=self.config.chunk_size, chunk_overlap=self.config.chunk_overlap,
                             min_chunk_chars=self.config.min_chunk_chars, ocr=ocr_used,
                             files=files_meta, built_at=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
-        store = FeatureStore(manifest, chunks, matrix, SparseIndex(tokens), self.embedder)
+        dense = make_dense_index(matrix, self.config.exact_search_max_chunks)
+        report.dense_index = {'index': dense.describe(), 'recall_at_10': dense.recall_at_10}
+        store = FeatureStore(manifest, chunks, matrix, SparseIndex(tokens), self.embedder, dense=dense)
         report.chunks = len(chunks)
         if self.fixed_dense_weight is not None:
             manifest.reject_dense_weight = self.fixed_dense_weight

@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from huixiangdou.primitive.chunk import Chunk
+from huixiangdou.primitive.chunk_table import ChunkTable, chunks_at
 from huixiangdou.primitive.dense_index import DenseIndex, FaissIndex
 from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.service.feature_store.query_features import QueryFeatures, featurize
 from huixiangdou.service.feature_store.reject_evidence import RejectEvidence
 from huixiangdou.service.feature_store.reject_model import RejectModel
 from huixiangdou.service.feature_store.store_files import (CURRENT, FileRecord, Manifest, StoreError,  # noqa: F401
-                                                           current_folder, read_manifest, read_store,
-                                                           save_store, workdir_lock)
+                                                           current_folder, make_dense_index, open_dense_index,  # noqa: F401
+                                                           read_manifest, read_store, save_store, workdir_lock)
 
 
 @dataclass
@@ -41,6 +42,9 @@ class ScoredChunk:
 class FeatureStore:
     """A loaded store. `featurize`, `reject_model.decide` and `search` are what the worker calls.
 
+    A loaded store keeps chunk texts on disk (`chunks` is a ChunkTable) and its vectors memory-mapped; a
+    store being built holds them in memory (a list and an array). Both read the same way.
+
     Usage:
         store = FeatureStore.load(Path('workdir'), embedder)   # embedder must match the manifest
         store.reject_score('如何重建索引?').score >= store.calibrated_threshold
@@ -48,7 +52,7 @@ class FeatureStore:
         store.search(features, k=3)
     """
 
-    def __init__(self, manifest: Manifest, chunks: list[Chunk], vectors: np.ndarray,
+    def __init__(self, manifest: Manifest, chunks: ChunkTable | list[Chunk], vectors: np.ndarray,
                  sparse: SparseIndex, embedder, folder: Path | None = None,
                  dense: DenseIndex | None = None, reject_model: RejectModel | None = None):
         self.manifest = manifest
@@ -137,8 +141,8 @@ class FeatureStore:
         bm_scaled = sparse / sparse.max() if sparse.max() > 0 else np.zeros_like(sparse)
         w = self.manifest.reject_dense_weight
         fused = w * cos_scaled + (1 - w) * bm_scaled
-        ranked = [ScoredChunk(self.chunks[r], r, float(c), float(b), float(f))
-                  for r, c, b, f in zip(rows, cosine, sparse, fused)]
+        ranked = [ScoredChunk(chunk, r, float(c), float(b), float(f))
+                  for chunk, r, c, b, f in zip(chunks_at(self.chunks, rows), rows, cosine, sparse, fused)]
         ranked.sort(key=lambda s: s.fused, reverse=True)
         return ranked[:k]
 

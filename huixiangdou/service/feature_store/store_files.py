@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -20,13 +21,16 @@ from filelock import FileLock
 from loguru import logger
 
 from huixiangdou.primitive.chunk import Chunk
+from huixiangdou.primitive.chunk_table import ChunkTable
 from huixiangdou.primitive.dense_index import FaissIndex
 from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.service.feature_store.reject_model import MODEL_FILE, RejectModel, RejectModelError
 
 FORMAT_VERSION = 2
 # Format 1 (before the learned reject model) has the same chunks and indexes: it loads, and only needs
-# recalibrating before the reject stage can use it.
+# recalibrating before the reject stage can use it. Folders written before the chunk table and the BM25
+# arrays (chunks.jsonl, sparse_tokens.json) still load, into memory: a build rewrites them in the new
+# layout, which loads without reading any chunk's text.
 READABLE_FORMATS = (1, 2)
 CURRENT = 'CURRENT'
 LOCK_FILE = '.build.lock'
@@ -81,6 +85,10 @@ class Manifest:
     calibration: dict = field(default_factory=dict)
     # The OCR the documents were read with ("rapidocr", "openai <model>"); "" = none (OCR off, or older).
     ocr: str = ''
+    # The dense index chosen by size ("flat" = exact, "IVF<n>,Flat nprobe=<p>" = approximate) and, when
+    # approximate, its recall@10 against exact search measured at build.
+    dense_index: str = 'flat'
+    dense_recall_at_10: float | None = None
     built_at: str = ''
     build_seconds: float = 0.0
     format_version: int = FORMAT_VERSION
@@ -109,8 +117,8 @@ class StoreFiles:
     """What one version folder holds, read back."""
     folder: Path
     manifest: Manifest
-    chunks: list[Chunk]
-    vectors: np.ndarray
+    chunks: ChunkTable | list[Chunk]
+    vectors: np.ndarray     # memory-mapped: search reads only its candidates' rows
     sparse: SparseIndex
     dense: FaissIndex
     reject_model: RejectModel | None
@@ -155,12 +163,11 @@ def _save_locked(store, work_dir: Path, report: dict | None, started: float) -> 
     folder = work_dir / name
     tmp = work_dir / f'.{name}.partial'
     tmp.mkdir()
-    with open(tmp / 'chunks.jsonl', 'w', encoding='utf-8') as f:
-        for c in store.chunks:
-            f.write(json.dumps({'text': c.text, 'source': c.source, 'anchor': c.anchor},
-                               ensure_ascii=False) + '\n')
+    ChunkTable.write(tmp / ChunkTable.FILE, store.chunks)
     np.save(tmp / 'vectors.npy', store.vectors)
     store.dense.save(tmp)
+    store.manifest.dense_index = getattr(store.dense, 'describe', lambda: type(store.dense).__name__)()
+    store.manifest.dense_recall_at_10 = getattr(store.dense, 'recall_at_10', None)
     store.sparse.save(tmp)
     if store.reject_model is not None:
         store.reject_model.save(tmp)
@@ -168,7 +175,7 @@ def _save_locked(store, work_dir: Path, report: dict | None, started: float) -> 
         _write_json(tmp / 'report.json', report)
     _write_json(tmp / 'manifest.json', store.manifest.to_json())
     # Everything on disk before CURRENT names it, so even a power cut cannot publish short files.
-    for path in tmp.iterdir():
+    for path in tmp.rglob('*'):
         _fsync(path)
     _fsync(tmp)
     os.replace(tmp, folder)
@@ -209,10 +216,30 @@ def read_manifest(work_dir: Path, folder: Path | None = None) -> Manifest:
                          '`python -m huixiangdou.service.feature_store --rebuild`') from exc
 
 
-def read_chunks(folder: Path) -> list[Chunk]:
-    """The chunks of a version folder, in row order (OSError, ValueError or TypeError if damaged)."""
+def read_chunks(folder: Path) -> ChunkTable | list[Chunk]:
+    """The chunks of a version folder, in row order: the on-disk table (nothing read until asked), or for
+    a folder of the older format the whole chunks.jsonl in memory (OSError, ValueError or TypeError if
+    damaged)."""
+    if (folder / ChunkTable.FILE).is_file():
+        try:
+            return ChunkTable(folder / ChunkTable.FILE)
+        except sqlite3.Error as exc:
+            raise ValueError(f'unreadable {ChunkTable.FILE}: {exc}') from exc
+    logger.info('feature store {} keeps its chunks in the older chunks.jsonl (read whole into memory); the '
+                'next build writes the on-disk table', folder)
     with open(folder / 'chunks.jsonl', encoding='utf-8') as f:
         return [Chunk(**json.loads(line)) for line in f if line.strip()]
+
+
+def make_dense_index(vectors: np.ndarray, exact_search_max_chunks: int) -> FaissIndex:
+    """The dense index a build writes: exact up to `exact_search_max_chunks` ([feature_store]), else
+    approximate with its recall measured (see FaissIndex.build). Other backends plug in here."""
+    return FaissIndex.build(vectors, exact_search_max_chunks)
+
+
+def open_dense_index(folder: Path, manifest: Manifest) -> FaissIndex:
+    """The dense index of a version folder, as `make_dense_index` wrote it. Other backends plug in here."""
+    return FaissIndex.load(folder)
 
 
 def read_store(work_dir: Path, embedder=None) -> StoreFiles:
@@ -223,9 +250,9 @@ def read_store(work_dir: Path, embedder=None) -> StoreFiles:
         check_compatible(manifest, embedder)
     try:
         chunks = read_chunks(folder)
-        vectors = np.load(folder / 'vectors.npy')
+        vectors = np.load(folder / 'vectors.npy', mmap_mode='r')
         sparse = SparseIndex.load(folder)
-        dense = FaissIndex.load(folder)
+        dense = open_dense_index(folder, manifest)
         reject_model = RejectModel.load(folder) if (folder / MODEL_FILE).is_file() else None
     except RejectModelError as exc:
         raise StoreError(str(exc)) from exc
