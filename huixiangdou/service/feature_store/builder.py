@@ -28,6 +28,7 @@ from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.primitive.splitter import TextSplitter, embedding_text
 from huixiangdou.primitive.tokenizer import tokenize
 from huixiangdou.service.feature_store import calibration
+from huixiangdou.service.feature_store.milvus_store import make_milvus_index
 from huixiangdou.service.feature_store.reject_model import (MIN_EXAMPLES, RULE_SPECIFIC_WORDS,
                                                             RejectModel, RejectModelError,
                                                             calibrate_reject_model)
@@ -293,7 +294,8 @@ class FeatureStoreBuilder:
                             chunk_size=self.config.chunk_size, chunk_overlap=self.config.chunk_overlap,
                             min_chunk_chars=self.config.min_chunk_chars, ocr=ocr_used,
                             files=files_meta, built_at=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
-        dense = make_dense_index(matrix, self.config.exact_search_max_chunks)
+        dense = (make_milvus_index(self.config, manifest, chunks, matrix) if self.config.vector_store == 'milvus'
+                 else make_dense_index(matrix, self.config.exact_search_max_chunks))
         report.dense_index = {'index': dense.describe(), 'recall_at_10': dense.recall_at_10}
         store = FeatureStore(manifest, chunks, matrix, SparseIndex(tokens), self.embedder, dense=dense)
         report.chunks = len(chunks)

@@ -239,6 +239,9 @@ def make_dense_index(vectors: np.ndarray, exact_search_max_chunks: int) -> Faiss
 
 def open_dense_index(folder: Path, manifest: Manifest) -> FaissIndex:
     """The dense index of a version folder, as `make_dense_index` wrote it. Other backends plug in here."""
+    if (folder / 'dense.milvus.json').is_file():  # vector_store = "milvus": see milvus_store.py
+        from huixiangdou.service.feature_store.milvus_store import open_milvus_index
+        return open_milvus_index(folder, manifest)
     return FaissIndex.load(folder)
 
 
@@ -256,6 +259,8 @@ def read_store(work_dir: Path, embedder=None) -> StoreFiles:
         reject_model = RejectModel.load(folder) if (folder / MODEL_FILE).is_file() else None
     except RejectModelError as exc:
         raise StoreError(str(exc)) from exc
+    except StoreError:  # already says what to do (e.g. the Milvus server is down)
+        raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise StoreError(f'feature store {folder} is damaged ({exc}): rebuild with --rebuild') from exc
     if not len(chunks) == len(vectors) == len(sparse) == len(dense):
