@@ -116,7 +116,7 @@ async def test_stopping_main_stops_the_server_subprocess(tmp_path, fake_openai, 
     assert fake_openai.requests
     assert health(port)
     proc.send_signal(signum)
-    assert await asyncio.wait_for(proc.wait(), 60) == code
+    assert await asyncio.wait_for(proc.wait(), 180) == code  # shutdown is slow only on a loaded machine
     assert not health(port)
 
 
@@ -208,7 +208,7 @@ async def test_main_runs_the_configured_frontend(tmp_path, fake_openai, llm, sam
                 silent = await r.json()
     finally:
         proc.send_signal(signal.SIGINT)
-        await asyncio.wait_for(proc.wait(), 60)
+        await asyncio.wait_for(proc.wait(), 180)
     assert answered['status'] == 'answered' and 'encrypt_key' in answered['reply']
     assert answered['references'] and ('飞书' in answered['references'][0]
                                        or 'lark' in answered['references'][0].lower())
