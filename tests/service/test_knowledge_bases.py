@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from huixiangdou.config import ConfigError, load_config
+from huixiangdou.main import ensure_feature_store
 from huixiangdou.service.feature_store.__main__ import main as feature_store_main
 from huixiangdou.service.feature_store.store import CURRENT
 from huixiangdou.service.worker.pipeline import Worker
@@ -126,7 +127,7 @@ def old_config(two_bases):
                         worker={'answer_mode': 'extract', 'save_path': '', 'ocr': 0})
 
 
-def test_kb_flag_builds_only_that_knowledge_base(tmp_path):
+def test_kb_flag_builds_only_that_knowledge_base_and_main_builds_the_missing_ones(tmp_path):
     copy_install_docs(tmp_path / 'repo_docs')
     write_coffee_docs(tmp_path / 'repo_coffee')
     config = write_config(
@@ -137,6 +138,13 @@ def test_kb_flag_builds_only_that_knowledge_base(tmp_path):
     assert code == 0, err
     assert (tmp_path / 'work_coffee' / CURRENT).exists() and not (tmp_path / 'work_docs').exists()
     assert 'work_coffee' in out and '== knowledge base' not in out
+
+    # At start, main builds what is missing (the default knowledge base) and leaves the built one alone.
+    coffee_version = (tmp_path / 'work_coffee' / CURRENT).read_text(encoding='utf-8')
+    with contextlib.redirect_stdout(io.StringIO()):
+        ensure_feature_store(load_config(config), config)
+    assert (tmp_path / 'work_docs' / CURRENT).exists()
+    assert (tmp_path / 'work_coffee' / CURRENT).read_text(encoding='utf-8') == coffee_version
 
 
 def test_without_kb_every_knowledge_base_is_built_with_its_own_summary(two_bases):
