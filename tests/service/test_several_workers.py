@@ -11,51 +11,20 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import sys
-import time
-from pathlib import Path
 
 import aiohttp
-import pytest
 
 from huixiangdou.config import FeatureStoreConfig
 from huixiangdou.primitive.dense_index import FaissIndex
 from huixiangdou.service.feature_store.builder import FeatureStoreBuilder
 from tests.conftest import REPO_ROOT, free_port, write_config
+from tests.service.feature_store.test_milvus import milvus_server  # noqa: F401 (fixture)
 
 QUESTIONS = ['飞书群应用的 encrypt_key 加密密钥应该在 config.ini 哪里配置？',
              '周末有人一起去爬山吗？天气预报说不下雨',
              '怎么重建特征库？',
              '今天中午吃什么']
-
-
-def wait_for_port(port: int, proc, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f'milvus-lite server exited with {proc.returncode}')
-        with socket.socket() as s:
-            if s.connect_ex(('127.0.0.1', port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f'milvus-lite server did not listen on {port}')
-
-
-@pytest.fixture
-def milvus_server(tmp_path):
-    """A Milvus gRPC server on a free port (milvus-lite's server command), stopped after the test."""
-    import subprocess
-    port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / 'milvus-lite'), 'server', '--data-dir',
-                             str(tmp_path / 'milvus-data'), '--host', '127.0.0.1', '--port', str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, proc)
-        yield f'http://127.0.0.1:{port}'
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 async def ask(http: aiohttp.ClientSession, port: int, question: str, group: str) -> dict:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,34 @@ from huixiangdou.service.feature_store.builder import FeatureStoreBuilder
 from huixiangdou.service.feature_store.store import FeatureStore, StoreError
 from tests.conftest import REPO_ROOT, free_port
 from tests.service.feature_store.test_builder import DOCS, make_repo
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f'milvus-lite server exited with {proc.returncode}')
+        with socket.socket() as s:
+            if s.connect_ex(('127.0.0.1', port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f'milvus-lite server did not listen on {port}')
+
+
+@pytest.fixture
+def milvus_server(tmp_path):
+    """A Milvus gRPC server on a free port (milvus-lite's `server` command: the protocol a Milvus
+    cluster speaks), stopped after the test."""
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / 'milvus-lite'), 'server', '--data-dir',
+                             str(tmp_path / 'milvus-data'), '--host', '127.0.0.1', '--port', str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        yield f'http://127.0.0.1:{port}'
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
@@ -50,6 +82,19 @@ def test_milvus_index_refuses_another_dimension(tmp_path):
     MilvusIndex(client, 'kb', 16).add(unit_vectors(4, 16, 0))
     with pytest.raises(MilvusIndexError, match='16-dim vectors.*milvus_collection'):
         MilvusIndex(client, 'kb', 32)
+
+
+def test_a_server_collection_above_exact_search_max_chunks_goes_approximate(milvus_server):
+    vectors, queries = unit_vectors(2000, 32, 0), unit_vectors(50, 32, 1)
+    index = MilvusIndex(connect(milvus_server), 'big', 32, uri=milvus_server, exact_max_rows=500)
+    index.sync([FileRows(f'doc{i}.md', 'sha', i * 100, 100) for i in range(20)], [None] * 2000, vectors)
+    assert index.client.describe_index('big', 'vector')['index_type'] == 'HNSW'
+    exact = FaissIndex(32)
+    exact.add(vectors)
+    found, truth = index.search(queries, 10)[1], exact.search(queries, 10)[1]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found.tolist(), truth.tolist())])
+    assert recall >= 0.95
+    assert index.recall_at_10 is not None and index.recall_at_10 >= 0.95  # measured at build, for the report
 
 
 def test_bad_milvus_uri_names_it_and_says_what_to_do(tmp_path, embedder):
