@@ -30,6 +30,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _rss_split() -> tuple[float, float]:
+    """(anonymous, file-backed) resident GB from /proc (Linux); mapped file pages are page cache."""
+    fields = {}
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith(('RssAnon:', 'RssFile:')):
+            key, value = line.split(':')
+            fields[key] = int(value.split()[0]) / 1e6
+    return fields.get('RssAnon', 0.0), fields.get('RssFile', 0.0)
+
+
 def build(folder: Path, n: int, exact_max: int, rebuild: bool) -> dict:
     from bench import synthetic_corpus
     times_file = folder / 'bench_build.json'
@@ -70,8 +80,9 @@ def measure(folder: Path) -> dict:
         reject_ms.append((t2 - t1) * 1e3)
         retrieve_ms.append((t3 - t2) * 1e3)
     rss_after_gb = psutil.Process().memory_info().rss / 1e9
+    anon_gb, file_gb = _rss_split()
     total = [a + b for a, b in zip(reject_ms, retrieve_ms)]
-    queries = synthetic_corpus.query_vectors(100, seed=5)
+    queries = synthetic_corpus.query_vectors(100, seed=5)  # around the corpus's topics, not stored
     vectors = np.ascontiguousarray(store.vectors)
     faiss.omp_set_num_threads(1)
     t4 = time.perf_counter()
@@ -82,7 +93,7 @@ def measure(folder: Path) -> dict:
     found = [store.dense.search(q[None, :], 10)[1][0] for q in queries]
     index_ms = (time.perf_counter() - t5) * 1e3 / len(queries)
     return {'chunks': len(store.chunks), 'load_s': load_s, 'rss_gb': rss_gb, 'rss_base_gb': rss_before / 1e9,
-            'rss_after_queries_gb': rss_after_gb, 'chunk_rows_read': store.chunks.rows_read,
+            'rss_after_queries_gb': rss_after_gb, 'rss_anon_gb': anon_gb, 'rss_file_gb': file_gb, 'chunk_rows_read': store.chunks.rows_read,
             'dense_index': store.manifest.dense_index, 'recall_at_10_build': store.manifest.dense_recall_at_10,
             'recall_at_10_fresh': recall_at(exact, np.array(found)),
             'reject_p50_ms': percentile(reject_ms, 0.5), 'reject_p95_ms': percentile(reject_ms, 0.95),
@@ -99,7 +110,8 @@ def report(n: int, built: dict, m: dict) -> None:
     print(f"build: generate {built['generate']:.1f} s, dense index {built['dense']:.1f} s "
           f"({built['dense_index']}), BM25 {built['sparse']:.1f} s, write (chunk table, arrays) {built['save']:.1f} s")
     print(f"load {m['load_s']:.2f} s; RSS {m['rss_gb']:.2f} GB after load ({m['rss_base_gb']:.2f} GB before), "
-          f"{m['rss_after_queries_gb']:.2f} GB after {QUERIES} queries; chunk rows read: {m['chunk_rows_read']:,}")
+          f"{m['rss_after_queries_gb']:.2f} GB after {QUERIES} queries ({m['rss_anon_gb']:.2f} GB own memory, "
+          f"{m['rss_file_gb']:.2f} GB pages of memory-mapped files, reclaimable); chunk rows read: {m['chunk_rows_read']:,}")
     print(f"reject (featurize + evidence) p50 {m['reject_p50_ms']:.1f} ms, p95 {m['reject_p95_ms']:.1f} ms; "
           f"retrieve p50 {m['retrieve_p50_ms']:.1f} ms, p95 {m['retrieve_p95_ms']:.1f} ms; "
           f"together p50 {m['reject_retrieve_p50_ms']:.1f} ms, p95 {m['reject_retrieve_p95_ms']:.1f} ms")

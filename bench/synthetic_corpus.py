@@ -104,10 +104,10 @@ def vectors(n: int, dimension: int = DIMENSION, seed: int = 0) -> np.ndarray:
     return out
 
 
-def query_vectors(n: int, dimension: int = DIMENSION, seed: int = 0) -> np.ndarray:
-    """`n` query vectors drawn like the corpus's (same topic centres), but not stored in it."""
-    rng = np.random.default_rng(seed + 7)
-    return _around(_centres(dimension, seed), rng.integers(0, TOPICS, size=n), rng)
+def query_vectors(n: int, dimension: int = DIMENSION, seed: int = 1, corpus_seed: int = 0) -> np.ndarray:
+    """`n` query vectors drawn like the corpus of `corpus_seed`'s (same topic centres), not stored in it."""
+    rng = np.random.default_rng(1_000_000 + seed)
+    return _around(_centres(dimension, corpus_seed), rng.integers(0, TOPICS, size=n), rng)
 
 
 class SyntheticEmbedder:

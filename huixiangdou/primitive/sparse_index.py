@@ -15,6 +15,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
+from huixiangdou.primitive.mapped_array import load_mapped
 from huixiangdou.primitive.tokenizer import general_frequency
 
 # Per word (by the BM25 vocabulary's id): chunks using it, and its count over all chunks.
@@ -165,7 +166,7 @@ class SparseIndex:
             with open(folder / cls.TOKENS_FILE, encoding='utf-8') as f:
                 return cls(json.load(f))
         index = cls.__new__(cls)
-        arrays = {name: np.load(folder / f'sparse_{name}.npy', mmap_mode='r') for name in _ARRAYS}
+        arrays = {name: load_mapped(folder / f'sparse_{name}.npy') for name in _ARRAYS}
         arrays['df'], arrays['cf'] = np.asarray(arrays['df']), np.asarray(arrays['cf'])
         index._bm25 = bm25s.BM25()
         vocab: dict[str, int] = {}

@@ -23,6 +23,7 @@ from loguru import logger
 from huixiangdou.primitive.chunk import Chunk
 from huixiangdou.primitive.chunk_table import ChunkTable
 from huixiangdou.primitive.dense_index import FaissIndex
+from huixiangdou.primitive.mapped_array import load_mapped
 from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.service.feature_store.reject_model import MODEL_FILE, RejectModel, RejectModelError
 
@@ -253,7 +254,7 @@ def read_store(work_dir: Path, embedder=None) -> StoreFiles:
         check_compatible(manifest, embedder)
     try:
         chunks = read_chunks(folder)
-        vectors = np.load(folder / 'vectors.npy', mmap_mode='r')
+        vectors = load_mapped(folder / 'vectors.npy')
         sparse = SparseIndex.load(folder)
         dense = open_dense_index(folder, manifest)
         reject_model = RejectModel.load(folder) if (folder / MODEL_FILE).is_file() else None
