@@ -77,7 +77,8 @@ class MilvusIndex:
 
     FILE = 'dense.milvus.json'
 
-    def __init__(self, client, collection: str, dimension: int, uri: str = '', exact_max_rows: int = 200_000):
+    def __init__(self, client, collection: str, dimension: int, uri: str = '', exact_max_rows: int = 200_000,
+                 create: bool = True):
         if dimension < 1:
             raise ValueError(f'dimension must be >= 1, got {dimension}')
         if not collection:
@@ -90,15 +91,20 @@ class MilvusIndex:
         self.files: dict[str, FileRows] = {}       # file key → rows, for the files this store holds
         # None while the search is exact (FLAT); measured by `sync` once the collection uses HNSW.
         self.recall_at_10: float | None = None
-        self._ensure_collection()
+        self._ensure_collection(create)
 
     def describe(self) -> str:
         """What the build report and the manifest show as the dense index (never the token)."""
         return f'milvus {self.collection} at {self.uri}'
 
     # -- the collection --------------------------------------------------------------------------
-    def _ensure_collection(self) -> None:
+    def _ensure_collection(self, create: bool) -> None:
         from pymilvus import DataType
+        if not create and not self.client.has_collection(self.collection):
+            # Loading never creates: a wrong URI or a dropped collection must not look like an empty store.
+            raise MilvusIndexError(f'Milvus at {self.uri} has no collection {self.collection!r} (dropped, or '
+                                   'another server): run `python -m huixiangdou.service.feature_store` to build '
+                                   'it again')
         if self.client.has_collection(self.collection):
             dims = [f.get('params', {}).get('dim') for f in self.client.describe_collection(
                 self.collection)['fields'] if f['name'] == 'vector']
@@ -283,7 +289,7 @@ class MilvusIndex:
         with open(Path(folder) / cls.FILE, encoding='utf-8') as f:
             pointer = json.load(f)
         client = client or connect(pointer['uri'], token)
-        index = cls(client, pointer['collection'], int(pointer['dimension']), uri=pointer['uri'])
+        index = cls(client, pointer['collection'], int(pointer['dimension']), uri=pointer['uri'], create=False)
         index.files = {r.key: r for r in files}
         held = index.rows_in_collection(list(index.files))
         if held != len(index):

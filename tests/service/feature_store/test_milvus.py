@@ -146,15 +146,20 @@ def _ids_of(index: MilvusIndex, rows: FileRows) -> list[str]:
     return sorted(e['id'] for e in found)
 
 
-def test_a_store_whose_collection_was_dropped_says_rebuild(tmp_path, embedder):
+def test_a_store_whose_collection_lost_rows_or_was_dropped_says_build_again(tmp_path, embedder):
     uri = tmp_path / 'milvus.db'
     builder = FeatureStoreBuilder(milvus_config(uri, chunk_size=128, chunk_overlap=16), embedder, progress=False)
     builder.build(make_repo(tmp_path / 'repo', {'a.md': DOCS['install.md']}), tmp_path / 'work')
     store = FeatureStore.load(tmp_path / 'work', embedder)
-    store.dense.client.drop_collection('huixiangdou')
-    store.dense.client.close()
-    with pytest.raises(StoreError, match=r"holds 0 of this store's \d+ rows.*feature_store"):
+    client = store.dense.client
+    client.delete('huixiangdou', filter='position == 0')  # rows lost behind the store's back
+    with pytest.raises(StoreError, match=r"holds \d+ of this store's \d+ rows.*feature_store"):
         FeatureStore.load(tmp_path / 'work', embedder)
+    client.drop_collection('huixiangdou')
+    client.close()
+    with pytest.raises(StoreError, match=r"no collection 'huixiangdou'.*feature_store"):
+        FeatureStore.load(tmp_path / 'work', embedder)
+    assert not connect(str(uri)).has_collection('huixiangdou')  # loading did not create an empty one
 
 
 def test_sample_in_milvus_decides_and_ranks_like_faiss(tmp_path, sample_store, sample_feature_store, embedder):
