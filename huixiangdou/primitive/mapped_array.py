@@ -11,9 +11,9 @@ import numpy as np
 
 
 def load_mapped(path: Path) -> np.ndarray:
-    """`np.load(path, mmap_mode='r')`, told the kernel that reads are random: without it every row a
-    query reads pulls ~128 KB of read-ahead into memory (measured: RSS grew 0.5 GB in 20 searches over
-    1M vectors)."""
+    """`np.load(path, mmap_mode='r')`, told the kernel that reads are random, so a row read from a cold
+    disk fetches its own pages rather than a read-ahead window. Pages already in the page cache may still
+    be mapped around the row (the process's RSS then counts them as file pages, which are reclaimable)."""
     array = np.load(path, mmap_mode='r')
     raw = getattr(array, '_mmap', None)
     if raw is not None and hasattr(raw, 'madvise') and hasattr(mmap, 'MADV_RANDOM'):
