@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -16,6 +17,12 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# A suite started as a background job of a script inherits SIGINT ignored, and every process the tests
+# start would inherit that too; the tests that stop `main` with Ctrl-C need it delivered. With a handler
+# here, children start with the default disposition again (exec resets handled signals, not ignored ones).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def free_port() -> int:
