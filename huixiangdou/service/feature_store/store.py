@@ -141,10 +141,12 @@ class FeatureStore:
         bm_scaled = sparse / sparse.max() if sparse.max() > 0 else np.zeros_like(sparse)
         w = self.manifest.reject_dense_weight
         fused = w * cos_scaled + (1 - w) * bm_scaled
-        ranked = [ScoredChunk(chunk, r, float(c), float(b), float(f))
-                  for chunk, r, c, b, f in zip(chunks_at(self.chunks, rows), rows, cosine, sparse, fused)]
-        ranked.sort(key=lambda s: s.fused, reverse=True)
-        return ranked[:k]
+        # Rank first, then read from the chunk table only the k rows returned (the order is the same as
+        # sorting all candidates: a stable sort on the fused score, candidates in row order).
+        best = sorted(range(len(rows)), key=lambda i: fused[i], reverse=True)[:k]
+        chunks = chunks_at(self.chunks, [rows[i] for i in best])
+        return [ScoredChunk(chunk, rows[i], float(cosine[i]), float(sparse[i]), float(fused[i]))
+                for chunk, i in zip(chunks, best)]
 
     # -- disk (the format is store_files.py's) --------------------------------------------------
     def save(self, work_dir: Path, report: dict | None = None, started: float | None = None) -> Path:
