@@ -140,8 +140,10 @@ def test_added_example_is_saved_and_recalibration_redraws_the_chart(admin, web_s
     assert example in json.loads(web_server.good_path.read_text(encoding='utf-8'))
 
     page.click('#calibrate-button')
+    # The bar may still say "done" from an earlier build of this module's console until the first poll:
+    # what proves the recalibration is the new time on the metrics, however long a loaded machine takes.
+    expect(metrics).not_to_have_attribute('data-calibrated-at', before or '', timeout=BUILD_TIMEOUT)
     expect(page.locator('#build-progress')).to_have_attribute('data-state', 'done', timeout=BUILD_TIMEOUT)
-    expect(metrics).not_to_have_attribute('data-calibrated-at', before or '', timeout=10_000)
     expect(metrics).to_contain_text('Precision')
     expect(page.locator('#calibration-chart line.threshold')).to_have_count(1)
     legend = page.locator('#calibration-chart text.legend').first.text_content()
