@@ -37,7 +37,7 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _files(folder: Path) -> dict[str, Path]:
+def version_files(folder: Path) -> dict[str, Path]:
     """Every file under `folder` but the checksums themselves, by its path relative to it (posix)."""
     return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob('*'))
             if p.is_file() and p.name != CHECKSUMS_FILE}
@@ -48,7 +48,7 @@ def record_checksums(folder: Path) -> dict:
     folder = Path(folder)
     record = {'algorithm': ALGORITHM,
               'files': {name: {'size': p.stat().st_size, 'digest': file_digest(p)}
-                        for name, p in _files(folder).items()}}
+                        for name, p in version_files(folder).items()}}
     with open(folder / CHECKSUMS_FILE, 'w', encoding='utf-8') as f:
         json.dump(record, f, indent=1)
     return record
@@ -68,7 +68,7 @@ def find_damage(folder: Path) -> str | None:
         return f'{CHECKSUMS_FILE} is unreadable ({exc.__class__.__name__}: {exc})'
     if algorithm != ALGORITHM:
         return f'{CHECKSUMS_FILE} uses {algorithm!r}, this version checks {ALGORITHM!r}'
-    present = _files(folder)
+    present = version_files(folder)
     for name in sorted(expected.keys() - present.keys()):
         return f'{name} is missing'
     for name in sorted(present.keys() - expected.keys()):
