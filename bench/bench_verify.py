@@ -116,11 +116,12 @@ def main() -> None:
         print(f'\n== {n:,} chunks ({os.cpu_count()} cores): {rates["files"]} files, {gb:.2f} GB ==')
         print('hash throughput, warm page cache: ' + ', '.join(
             f'{name} {rates[name]:,.0f} MB/s' for name in ('xxh3_128', 'blake2b', 'sha256')))
-        print(f'load (fresh process, median of {LOADS}): {plain:.2f} s without verification, {checked:.2f} s with '
-              f'(+{checked - plain:.2f} s, ratio {checked / plain:.2f}); verification alone {statistics.median(verify_s):.2f} s')
+        print(f'load (fresh process, median of {LOADS}): {plain:.2f} s without verification, {checked:.2f} s '
+              f'with (+{checked - plain:.2f} s, ratio {checked / plain:.2f}); verification alone '
+              f'{statistics.median(verify_s):.2f} s')
         scale = 1_000_000 / n
-        print(f'projected at 1M chunks ({gb * scale:.2f} GB of files): verification adds '
-              + ', '.join(f'{name} {gb * scale * 1e3 / rates[name]:.1f} s' for name in ('xxh3_128', 'blake2b', 'sha256'))
+        added = [f'{name} {gb * scale * 1e3 / rates[name]:.1f} s' for name in ('xxh3_128', 'blake2b', 'sha256')]
+        print(f'projected at 1M chunks ({gb * scale:.2f} GB of files): verification adds ' + ', '.join(added)
               + f'; load without it {plain * scale:.1f} s if it scaled linearly (docs/scale.md measured 1.1-1.3 s)')
 
 

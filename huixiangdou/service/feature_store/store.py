@@ -18,9 +18,9 @@ from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.service.feature_store.query_features import QueryFeatures, featurize
 from huixiangdou.service.feature_store.reject_evidence import RejectEvidence
 from huixiangdou.service.feature_store.reject_model import RejectModel
-from huixiangdou.service.feature_store.store_files import (CURRENT, FileRecord, Manifest, StoreDamagedError,  # noqa: F401
-                                                           StoreError, current_folder, make_dense_index,  # noqa: F401
-                                                           open_dense_index,  # noqa: F401
+from huixiangdou.service.feature_store.store_files import (CURRENT, FileRecord, Manifest,  # noqa: F401
+                                                           StoreDamagedError, StoreError, current_folder,  # noqa: F401
+                                                           make_dense_index, open_dense_index,  # noqa: F401
                                                            read_manifest, read_store, save_store, workdir_lock)
 
 
