@@ -4,6 +4,7 @@
     python -m huixiangdou.service.feature_store --eval-good G --eval-bad B [--json]
     python -m huixiangdou.service.feature_store --explain "一条消息"         # why answer / stay silent
     python -m huixiangdou.service.feature_store --kb docs      # only [knowledge_base.docs]
+    python -m huixiangdou.service.feature_store --verify       # check the store's files; exit 1 if damaged
 
 Every command runs on each knowledge base in turn ("default" = [feature_store], then each
 [knowledge_base.<name>]), or on the one --kb names; one that fails is reported and the others still run.
@@ -26,7 +27,7 @@ from huixiangdou.service.api_embedder import make_embedder
 from huixiangdou.service.feature_store import calibration
 from huixiangdou.service.feature_store.builder import BuildError, BuildReport, FeatureStoreBuilder
 from huixiangdou.service.feature_store.store import FeatureStore
-from huixiangdou.service.feature_store.store_files import StoreError
+from huixiangdou.service.feature_store.store_files import StoreError, verify_store
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--explain', metavar='MESSAGE',
                         help='show how the reject stage decides MESSAGE: score, threshold, nearest examples, '
                              'best chunk with its citation, the words that mattered')
+    parser.add_argument('--verify', action='store_true',
+                        help='check every file of the published store against the checksums recorded when it '
+                             'was built, without loading it; exit 1 with the reason when it is damaged')
     parser.add_argument('--json', action='store_true', help='print the result as JSON')
     parser.add_argument('--quiet', action='store_true', help='no progress bars or info logs')
     return parser.parse_args(argv)
@@ -157,6 +161,11 @@ def run_one(config: Config, args: argparse.Namespace, embedders: EmbedderCache) 
     --json, and return it as JSON. Raises one of KB_ERRORS."""
     fs = config.feature_store
     work_dir = Path(args.work_dir) if args.work_dir else config.path(fs.work_dir)
+    if args.verify:
+        folder = verify_store(work_dir)
+        if not args.json:
+            print(f'feature store {folder}: every file matches the checksums recorded when it was built')
+        return {'work_dir': str(work_dir), 'folder': str(folder), 'verified': True}
     if args.explain is not None:
         store = FeatureStore.load(work_dir, embedders.get(config))
         why = store.explain(args.explain, reject_throttle_override(config, store.calibrated_threshold))
@@ -194,9 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     logger.remove()
-    logger.add(sys.stderr, level='WARNING' if args.quiet or args.json or args.explain else 'INFO')
+    logger.add(sys.stderr, level='WARNING' if args.quiet or args.json or args.explain or args.verify else 'INFO')
     if bool(args.eval_good) != bool(args.eval_bad):
         print('error: --eval-good and --eval-bad go together', file=sys.stderr)
+        return 2
+    if args.verify and (args.eval_good or args.explain is not None):
+        print('error: --verify checks the store on its own: leave out --eval-good/--eval-bad and --explain',
+              file=sys.stderr)
         return 2
     try:
         config = load_config(args.config)

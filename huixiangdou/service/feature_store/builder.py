@@ -36,7 +36,7 @@ from huixiangdou.service.feature_store.store import FeatureStore
 from huixiangdou.service.feature_store.store_files import (CURRENT, FORMAT_VERSION, FileRecord, Manifest,
                                                            StoreError, current_folder, make_dense_index,
                                                            read_chunks, read_manifest, remove_partial_folders,
-                                                           workdir_lock)
+                                                           verify_version, workdir_lock)
 
 
 # Text read from images, by image content: a --rebuild or a changed docx with the same pictures costs no OCR.
@@ -155,6 +155,8 @@ class FeatureStoreBuilder:
             return None
         try:
             manifest = read_manifest(work_dir)
+            # Reusing damaged rows would publish the damage under fresh checksums.
+            verify_version(current_folder(work_dir), manifest)
         except (StoreError, OSError, ValueError, TypeError) as exc:
             logger.warning('previous store unusable ({}); rebuilding everything', exc)
             return None
@@ -178,6 +180,7 @@ class FeatureStoreBuilder:
             if (manifest.embedding_model != self.embedder.model_id or manifest.reject_threshold is None
                     or manifest.format_version != FORMAT_VERSION):
                 return None
+            verify_version(current_folder(work_dir), manifest)
             return manifest, RejectModel.load(current_folder(work_dir))
         except (StoreError, RejectModelError):
             return None

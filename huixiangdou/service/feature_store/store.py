@@ -18,8 +18,9 @@ from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.service.feature_store.query_features import QueryFeatures, featurize
 from huixiangdou.service.feature_store.reject_evidence import RejectEvidence
 from huixiangdou.service.feature_store.reject_model import RejectModel
-from huixiangdou.service.feature_store.store_files import (CURRENT, FileRecord, Manifest, StoreError,  # noqa: F401
-                                                           current_folder, make_dense_index, open_dense_index,  # noqa: F401
+from huixiangdou.service.feature_store.store_files import (CURRENT, FileRecord, Manifest,  # noqa: F401
+                                                           StoreDamagedError, StoreError, current_folder,  # noqa: F401
+                                                           make_dense_index, open_dense_index,  # noqa: F401
                                                            read_manifest, read_store, save_store, workdir_lock)
 
 
@@ -158,7 +159,9 @@ class FeatureStore:
     read_manifest = staticmethod(read_manifest)
 
     @classmethod
-    def load(cls, work_dir: Path, embedder, check_model: bool = True) -> 'FeatureStore':
-        files = read_store(work_dir, embedder if check_model else None)
+    def load(cls, work_dir: Path, embedder, check_model: bool = True, verify: bool = True) -> 'FeatureStore':
+        """The published version of `work_dir`, its files checked against their checksums first: a damaged
+        one raises StoreDamagedError (a StoreError) and nothing of it is loaded."""
+        files = read_store(work_dir, embedder if check_model else None, verify=verify)
         return cls(files.manifest, files.chunks, files.vectors, files.sparse, embedder, files.folder,
                    files.dense, files.reject_model)

@@ -1,9 +1,11 @@
-"""The feature store's on-disk format: the manifest, the version folders, `CURRENT`, the workdir lock.
+"""The feature store's on-disk format: the version folders, `CURRENT`, the workdir lock.
 
-Each build is written to a fresh `store-*` folder and published by atomically replacing `CURRENT`, so
-a crash mid-build leaves the previous store loadable. Writers hold an inter-process lock on the workdir
+Each build is written to a fresh `store-*` folder with a checksum of every file, and published by
+atomically replacing `CURRENT`, so a crash mid-build leaves the previous store loadable; a load verifies
+the checksums and refuses a damaged version. Writers hold an inter-process lock on the workdir
 (`workdir_lock`), so two builds never publish over each other. Querying is in store.py; this module
-only reads and writes files.
+only reads and writes files. The manifest's fields are in store_manifest.py, the checksums in
+checksums.py.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import shutil
 import sqlite3
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +27,16 @@ from huixiangdou.primitive.chunk_table import ChunkTable
 from huixiangdou.primitive.dense_index import FaissIndex
 from huixiangdou.primitive.mapped_array import load_mapped
 from huixiangdou.primitive.sparse_index import SparseIndex
+from huixiangdou.service.feature_store.checksums import ALGORITHM, CHECKSUMS_FILE, find_damage, record_checksums
 from huixiangdou.service.feature_store.reject_model import MODEL_FILE, RejectModel, RejectModelError
+# Defined with the manifest; imported from here by the rest of the package.
+from huixiangdou.service.feature_store.store_manifest import (FORMAT_VERSION, READABLE_FORMATS, REBUILD,  # noqa: F401
+                                                              FileRecord, Manifest, StoreDamagedError, StoreError)
 
-FORMAT_VERSION = 2
-# Format 1 (before the learned reject model) has the same chunks and indexes: it loads, and only needs
-# recalibrating before the reject stage can use it. Folders written before the chunk table and the BM25
-# arrays (chunks.jsonl, sparse_tokens.json) still load, into memory: a build rewrites them in the new
-# layout, which loads without reading any chunk's text.
-READABLE_FORMATS = (1, 2)
+# Folders written before the chunk table and the BM25 arrays (chunks.jsonl, sparse_tokens.json) still load,
+# into memory: a build rewrites them in the new layout, which loads without reading any chunk's text.
 CURRENT = 'CURRENT'
 LOCK_FILE = '.build.lock'
-
-
-class StoreError(RuntimeError):
-    """The feature store is missing, damaged, or does not fit the configuration."""
 
 
 def workdir_lock(work_dir: Path) -> FileLock:
@@ -50,67 +48,31 @@ def workdir_lock(work_dir: Path) -> FileLock:
     return FileLock(Path(work_dir) / LOCK_FILE, is_singleton=True)
 
 
+def _tmp_path(path: Path) -> Path:
+    """Where `_atomic_write_text` writes `path` before renaming it over (see `remove_partial_folders`)."""
+    return path.with_name(f'.{path.name}.{uuid.uuid4().hex}.tmp')
+
+
+# Files and folders written under the workdir lock before they are renamed into place: a crash between
+# writing and renaming leaves them behind.
+_LEFTOVERS = ('.store-*.partial', f'.{CURRENT}.*.tmp', '.report.json.*.tmp')
+
+
 def remove_partial_folders(work_dir: Path) -> list[str]:
-    """Delete `.store-*.partial` folders; only call while holding workdir_lock (then none is in use)."""
+    """Delete half-written version folders (`.store-*.partial`) and pointer or report files
+    (`.CURRENT.<hex>.tmp`); only call while holding workdir_lock (then none is in use)."""
     removed = []
-    for old in Path(work_dir).glob('.store-*.partial'):
-        shutil.rmtree(old, ignore_errors=True)
-        removed.append(old.name)
+    for pattern in _LEFTOVERS:
+        for old in Path(work_dir).glob(pattern):
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+            removed.append(old.name)
     if removed:
-        logger.info('removed {} half-written store folder(s) left by an interrupted build: {}', len(removed),
+        logger.info('removed {} half-written file(s) or folder(s) left by an interrupted build: {}', len(removed),
                     ', '.join(removed))
     return removed
-
-
-@dataclass
-class FileRecord:
-    """Where one source file's chunks sit in the store, and the content hash they came from."""
-    sha256: str
-    size: int
-    first: int
-    count: int
-
-
-@dataclass
-class Manifest:
-    embedding_model: str
-    dimension: int
-    chunk_size: int
-    chunk_overlap: int
-    min_chunk_chars: int = 0
-    files: dict[str, FileRecord] = field(default_factory=dict)
-    # The calibrated threshold on the reject model's P(on-topic); None when the store was never calibrated.
-    reject_threshold: float | None = None
-    # Weight of the scaled cosine against scaled BM25 when retrieval mixes the two.
-    reject_dense_weight: float = 0.5
-    calibration: dict = field(default_factory=dict)
-    # The OCR the documents were read with ("rapidocr", "openai <model>"); "" = none (OCR off, or older).
-    ocr: str = ''
-    # The dense index chosen by size ("flat" = exact, "IVF<n>,Flat nprobe=<p>" = approximate) and, when
-    # approximate, its recall@10 against exact search measured at build.
-    dense_index: str = 'flat'
-    dense_recall_at_10: float | None = None
-    built_at: str = ''
-    build_seconds: float = 0.0
-    format_version: int = FORMAT_VERSION
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> 'Manifest':
-        """Parse a manifest; anything of another format or damaged raises StoreError (rebuild)."""
-        if not isinstance(data, dict) or data.get('format_version') not in READABLE_FORMATS:
-            version = data.get('format_version') if isinstance(data, dict) else None
-            raise StoreError(f'the store has format {version}, this version reads {FORMAT_VERSION}: run '
-                             '`python -m huixiangdou.service.feature_store --rebuild`')
-        try:
-            data = dict(data)
-            data['files'] = {k: FileRecord(**v) for k, v in data.get('files', {}).items()}
-            return cls(**data)
-        except (TypeError, AttributeError) as exc:
-            raise StoreError(f'the store manifest is damaged ({exc}): run '
-                             '`python -m huixiangdou.service.feature_store --rebuild`') from exc
 
 
 @dataclass
@@ -139,7 +101,7 @@ def _fsync(path: Path) -> None:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex}.tmp')
+    tmp = _tmp_path(path)
     with open(tmp, 'w', encoding='utf-8') as f:
         f.write(text)
         f.flush()
@@ -174,7 +136,9 @@ def _save_locked(store, work_dir: Path, report: dict | None, started: float) -> 
         store.reject_model.save(tmp)
     if report is not None:
         _write_json(tmp / 'report.json', report)
+    store.manifest.checksums = ALGORITHM
     _write_json(tmp / 'manifest.json', store.manifest.to_json())
+    record_checksums(tmp)  # last: it covers every file above, the manifest included
     # Everything on disk before CURRENT names it, so even a power cut cannot publish short files.
     for path in tmp.rglob('*'):
         _fsync(path)
@@ -202,8 +166,7 @@ def current_folder(work_dir: Path) -> Path:
                          '`python -m huixiangdou.service.feature_store`')
     folder = work_dir / pointer.read_text(encoding='utf-8').strip()
     if not (folder / 'manifest.json').is_file():
-        raise StoreError(f'feature store {folder} is damaged (no manifest.json): rebuild with '
-                         '`python -m huixiangdou.service.feature_store --rebuild`')
+        raise StoreDamagedError(folder, 'it has no manifest.json')
     return folder
 
 
@@ -211,10 +174,31 @@ def read_manifest(work_dir: Path, folder: Path | None = None) -> Manifest:
     folder = folder or current_folder(work_dir)
     try:
         with open(folder / 'manifest.json', encoding='utf-8') as f:
-            return Manifest.from_json(json.load(f))
+            data = json.load(f)
     except (OSError, ValueError) as exc:
-        raise StoreError(f'cannot read {folder / "manifest.json"} ({exc}): run '
-                         '`python -m huixiangdou.service.feature_store --rebuild`') from exc
+        raise StoreDamagedError(folder, f'manifest.json is unreadable ({exc})') from exc
+    return Manifest.from_json(data, folder)
+
+
+def verify_version(folder: Path, manifest: Manifest) -> bool:
+    """Check every file of a version folder against the checksums its build recorded: StoreDamagedError
+    naming the first file that differs. False (nothing checked) for a folder built before checksums."""
+    if not manifest.checksums and not (folder / CHECKSUMS_FILE).exists():
+        return False
+    damage = find_damage(folder)
+    if damage is not None:
+        raise StoreDamagedError(folder, damage)
+    return True
+
+
+def verify_store(work_dir: Path) -> Path:
+    """`--verify`: the published version's manifest and checksums, without loading it; its folder when
+    good. StoreDamagedError when damaged, StoreError when it has no checksums to check."""
+    folder = current_folder(work_dir)
+    if not verify_version(folder, read_manifest(work_dir, folder)):
+        raise StoreError(f'feature store {folder} was built before checksums were recorded, so --verify cannot '
+                         f'check it (it still loads); {REBUILD} to record them')
+    return folder
 
 
 def read_chunks(folder: Path) -> ChunkTable | list[Chunk]:
@@ -246,12 +230,16 @@ def open_dense_index(folder: Path, manifest: Manifest) -> FaissIndex:
     return FaissIndex.load(folder)
 
 
-def read_store(work_dir: Path, embedder=None) -> StoreFiles:
-    """The published version's files; with `embedder`, refuse a store built with another model."""
+def read_store(work_dir: Path, embedder=None, verify: bool = True) -> StoreFiles:
+    """The published version's files, checked against their checksums (StoreDamagedError if they differ;
+    `verify=False` skips that, for benchmarks); with `embedder`, refuse a store built with another model."""
     folder = current_folder(work_dir)  # read CURRENT once: a build may publish meanwhile
     manifest = read_manifest(work_dir, folder)
     if embedder is not None:
         check_compatible(manifest, embedder)
+    if verify and not verify_version(folder, manifest):
+        logger.warning('feature store {} was built before checksums were recorded: it loads unchecked, and '
+                       '--verify cannot check it; {} to record them', folder, REBUILD)
     try:
         chunks = read_chunks(folder)
         vectors = load_mapped(folder / 'vectors.npy')
@@ -263,9 +251,13 @@ def read_store(work_dir: Path, embedder=None) -> StoreFiles:
     except StoreError:  # already says what to do (e.g. the Milvus server is down)
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise StoreError(f'feature store {folder} is damaged ({exc}): rebuild with --rebuild') from exc
+        raise StoreDamagedError(folder, f'{exc.__class__.__name__}: {exc}') from exc
     if not len(chunks) == len(vectors) == len(sparse) == len(dense):
-        raise StoreError(f'feature store {folder} is inconsistent: rebuild with --rebuild')
+        raise StoreDamagedError(folder, f'its parts disagree on the number of chunks ({len(chunks)} chunks, '
+                                f'{len(vectors)} vectors, {len(sparse)} BM25 rows, {len(dense)} in the dense index)')
+    if vectors.ndim != 2 or vectors.shape[1] != manifest.dimension:
+        raise StoreDamagedError(folder, f'vectors.npy has shape {vectors.shape}, the manifest says '
+                                f'{manifest.dimension} dimensions')
     if manifest.format_version < FORMAT_VERSION:
         # Calibrated for the score of an older version: its threshold means nothing to the new model.
         manifest.reject_threshold = None

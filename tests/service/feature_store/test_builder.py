@@ -102,6 +102,19 @@ def test_leftover_partial_write_does_not_break_loading_and_is_cleaned_at_the_nex
     assert not partial.exists() and (work / CURRENT).read_text() != before
 
 
+def test_leftover_pointer_and_report_files_are_removed_by_the_next_build(tmp_path, builder, embedder):
+    repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
+    builder.build(repo, work)
+    # What a crash between writing and renaming CURRENT (or report.json) leaves behind.
+    leftovers = [work / f'.{CURRENT}.{"ab" * 16}.tmp', work / f'.report.json.{"cd" * 16}.tmp']
+    for path in leftovers:
+        path.write_text('store-20990101T000000-dead00\n', encoding='utf-8')
+    assert len(FeatureStore.load(work, embedder).chunks) > 0
+    builder.build(repo, work)
+    assert not any(path.exists() for path in leftovers)
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith('.') and p.name != '.build.lock') == []
+
+
 def test_a_build_waits_for_the_running_one_and_keeps_its_files(tmp_path, builder, embedder):
     """A build started while another holds the workdir waits, then starts from what that one published."""
     repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'

@@ -15,6 +15,7 @@ from huixiangdou.service.feature_store.builder import FeatureStoreBuilder
 from huixiangdou.service.feature_store.reject_model import MODEL_FILE, RejectModel, RejectModelError
 from huixiangdou.service.feature_store.store import CURRENT, FeatureStore, StoreError
 from tests.conftest import REPO_ROOT, write_config
+from tests.service.feature_store.test_store_integrity import as_built_before_checksums
 
 
 @pytest.fixture(scope='module')
@@ -109,6 +110,7 @@ def test_store_of_the_previous_format_loads_and_asks_for_recalibration(tmp_path,
     old = tmp_path / 'work'
     shutil.copytree(work_dir, old)
     folder = old / (old / CURRENT).read_text().strip()
+    as_built_before_checksums(folder)  # a format-1 store has neither checksums nor a reject model
     manifest = json.loads((folder / 'manifest.json').read_text())
     manifest['format_version'] = 1
     (folder / 'manifest.json').write_text(json.dumps(manifest))
@@ -153,8 +155,13 @@ def test_damaged_or_missing_model_file_gives_a_store_error(tmp_path, sample_stor
     work_dir, _ = sample_store
     copy = tmp_path / 'work'
     shutil.copytree(work_dir, copy)
-    model = copy / (copy / CURRENT).read_text().strip() / MODEL_FILE
+    folder = copy / (copy / CURRENT).read_text().strip()
+    model = folder / MODEL_FILE
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])  # truncated zip
+    with pytest.raises(StoreError, match='reject_model.npz is .* bytes, the build wrote .*--rebuild'):
+        FeatureStore.load(copy, embedder)
+    # A store without checksums (built before they were recorded) still names the model file's problem.
+    as_built_before_checksums(folder)
     with pytest.raises(StoreError, match='recalibrate'):
         FeatureStore.load(copy, embedder)
     model.unlink()

@@ -17,6 +17,7 @@ from huixiangdou.service.feature_store import FeatureStore, Manifest
 from huixiangdou.service.feature_store.builder import FeatureStoreBuilder
 from huixiangdou.service.feature_store.store_files import current_folder
 from tests.conftest import REPO_ROOT
+from tests.service.feature_store.test_store_integrity import as_built_before_checksums
 
 QUESTIONS = ['如何重建索引?', 'mmpose 安装报错 cuda 怎么办', '飞书机器人怎么配置', '今天中午吃什么', 'hello']
 
@@ -92,6 +93,7 @@ def sample_copy(tmp_path_factory, sample_store):
 
 def _to_older_layout(folder):
     """Rewrite a version folder as stores were written before the chunk table and the BM25 arrays."""
+    as_built_before_checksums(folder)  # which was before checksums too
     table = ChunkTable(folder / ChunkTable.FILE)
     with open(folder / 'chunks.jsonl', 'w', encoding='utf-8') as f:
         for c in table:
