@@ -37,13 +37,13 @@ async def test_chatter_is_rejected_without_calling_the_llm(store, llm, fake_open
 
 async def test_on_topic_question_is_answered_with_a_citation(store, llm, fake_openai):
     fake_openai.responder = lambda messages: '在 [frontend.lark_group] 段填写 encrypt_key [1]。'
-    session = await Worker(WorkerConfig(), store, llm).run(Session(query='@茴香豆 ' + ON_TOPIC))
+    session = await Worker(WorkerConfig(), store, llm).run(Session(query=ON_TOPIC))
     assert session.code == ErrorCode.SUCCESS, session.debug
     assert session.reply.startswith('在 [frontend.lark_group]')
     assert session.references == [session.passages[0].reference]
     assert '飞书' in session.references[0] or 'lark' in session.references[0].lower()
     prompt = chat_requests(fake_openai)[-1].body['messages'][-1]['content']
-    assert '[1]' in prompt and ON_TOPIC in prompt and '@茴香豆' not in prompt
+    assert '[1]' in prompt and ON_TOPIC in prompt
 
 
 async def test_history_reaches_the_llm(store, llm, fake_openai):
@@ -138,10 +138,10 @@ async def test_a_quote_reaches_the_worker_intact_and_leaves_the_query_alone(stor
     log = tmp_path / 'work.txt'
     worker = Worker(WorkerConfig(), store, llm, log_path=log)
     query = '「飞书」机器人的 webhook 报这个错，config.ini 里 encrypt_key 要怎么配置？'
-    session = await worker.run(Session(query='@茴香豆 ' + query, quote=QUOTE, group_id='g1'))
+    session = await worker.run(Session(query=query, quote=QUOTE, group_id='g1'))
     assert session.code == ErrorCode.SUCCESS, session.debug
     assert session.quote == QUOTE                      # colon, URL and port intact
-    assert session.query == session.debug['preprocess']['cleaned'] == query  # the user's 「」 kept
+    assert session.query == session.text == query      # the user's 「」 kept
     assert session.features.text == query             # reject and retrieval judged the user's words
     prompt = chat_requests(fake_openai)[-1].body['messages'][-1]['content']
     assert QUOTE in prompt and query in prompt         # the answer knows what "this" refers to
