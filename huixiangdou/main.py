@@ -65,7 +65,10 @@ def sample_queries(config: Config) -> list[str]:
 
 
 def format_session(session) -> str:
-    refs = ', '.join(session.references)
+    """One line per answer; the references carry the numbers the reply cites them by."""
+    from huixiangdou.service.worker.citation import numbered
+
+    refs = ', '.join(numbered(session.references))
     reply = session.reply.replace('\n', ' ')
     return f'{session.code} | Query: {session.query} | Reply: {reply} | References: {refs}'
 

@@ -95,7 +95,7 @@ async def test_missing_store_is_built_first(tmp_path, fake_openai):
                                     'How do I install huixiangdou with install.sh?')
     assert code == 0, err
     assert 'Feature store written to' in out and 'files indexed: 1' in out
-    assert 'ErrorCode.SUCCESS | Query: How do I install' in out and 'References: install.md' in out
+    assert 'ErrorCode.SUCCESS | Query: How do I install' in out and 'References: [1] install.md' in out
     assert (tmp_path / 'work' / 'CURRENT').is_file()
 
 

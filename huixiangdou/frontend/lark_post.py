@@ -4,6 +4,8 @@ Shapes only; sending is done by lark.py (webhook) and lark_open_api.py (app).
 """
 from __future__ import annotations
 
+from huixiangdou.service.worker.citation import numbered
+
 QUOTE_LIMIT = 80
 
 
@@ -20,5 +22,5 @@ def answer_post(reply: str, references: list[str], question: str = '', title: st
     lines.extend([{'tag': 'text', 'text': line}] for line in reply.splitlines() or [''])
     if references:
         lines.append([{'tag': 'text', 'text': '参考资料 References:'}])
-        lines.extend([{'tag': 'text', 'text': f'- {ref}'}] for ref in references)
+        lines.extend([{'tag': 'text', 'text': ref}] for ref in numbered(references))
     return {'zh_cn': {'title': title, 'content': lines}}

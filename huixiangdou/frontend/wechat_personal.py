@@ -25,6 +25,7 @@ from huixiangdou.frontend.message_images import ImageLimits
 from huixiangdou.frontend.polled_answers import PolledAnswers
 from huixiangdou.frontend.wechat_app_protocol import (POLL, AppRequest, PolledItem, answer_for, app_body,
                                                        is_app_body, parse_app_request)
+from huixiangdou.frontend.wechat_mention import strip_mentions
 
 SECTION = 'frontend.wechat_personal'
 # Outcomes kept per group between polls. Rejections (queue_full, rate_limited) arrive at once, so
@@ -116,8 +117,8 @@ class WechatPersonalServer(CallbackServer):
             if items:
                 logger.info('wechat_personal: poll for group {} collected {} item(s)', post.group_id, len(items))
             return web.json_response(app_body(items=items))
-        message = GroupMessage(group_id=post.group_id, text=post.content, sender_id=post.username,
-                               group_name=post.groupname, message_id=uuid.uuid4().hex)
+        message = GroupMessage(group_id=post.group_id, text=strip_mentions(post.content),
+                               sender_id=post.username, group_name=post.groupname, message_id=uuid.uuid4().hex)
         self._app_posts[message.message_id] = post
         if not self.dispatcher.submit(message) and self.dispatcher.closed:
             self._app_posts.pop(message.message_id, None)
@@ -136,7 +137,7 @@ class WechatPersonalServer(CallbackServer):
         fields = {k: body.get(k, '') for k in ('group_name', 'sender', 'message_id', 'quote')}
         if not all(isinstance(v, str) for v in fields.values()):
             raise CallbackRejected(400, '"group_name", "sender", "message_id" and "quote" must be strings')
-        return GroupMessage(group_id=group_id, text=content.strip(), sender_id=fields['sender'],
+        return GroupMessage(group_id=group_id, text=strip_mentions(content), sender_id=fields['sender'],
                             group_name=fields['group_name'], quote=fields['quote'].strip(),
                             # Our own id keys the waiting request; the app's id is echoed back.
                             message_id=uuid.uuid4().hex, platform_ids={'client_id': fields['message_id']},

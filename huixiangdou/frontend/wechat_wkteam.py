@@ -23,6 +23,7 @@ from huixiangdou.frontend.message_images import ImageLimits, fetch_images
 from huixiangdou.frontend.seen_ids import SeenIds
 from huixiangdou.frontend.wkteam_api import SentMessage, WkteamApi
 from huixiangdou.frontend.wkteam_event import WkteamGroupMessage, parse_callback
+from huixiangdou.service.worker.citation import numbered
 
 SENT_REMEMBERED = 10000
 SEEN_IDS_FILE = 'wkteam_seen.sqlite'
@@ -36,7 +37,7 @@ def format_reply(question: str, reply: str, references: list[str]) -> str:
         question = question[:QUOTE_LIMIT - 1] + '…'
     parts = [f'「{question}」', '- - - - - - - - - - - - - - -', reply.strip()]
     if references:
-        parts.append('参考资料 References:\n' + '\n'.join(f'- {ref}' for ref in references))
+        parts.append('参考资料 References:\n' + '\n'.join(numbered(references)))
     return '\n'.join(parts)
 
 

@@ -5,19 +5,17 @@ and a group message with a field of the wrong type (or no wId) gives CallbackRej
 """
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from huixiangdou.frontend.callback_body import field_text
 from huixiangdou.frontend.errors import CallbackRejected
+from huixiangdou.frontend.wechat_mention import strip_mentions
 from huixiangdou.primitive.json_input import clean_text
 
 GROUP_TEXT = '80001'
 GROUP_IMAGE = '80002'
 GROUP_QUOTE = '80014'
-# WeChat puts a four-per-em space (U+2005) after each "@name"; a plain space ends a typed mention.
-_MENTION = re.compile(r'@[^@\u2005\s]{1,40}[\u2005 ]')
 
 
 @dataclass
@@ -33,10 +31,6 @@ class WkteamGroupMessage:
     quoted_new_msg_id: str = ''  # svrid of the quoted message
     # For an image push: its <msg><img …/></msg> XML, which wkteam's getMsgImg takes back to find the file.
     image_xml: str = ''
-
-
-def strip_mentions(text: str) -> str:
-    return _MENTION.sub(' ', text + ' ').strip()
 
 
 def _parse_quote(xml_text: str) -> tuple[str, str, str]:

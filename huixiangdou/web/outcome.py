@@ -37,13 +37,27 @@ def reason_of(code: str, reject: dict | None = None) -> str:
     return reason
 
 
+def numbered_passages(passages, references: list[str]) -> list[dict]:
+    """The passages under the numbers the reply cites: [n] is `references[n - 1]`, and its passages (two
+    chunks of one source share the number) are joined under it; sources given but not cited follow."""
+    order = list(references)
+    texts: dict[str, list[str]] = {reference: [] for reference in order}
+    for passage in passages:
+        if passage.reference not in texts:
+            order.append(passage.reference)
+            texts[passage.reference] = []
+        texts[passage.reference].append(passage.text)
+    return [{'n': n, 'reference': reference, 'text': '\n\n'.join(texts[reference])}
+            for n, reference in enumerate(order, 1)]
+
+
 def session_summary(session) -> dict:
     """The end of a message's run, as Try it and the assistant API report it."""
     code = session.code.name if session.code is not None else 'INTERNAL_ERROR'
     reject = session.debug.get('reject') if isinstance(session.debug.get('reject'), dict) else None
     answered = code == 'SUCCESS'
+    references = list(session.references) if answered else []
     return {'code': code, 'outcome': outcome_of(code), 'reason': reason_of(code, reject),
-            'reply': session.reply if answered else '', 'references': list(session.references) if answered else [],
-            'passages': [{'n': i, 'reference': p.reference, 'text': p.text}
-                         for i, p in enumerate(session.passages, 1)],
+            'reply': session.reply if answered else '', 'references': references,
+            'passages': numbered_passages(session.passages, references),
             'reject': reject}

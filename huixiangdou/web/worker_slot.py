@@ -16,22 +16,12 @@ from huixiangdou.web.api_error import ApiError
 
 
 def load_worker(config: Config, embedder=None):
-    """Worker.from_config, or, given an already loaded embedder, the same worker sharing that model (the
-    console then holds one copy of it for answering and building). Runs in a thread: it loads files."""
+    """The console's worker: Worker.from_config, the same factory `main` uses (so the same knowledge bases,
+    group routing, rerank, web search and OCR), sharing the console's already loaded `embedder` when given.
+    Runs in a thread: it loads files."""
     from huixiangdou.service.worker.pipeline import Worker
 
-    if embedder is None or config.worker.enable_rerank or config.worker.enable_web_search:
-        return Worker.from_config(config)
-    from huixiangdou.config import reject_throttle_override
-    from huixiangdou.service.feature_store import FeatureStore
-    from huixiangdou.service.llm_client import LLMClient
-    from huixiangdou.service.worker.pipeline import has_capable_llm
-
-    store = FeatureStore.load(config.path(config.feature_store.work_dir), embedder)
-    log_path = config.path(config.worker.save_path) if config.worker.save_path else None
-    return Worker(config.worker, store, LLMClient(config.llm),
-                  reject_throttle=reject_throttle_override(config, store.calibrated_threshold),
-                  log_path=log_path, capable_llm=has_capable_llm(config))
+    return Worker.from_config(config, embedder=embedder)
 
 
 class WorkerSlot:

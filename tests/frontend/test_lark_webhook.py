@@ -31,7 +31,7 @@ async def test_signed_post_is_accepted_by_a_bot_with_a_secret(fake_lark):
         await sender.close()
     body = fake_lark.webhook_posts[0]
     assert body['msg_type'] == 'post'
-    assert post_text(body).splitlines() == ['> 怎么安装？', '用 pip 安装', '参考资料 References:', f'- {REFERENCE}']
+    assert post_text(body).splitlines() == ['> 怎么安装？', '用 pip 安装', '参考资料 References:', f'[1] {REFERENCE}']
 
 
 async def test_wrong_secret_fails_once_with_the_lark_reason(fake_lark):

@@ -5,13 +5,17 @@ default one holds huixiangdou's install guides, "coffee" an espresso machine's m
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
 import shutil
+import time
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from huixiangdou.config import ConfigError, load_config
 from huixiangdou.main import ensure_feature_store
@@ -19,7 +23,9 @@ from huixiangdou.service.feature_store.__main__ import main as feature_store_mai
 from huixiangdou.service.feature_store.store import CURRENT
 from huixiangdou.service.worker.pipeline import Worker
 from huixiangdou.service.worker.session import ErrorCode, Session
-from tests.conftest import REPO_ROOT, write_config
+from huixiangdou.web.app import create_app
+from tests.conftest import REPO_ROOT, free_port, write_config
+from tests.web.test_api import parse_sse
 
 INSTALL_QUESTION = 'how do I install huixiangdou on ubuntu? does install.sh create the .venv?'
 COFFEE_QUESTION = '咖啡机的除垢程序怎么启动？多久需要除垢一次？'
@@ -277,3 +283,83 @@ def test_kb_names_an_unknown_knowledge_base(tmp_path):
     config = write_config(tmp_path / 'config.ini', **{'knowledge_base.coffee': {'work_dir': 'w'}})
     code, _, err = cli('--config', str(config), '--kb', 'tea')
     assert code == 1 and 'no knowledge base named "tea"; known: default, coffee' in err
+
+
+CONSOLE_TOKEN = 'console-admin-token-0123456789'
+# Each question in each group: the configured groups, a WeChat id with its suffix, a group with no section.
+ROUTES = [(group, question) for group in (DOCS_GROUP, COFFEE_GROUP, WECHAT_COFFEE_GROUP + '@chatroom', 'oc_stranger')
+          for question in (INSTALL_QUESTION, COFFEE_QUESTION)]
+
+
+@pytest.fixture
+async def console(two_bases, embedder, tmp_path):
+    """The web console on a copy of the two knowledge bases (a rebuild must not touch the module's), with the
+    already loaded embedder as `python -m huixiangdou.web` shares it; yields (config, base URL)."""
+    shutil.copytree(two_bases['root'], tmp_path / 'kb', ignore=shutil.ignore_patterns('.build.lock', '*.jsonl'))
+    port = free_port()
+    text = two_bases['config'].read_text(encoding='utf-8')
+    config = load_config(write_text(tmp_path / 'kb' / 'console.ini',
+                                    f'{text}\n[web]\nport = {port}\nadmin_token = "{CONSOLE_TOKEN}"\n'))
+    runner = web.AppRunner(create_app(config, embedder=embedder))
+    await runner.setup()
+    await web.TCPSite(runner, '127.0.0.1', port).start()
+    try:
+        yield config, f'http://127.0.0.1:{port}'
+    finally:
+        await runner.cleanup()
+
+
+async def console_answer(http, base: str, question: str, group: str) -> dict:
+    async with http.post(f'{base}/api/ask', json={'query': question, 'group_id': group}) as response:
+        assert response.status == 200
+        events = parse_sse(await response.text())
+    assert events[-1][0] == 'done', events
+    return events[-1][1]
+
+
+async def rebuild(http, base: str) -> dict:
+    async with http.post(f'{base}/api/rebuild', json={}) as response:
+        assert response.status in (200, 202), await response.text()
+    deadline = time.monotonic() + 300
+    while True:
+        async with http.get(f'{base}/api/rebuild') as response:
+            status = await response.json()
+        if status['state'] != 'running' or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.2)
+
+
+async def test_the_consoles_worker_routes_every_group_as_mains_does(console):
+    config, base = console
+    main_worker = Worker.from_config(config)   # what main and the frontends answer with
+    try:
+        async with aiohttp.ClientSession(headers={'Authorization': f'Bearer {CONSOLE_TOKEN}'}) as http:
+            for group, question in ROUTES:
+                shown = await console_answer(http, base, question, group)
+                main = await main_worker.run(Session(query=question, group_id=group))
+                assert (shown['code'], shown['references']) == (main.code.name, main.references), (group, question)
+    finally:
+        await main_worker.close()
+
+
+async def test_after_a_console_rebuild_each_group_is_still_answered_from_its_own_documents(console):
+    config, base = console
+    async with aiohttp.ClientSession(headers={'Authorization': f'Bearer {CONSOLE_TOKEN}'}) as http:
+        before = {route: await console_answer(http, base, *reversed(route)) for route in ROUTES}
+        status = await rebuild(http, base)
+        assert status['state'] == 'done', status
+        after = {route: await console_answer(http, base, *reversed(route)) for route in ROUTES}
+
+    coffee = after[(COFFEE_GROUP, COFFEE_QUESTION)]
+    assert coffee['code'] == 'SUCCESS' and any('除垢与清洁.md' in ref for ref in coffee['references']), coffee
+    install = after[(DOCS_GROUP, INSTALL_QUESTION)]
+    assert install['code'] == 'SUCCESS' and any(ref.startswith('install.md') for ref in install['references'])
+    # The coffee group never sees the install guides, nor the docs group the coffee machine's manual.
+    for (group, _), shown in after.items():
+        sources = {ref.split('#')[0] for ref in shown['references']} | {p['reference'].split('#')[0]
+                                                                       for p in shown['passages']}
+        coffee_group = group.split('@')[0] in (COFFEE_GROUP, WECHAT_COFFEE_GROUP)
+        assert not sources & ({'install.md', '安装.md'} if coffee_group else set(COFFEE_DOCS)), (group, sources)
+    # Unchanged documents: a rebuild changes no group's answer.
+    assert {route: (s['code'], s['references']) for route, s in after.items()} == \
+        {route: (s['code'], s['references']) for route, s in before.items()}

@@ -25,7 +25,7 @@ class Check:
     async def run(self, session: Session) -> None:
         try:
             relevance = await self.llm.generate(
-                prompt(session.language, 'relevance', query=session.search_text, reply=session.reply))
+                prompt(session.language, 'relevance', query=session.text, reply=session.reply))
             security = await self.llm.generate(prompt(session.language, 'security', reply=session.reply))
         except LLMClientError as exc:
             # Without a verdict the answer is not sent: an unchecked answer is worse than silence.

@@ -1,19 +1,20 @@
 """Generate stage: answer from numbered context passages, cited as [n]; a degenerate answer (loop,
 echo, empty, cut) is never kept: `auto` falls back to an extractive answer, `generate` stays silent.
 
-References are the passages the answer cites, or, when it cites none, the passages it was given.
-It does not judge relevance or safety (the check stage does).
+This is where an answer and its references are finalised: citations are renumbered as the reader sees
+them (citation.py), in the streamed pieces as in `session.reply`, so every consumer shows `[n]` against
+`references[n - 1]`. It does not judge relevance or safety (the check stage does).
 """
 from __future__ import annotations
 
 import contextlib
-import re
 from dataclasses import dataclass
 from typing import AsyncIterator
 
 from loguru import logger
 
 from huixiangdou.service.llm_client import LLMClientError, StreamPiece
+from huixiangdou.service.worker.citation import CitationNumbering, number_citations
 from huixiangdou.service.worker.degenerate import Degeneration, detect_degeneration
 from huixiangdou.service.worker.extract import Extract
 from huixiangdou.service.worker.image_text import error_lines
@@ -22,7 +23,6 @@ from huixiangdou.service.worker.session import ErrorCode, Passage, Session
 from huixiangdou.service.worker.stage import run_cpu
 
 ANSWER_MODES = ('auto', 'generate', 'extract')
-_CITE = re.compile(r'\[(\d{1,2})\]')
 # How often (in streamed pieces) a growing answer is checked for a loop or an echo, to stop early.
 CHECK_EVERY = 24
 # At most this much of a screenshot's text goes into the prompt (small models drown in a long log).
@@ -44,16 +44,6 @@ def fit_context(passages: list[Passage], max_chars: int) -> list[Passage]:
 def format_context(passages: list[Passage]) -> str:
     """Numbered passages without their paths: small models copy paths and brackets back verbatim."""
     return '\n\n'.join(f'[{i}] {p.text}' for i, p in enumerate(passages, 1))
-
-
-def cited_references(reply: str, passages: list[Passage], limit: int = 3) -> list[str]:
-    cited = [int(n) for n in _CITE.findall(reply) if 1 <= int(n) <= len(passages)]
-    chosen = [passages[n - 1] for n in cited] if cited else passages[:limit]
-    refs: list[str] = []
-    for p in chosen:
-        if p.reference not in refs:
-            refs.append(p.reference)
-    return refs
 
 
 @dataclass
@@ -130,7 +120,7 @@ class Generate:
         system = prompt(session.language, 'system')
         wording = prompt(session.language, 'generate', context='\n', query='\n', intro='')
         # The screenshot's text is what the user asked about: an answer may quote it without echoing.
-        return AnswerPrompt(system, user, passages, session.search_text, instructions=f'{system}\n{wording}')
+        return AnswerPrompt(system, user, passages, session.text, instructions=f'{system}\n{wording}')
 
     def _llm_stream(self, request: AnswerPrompt, history) -> AsyncIterator[StreamPiece]:
         return self.llm.stream_pieces(request.user, history=history, system=request.system)
@@ -143,8 +133,10 @@ class Generate:
     async def stream(self, session: Session) -> AsyncIterator[str]:
         """Yield answer pieces as they come; the session holds the final reply at the end.
 
-        In 'auto' mode a degenerate answer is replaced by an extractive one after the pieces were
-        yielded: the final answer is `session.reply`, and `session.debug['generate']['fallback']` says so.
+        The pieces carry the renumbered citations, so together they are `session.reply` (give or take
+        surrounding whitespace). In 'auto' mode a degenerate answer is replaced by an extractive one after
+        the pieces were yielded: the final answer is `session.reply`, and `session.debug['generate']['fallback']`
+        says so.
         """
         if self.answer_mode == 'extract' or (self.answer_mode == 'auto' and not self.capable_llm):
             debug = {'mode': 'extract'} if self.answer_mode == 'extract' else \
@@ -157,7 +149,8 @@ class Generate:
         debug: dict[str, object] = {'mode': self.answer_mode, 'passages': len(request.passages),
                                     'prompt_chars': len(request.system) + len(request.user)}
         session.debug[self.name] = debug
-        pieces: list[str] = []
+        pieces: list[str] = []   # the model's own words, as the degeneration checks must see them
+        numbering = CitationNumbering(request.passages)
         problem: Degeneration | None = None
         finish_reason: str | None = None
         try:
@@ -166,9 +159,10 @@ class Generate:
                     finish_reason = chunk.finish_reason or finish_reason
                     if not chunk.text:
                         continue
-                    piece = chunk.text
-                    pieces.append(piece)
-                    yield piece
+                    pieces.append(chunk.text)
+                    shown = numbering.feed(chunk.text)
+                    if shown:
+                        yield shown
                     if len(pieces) % CHECK_EVERY == 0:
                         problem = self._early_problem(''.join(pieces), request)
                         if problem is not None:
@@ -185,8 +179,10 @@ class Generate:
         problem = problem or detect_degeneration(text, request.context, finish_reason=finish_reason,
                                                  instructions=request.instructions)
         if problem is None:
-            session.reply = text
-            session.references = cited_references(text, request.passages)
+            tail = numbering.finish()
+            if tail:
+                yield tail
+            session.reply, session.references = numbering.text.strip(), numbering.references
             return
         debug['degenerate'] = str(problem)
         logger.info('degenerate answer for group={} ({}): {!r}', session.group_id, problem, text[:120])
@@ -211,5 +207,5 @@ class Generate:
         if not answer.text:
             session.finish(ErrorCode.BAD_ANSWER)
             return
-        session.reply = answer.text
-        session.references = answer.references
+        # The quotes carry the numbers of `session.passages`; the reader sees them renumbered.
+        session.reply, session.references = number_citations(answer.text, session.passages)

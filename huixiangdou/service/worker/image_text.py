@@ -13,7 +13,6 @@ import time
 
 from loguru import logger
 
-from huixiangdou.primitive.json_input import clean_text
 from huixiangdou.primitive.ocr import ImageRejected, OCREngine, OCRError, read_image_async
 from huixiangdou.service.worker.session import Session
 
@@ -93,6 +92,6 @@ class ImageText:
         if len(text) > self.max_chars:
             text = text[:self.max_chars].rstrip() + '…'
             debug['cut'] = True
-        session.image_text = clean_text(text)
+        session.add_image_text(text)
         debug['chars'] = len(text)
         session.debug[self.name] = debug

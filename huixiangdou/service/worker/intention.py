@@ -36,7 +36,7 @@ class Intention:
 
     async def run(self, session: Session) -> None:
         try:
-            reply = await self.llm.generate(prompt(session.language, 'intention', query=session.search_text))
+            reply = await self.llm.generate(prompt(session.language, 'intention', query=session.text))
         except LLMClientError as exc:
             # The judgement is an optional filter: without it the question still gets an answer.
             logger.warning('intention stage skipped: {}', exc)

@@ -21,13 +21,15 @@ class OnlineSearch:
         if session.passages and best >= self.min_cosine:
             return
         from huixiangdou.service.web_search import WebSearchError
+        debug: dict[str, object] = {'urls': []}
+        session.debug[self.name] = debug
         try:
-            results = await self.web_search.search(session.query, max_results=self.max_results)
+            results = await self.web_search.search(session.text, max_results=self.max_results)
         except WebSearchError as exc:
-            logger.warning('web search failed: {}', exc)
-            session.debug[self.name] = {'error': str(exc)}
+            logger.warning('web search failed for group={}: {}', session.group_id, exc)
+            debug['error'] = str(exc)
             results = []
         session.passages.extend(Passage(r.content or r.snippet, r.url, 0.0) for r in results)
-        session.debug[self.name] = [r.url for r in results]
+        debug['urls'] = [r.url for r in results]
         if not session.passages:
             session.finish(ErrorCode.NO_SEARCH_RESULT)

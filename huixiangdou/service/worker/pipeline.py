@@ -124,15 +124,22 @@ class Worker:
         return next(stage for stage in self.stages if isinstance(stage, Generate))
 
     @classmethod
-    def from_config(cls, config: Config) -> 'Worker':
-        """Load every knowledge base's store (built beforehand) and connect to the LLM server.
+    def from_config(cls, config: Config, embedder=None) -> 'Worker':
+        """Load every knowledge base's store (built beforehand) and connect to the LLM server: the one
+        factory of the worker, for `main`, the frontends and the web console alike (groups, knowledge
+        bases, rerank, web search, OCR and the saved outcome all come from `config`).
 
-        Knowledge bases with the same embedding model (or reranker) share one loaded copy of it."""
+        Knowledge bases with the same embedding model (or reranker) share one loaded copy of it.
+        `embedder`, when given, is that copy for [feature_store]'s model, already loaded (the console's
+        builder holds one): the knowledge bases naming that model answer with it instead of loading their own.
+        Loads files and models: call it in a thread from async code."""
         from huixiangdou.service.api_embedder import make_embedder
         from huixiangdou.service.feature_store import FeatureStore, StoreError
         from huixiangdou.service.llm_client import LLMClient
 
         embedders: dict[tuple[str, str], object] = {}
+        if embedder is not None:
+            embedders[(config.feature_store.embedding_model_path, config.feature_store.embedding_api_model)] = embedder
         rerankers: dict[str, object] = {}
         bases: dict[str, KnowledgeBase] = {}
         for name, fs in config.knowledge_bases().items():

@@ -18,7 +18,7 @@ class Rerank:
         if not session.passages:
             return
         try:
-            scores = await self.reranker.rerank(session.query, [p.text for p in session.passages])
+            scores = await self.reranker.rerank(session.text, [p.text for p in session.passages])
         except RerankError as exc:
             # Retrieval order is a fine answer on its own; a reranker outage must not silence the bot.
             logger.warning('rerank failed, keeping retrieval order: {}', exc)

@@ -48,13 +48,19 @@ class Passage:
 class Session:
     """One question on its way through the pipeline.
 
+    `text` is the message as every stage reads it (reject, retrieve, rerank, web search, intention, check,
+    the answer's question): the typed words, then the screenshot's text, plain. No label joins them: the
+    reject model learned from plain messages, and an error reads the same typed or photographed
+    (docs/worker.md, "Screenshots"). It is set from `query` and `image_text`, and only the image_text
+    stage changes it (`add_image_text`). `query` (what the user typed, as the frontend passed it, mentions
+    already removed there) and `image_text` stay for the saved outcome, the user's language and the
+    prompt, which shows the screenshot's text under a label of its own.
     `history` holds earlier (user, assistant) turns of the same conversation; `group_id` and
     `group_name` identify the chat; `debug` collects what each stage saw, keyed by stage name.
-    `features` is what the store computed about `search_text` (embedding, BM25, reject evidence): the
-    reject stage computes it once and retrieval reuses it.
-    `images` are the pictures that came with the message (a screenshot of an error, a meme); the
-    image_text stage reads them into `image_text`, which stays a field of its own: `query` is what the
-    user typed, and each later stage decides how to use the screenshot's text.
+    `features` is what the store computed about `text` (embedding, BM25, reject evidence): the reject
+    stage computes it once and retrieval reuses it.
+    `references` are numbered as the reply cites them: `[n]` in `reply` is `references[n - 1]`, and each
+    reference is cited (citation.py).
     """
     query: str
     history: list[tuple[str, str]] = field(default_factory=list)
@@ -76,6 +82,7 @@ class Session:
     images: list[bytes] = field(default_factory=list, repr=False)
     image_text: str = ''
     debug: dict[str, object] = field(default_factory=dict)
+    text: str = field(init=False, default='')
 
     def __post_init__(self):
         # The worker's edge: text from any frontend must encode as UTF-8 in logs, prompts and saved outcomes.
@@ -83,14 +90,14 @@ class Session:
         self.history = [(clean_text(user), clean_text(bot)) for user, bot in self.history]
         self.group_id, self.group_name = clean_text(self.group_id), clean_text(self.group_name)
         self.image_text = clean_text(self.image_text)
+        self.text = self._joined()
 
-    @property
-    def search_text(self) -> str:
-        """What the reject model and retrieval judge: the typed words, then the screenshot's text, plain.
+    def add_image_text(self, image_text: str) -> None:
+        """What the message's images read; the one change `text` sees after the session is made."""
+        self.image_text = clean_text(image_text)
+        self.text = self._joined()
 
-        No label joins them: the reject model learned from plain messages, and an error message reads
-        the same typed or photographed (docs/worker.md, "Screenshots").
-        """
+    def _joined(self) -> str:
         return '\n'.join(part for part in (self.query, self.image_text) if part)
 
     @property

@@ -25,9 +25,9 @@ async def run_cpu(fn: Callable[..., T], *args) -> T:
 
 
 async def query_features(store: 'FeatureStore', session: Session) -> 'QueryFeatures':
-    """The store's features of `session.search_text` (the typed words and any screenshot's text), computed
+    """The store's features of `session.text` (the typed words and any screenshot's text), computed
     by the first stage that asks and carried on the session for the next (reject computes, retrieval reuses)."""
-    text = session.search_text
+    text = session.text
     if session.features is None or session.features.text != text:
         session.features = (await run_cpu(store.featurize, [text]))[0]
     return session.features

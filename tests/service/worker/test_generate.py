@@ -35,7 +35,8 @@ async def test_a_good_answer_is_kept_with_the_passages_it_cites(sample_feature_s
     fake_openai.responder = lambda messages: 'chunk_size 默认是 256 个 token [2]。'
     session = retrieved(sample_feature_store, QUERY_ZH, 'zh')
     await Generate(llm, embedder=sample_feature_store.embedder).run(session)
-    assert session.code is None and session.reply == 'chunk_size 默认是 256 个 token [2]。'
+    # The second passage is the only source cited: the reader sees it as [1], the first reference.
+    assert session.code is None and session.reply == 'chunk_size 默认是 256 个 token [1]。'
     assert session.references == [session.passages[1].reference]
     assert 'fallback' not in session.debug['generate']
 

@@ -37,13 +37,13 @@ async def test_chatter_is_rejected_without_calling_the_llm(store, llm, fake_open
 
 async def test_on_topic_question_is_answered_with_a_citation(store, llm, fake_openai):
     fake_openai.responder = lambda messages: '在 [frontend.lark_group] 段填写 encrypt_key [1]。'
-    session = await Worker(WorkerConfig(), store, llm).run(Session(query='@茴香豆 ' + ON_TOPIC))
+    session = await Worker(WorkerConfig(), store, llm).run(Session(query=ON_TOPIC))
     assert session.code == ErrorCode.SUCCESS, session.debug
     assert session.reply.startswith('在 [frontend.lark_group]')
     assert session.references == [session.passages[0].reference]
     assert '飞书' in session.references[0] or 'lark' in session.references[0].lower()
     prompt = chat_requests(fake_openai)[-1].body['messages'][-1]['content']
-    assert '[1]' in prompt and ON_TOPIC in prompt and '@茴香豆' not in prompt
+    assert '[1]' in prompt and ON_TOPIC in prompt
 
 
 async def test_history_reaches_the_llm(store, llm, fake_openai):
@@ -138,10 +138,10 @@ async def test_a_quote_reaches_the_worker_intact_and_leaves_the_query_alone(stor
     log = tmp_path / 'work.txt'
     worker = Worker(WorkerConfig(), store, llm, log_path=log)
     query = '「飞书」机器人的 webhook 报这个错，config.ini 里 encrypt_key 要怎么配置？'
-    session = await worker.run(Session(query='@茴香豆 ' + query, quote=QUOTE, group_id='g1'))
+    session = await worker.run(Session(query=query, quote=QUOTE, group_id='g1'))
     assert session.code == ErrorCode.SUCCESS, session.debug
     assert session.quote == QUOTE                      # colon, URL and port intact
-    assert session.query == session.debug['preprocess']['cleaned'] == query  # the user's 「」 kept
+    assert session.query == session.text == query      # the user's 「」 kept
     assert session.features.text == query             # reject and retrieval judged the user's words
     prompt = chat_requests(fake_openai)[-1].body['messages'][-1]['content']
     assert QUOTE in prompt and query in prompt         # the answer knows what "this" refers to
@@ -218,3 +218,34 @@ async def test_lone_surrogates_and_an_unwritable_log_do_not_fail_the_message(sto
     log.mkdir()
     session = await worker.run(Session(query=ON_TOPIC, group_id='g1'))
     assert session.code == ErrorCode.SUCCESS
+
+
+SCREENSHOT = "ModuleNotFoundError: No module named 'tomllib'"
+
+
+async def test_a_screenshot_alone_is_what_rerank_and_web_search_read(store, llm, fake_openai, tmp_path):
+    # A picture sent alone: no typed words, the screenshot's text is the message every stage reads.
+    from huixiangdou.service.worker.rerank import Rerank
+    session = Session(query='', image_text=SCREENSHOT, passages=[Passage('python 3.11 needed', 'install.md')])
+    assert session.text == SCREENSHOT
+    await Rerank(Reranker(f'{fake_openai.base_url}/rerank', api_token=fake_openai.api_key)).run(session)
+    [request] = [r for r in fake_openai.requests if r.path == '/v1/rerank']
+    assert request.body['query'] == SCREENSHOT
+    async with FakeWeb() as fake:
+        fake.organic = [{'title': 'tomllib', 'link': 'https://docs.python.org/3/library/tomllib.html',
+                         'snippet': 'tomllib is new in Python 3.11'}]
+        search = WebSearch(WebSearchConfig(serper_base_url=fake.base_url, serper_x_api_key=fake.api_key,
+                                           fetch_pages=0), save_dir=tmp_path)
+        await OnlineSearch(search).run(Session(query='', image_text=SCREENSHOT))
+        assert [r.query for r in fake.requests] == [SCREENSHOT]
+
+
+async def test_a_failed_web_search_keeps_its_error_in_the_record(tmp_path):
+    async with FakeWeb() as fake:
+        fake.fail(500, times=5)
+        search = WebSearch(WebSearchConfig(serper_base_url=fake.base_url, serper_x_api_key=fake.api_key,
+                                           fetch_pages=0, max_retries=0), save_dir=tmp_path)
+        session = Session(query='torch.compile 是什么')
+        await OnlineSearch(search).run(session)
+    assert session.code == ErrorCode.NO_SEARCH_RESULT
+    assert session.debug['web_search']['urls'] == [] and '500' in session.debug['web_search']['error']

@@ -83,7 +83,7 @@ function showMessages(table, messages, mark) {
       h('td', { class: 'query' }, m.query),
       h('td', { class: 'result' }, badge(m.outcome, OUTCOMES[m.outcome] || 'muted'), h('div', { class: 'reason muted small' }, m.reason)),
       h('td', { class: 'reply' }, m.reply ? h('details', {}, h('summary', {}, m.reply.slice(0, 60) + (m.reply.length > 60 ? '…' : '')),
-        h('div', { class: 'reply-text' }, m.reply), m.references?.length ? h('div', { class: 'muted small' }, `Sources: ${m.references.join(', ')}`) : null) : h('span', { class: 'muted' }, '—')),
+        h('div', { class: 'reply-text' }, m.reply), m.references?.length ? h('div', { class: 'muted small' }, `Sources: ${m.references.map((reference, i) => `[${i + 1}] ${reference}`).join(", ")}`) : null) : h('span', { class: 'muted' }, '—')),
       labelCell,
       h('td', { class: 'actions' }, h('div', { class: 'mark' },
         h('button', { type: 'button', class: 'mark-answer ghost', title: 'The bot should have answered this: add it to the on-topic examples' }, 'Should have answered'),
