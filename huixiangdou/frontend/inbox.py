@@ -133,7 +133,7 @@ class Inbox:
             raise RuntimeError('Inbox.open() must be called before use')
         try:
             return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise InboxError(f'inbox {self.path}: {exc}; check the disk (free space, permissions) under the '
                              'workdir') from exc
 
