@@ -76,7 +76,8 @@ class WechatWkteamServer(CallbackServer):
         await self.api.warm_up()
 
     async def start(self) -> int:
-        # The inbox is local and needed for the first callback, so it opens here, not in warm_up.
+        # The inbox and the history are local and needed for the first callback (and the replay below).
+        self.history.warm_up()
         await self.inbox.open()
         # Pushes acknowledged by the last run but never answered: queued before any new one.
         for entry in await self.inbox.replay():
