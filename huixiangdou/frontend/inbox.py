@@ -219,6 +219,19 @@ class Inbox:
             logger.info('inbox {}: answering {} message(s) left pending by the last run', self.path, len(entries))
         return entries
 
+    async def replay_as(self, build: Callable[[dict], T]) -> list[tuple[str, T]]:
+        """replay(), each payload rebuilt with `build`; one it cannot rebuild (stored by another version)
+        is skipped as unreadable rather than stop the start."""
+        rebuilt = []
+        for entry in await self.replay():
+            try:
+                rebuilt.append((entry.message_id, build(entry.payload)))
+            except (TypeError, KeyError, ValueError) as exc:
+                logger.error('inbox {}: message {} cannot be read back ({}); not answered', self.path,
+                             entry.message_id, exc)
+                await self.skipped([entry.message_id], 'unreadable')
+        return rebuilt
+
     def _prune(self, db: sqlite3.Connection) -> None:
         db.execute('DELETE FROM inbox WHERE state != ? AND accepted_at < ?', (PENDING, self.clock() - self.keep_seconds))
 

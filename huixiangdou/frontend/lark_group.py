@@ -95,8 +95,8 @@ class LarkGroupServer(CallbackServer):
         # The inbox is local and needed for the first callback, so it opens here, not in warm_up.
         await self.inbox.open()
         # Messages acknowledged by the last run but never answered: queued before any new one.
-        for entry in await self.inbox.replay():
-            self._dispatch(LarkTextMessage(**entry.payload))
+        for _, message in await self.inbox.replay_as(lambda payload: LarkTextMessage(**payload)):
+            self._dispatch(message)
         return await super().start()
 
     def build_app(self) -> web.Application:

@@ -85,9 +85,8 @@ class WechatPersonalServer(CallbackServer):
         await self.inbox.open()
         await self.polled.open()
         # Posts acknowledged by the last run but never answered: queued before any new one.
-        for entry in await self.inbox.replay():
-            post = AppRequest.from_json(entry.payload)
-            self._submit_app(post, entry.message_id)
+        for message_id, post in await self.inbox.replay_as(AppRequest.from_json):
+            self._submit_app(post, message_id)
         return await super().start()
 
     async def close(self) -> None:

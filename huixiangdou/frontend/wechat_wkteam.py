@@ -80,8 +80,8 @@ class WechatWkteamServer(CallbackServer):
         self.history.warm_up()
         await self.inbox.open()
         # Pushes acknowledged by the last run but never answered: queued before any new one.
-        for entry in await self.inbox.replay():
-            self._dispatch(WkteamGroupMessage(**entry.payload))
+        for _, message in await self.inbox.replay_as(lambda payload: WkteamGroupMessage(**payload)):
+            self._dispatch(message)
         return await super().start()
 
     def build_app(self) -> web.Application:

@@ -154,3 +154,20 @@ async def test_a_polled_answer_and_its_message_settle_together_and_survive_a_reo
                                                AppAnswer(3, 'unrelated')]
     assert taken[0].request == request
     await reopened.close()
+
+
+async def test_a_payload_that_cannot_be_read_back_is_skipped_not_fatal(tmp_path):
+    """A message stored by another version (a field renamed) must not stop the frontend from starting."""
+    path = tmp_path / 'inbox.sqlite'
+    inbox = await opened(path)
+    await inbox.accept('om_old', {'old_field': 1})
+    await inbox.accept('om_ok', {'text': 'hi'})
+    await inbox.close()
+
+    def build(payload: dict) -> str:
+        return payload['text']
+
+    reopened = await opened(path)
+    assert await reopened.replay_as(build) == [('om_ok', 'hi')]
+    assert await reopened.state('om_old') == SKIPPED
+    await reopened.close()
