@@ -1,9 +1,12 @@
-"""Reads a platform callback's JSON body with a size limit, and its fields with type checks, turning bad
-input into CallbackRejected.
+"""Reads a platform callback's JSON body with a size limit and a time limit, and its fields with type
+checks, turning bad input into CallbackRejected.
 
-Shared by the Lark, WeChat and wkteam servers; authentication is each server's own job.
+Shared by the Lark, WeChat and wkteam servers (every request body they read goes through
+read_json_body or read_raw_body); authentication is each server's own job.
 """
 from __future__ import annotations
+
+import asyncio
 
 from aiohttp import web
 
@@ -11,22 +14,25 @@ from huixiangdou.frontend.errors import CallbackRejected
 from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
 
 
-async def read_json_body(request: web.Request, max_size: int) -> tuple[bytes, dict]:
-    """Return (raw bytes, parsed object); 413 over `max_size`, 400 for anything but a bounded JSON object."""
+async def read_json_body(request: web.Request, max_size: int, timeout: float) -> tuple[bytes, dict]:
+    """Return (raw bytes, parsed object); 413 over `max_size`, 408 when the body takes over `timeout`
+    seconds, 400 for anything but a bounded JSON object."""
     if request.content_length is not None and request.content_length > max_size:
         raise CallbackRejected(413, f'body of {request.content_length} bytes exceeds {max_size}')
-    # Read in chunks and stop past the limit, so a chunked upload without Content-Length cannot
-    # make us buffer more than max_size.
-    chunks, size = [], 0
-    while True:
-        chunk = await request.content.read(65536)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > max_size:
-            raise CallbackRejected(413, f'body exceeds {max_size} bytes')
-        chunks.append(chunk)
-    raw = b''.join(chunks)
+
+    async def read() -> bytes:
+        # Read in chunks and stop past the limit, so a chunked upload without Content-Length cannot
+        # make us buffer more than max_size.
+        chunks, size = [], 0
+        while True:
+            chunk = await request.content.read(65536)
+            if not chunk:
+                return b''.join(chunks)
+            size += len(chunk)
+            if size > max_size:
+                raise CallbackRejected(413, f'body exceeds {max_size} bytes')
+            chunks.append(chunk)
+    raw = await _within(timeout, read())
     try:
         body = parse_json_object(raw)
     except InvalidJson as exc:
@@ -34,15 +40,24 @@ async def read_json_body(request: web.Request, max_size: int) -> tuple[bytes, di
     return raw, body
 
 
-async def read_raw_body(request: web.Request, max_size: int) -> bytes:
+async def read_raw_body(request: web.Request, max_size: int, timeout: float) -> bytes:
     """The body bytes, unparsed (for a signature over the raw bytes); 413 past max_size (aiohttp stops
-    reading at the app's client_max_size)."""
+    reading at the app's client_max_size), 408 when the body takes over `timeout` seconds."""
     if request.content_length is not None and request.content_length > max_size:
         raise CallbackRejected(413, f'body of {request.content_length} bytes exceeds {max_size}')
     try:
-        return await request.read()
+        return await _within(timeout, request.read())
     except web.HTTPRequestEntityTooLarge:
         raise CallbackRejected(413, f'body exceeds {max_size} bytes') from None
+
+
+async def _within(timeout: float, reading):
+    """Await `reading`; 408 past `timeout` seconds (a body that never completes must not hold the connection)."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await reading
+    except TimeoutError:
+        raise CallbackRejected(408, f'request body not received within {timeout:g} s') from None
 
 
 def parse_object_body(raw: bytes) -> dict:

@@ -15,6 +15,12 @@ from loguru import logger
 
 from huixiangdou.frontend.errors import FrontendError
 
+# A slow client must not hold a connection open for ever (slowloris). Headers: the request line and
+# headers must arrive within HEADER_TIMEOUT of the connection opening (or of the previous response on a
+# kept-alive connection), which is also how long an idle connection is kept. Body: once the headers are
+# in, the whole body must arrive within BODY_TIMEOUT (else 408). The console and the LLM server use 75 s.
+HEADER_TIMEOUT = 75.0
+BODY_TIMEOUT = 75.0
 # A path segment that works as a shared secret: long, URL-safe, and not a word someone would guess.
 SECRET_SEGMENT_MIN_LENGTH = 16
 _URL_SAFE = re.compile(r'[A-Za-z0-9_-]+')
@@ -62,9 +68,15 @@ def require_protected(name: str, section: str, host: str, token: str, path: str,
 
 
 class CallbackServer:
-    """Binds `build_app()` to host:port. Subclasses set `name`, `host`, `port` and implement build_app."""
+    """Binds `build_app()` to host:port. Subclasses set `name`, `host`, `port` and implement build_app.
+
+    `header_timeout` and `body_timeout` (seconds) cut off slow clients; handlers pass `body_timeout` to
+    callback_body's readers. Tests lower them on the instance before start().
+    """
 
     name = 'callback'
+    header_timeout = HEADER_TIMEOUT
+    body_timeout = BODY_TIMEOUT
 
     def __init__(self, host: str, port: int):
         self.host = host
@@ -79,7 +91,9 @@ class CallbackServer:
 
     async def start(self) -> int:
         """Serve on host:port and return the bound port (a configured 0 picks a free one)."""
-        self._runner = web.AppRunner(self.build_app(), access_log=None)
+        # aiohttp arms keepalive_timeout when a connection opens and re-arms it after each response, and
+        # closes the connection if no complete request head arrived by then: a header deadline.
+        self._runner = web.AppRunner(self.build_app(), access_log=None, keepalive_timeout=self.header_timeout)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         try:

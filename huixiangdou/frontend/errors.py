@@ -37,3 +37,7 @@ class CallbackRejected(Exception):
         self.status = status
         self.reason = reason
         super().__init__(f'{status}: {reason}')
+
+
+class InboxError(FrontendError):
+    """The durable inbox (SQLite in the workdir) could not be read or written; the message is not acknowledged."""

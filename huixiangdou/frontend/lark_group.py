@@ -1,7 +1,8 @@
 """The `lark_group` frontend: a Lark app's event-callback server that answers group messages in thread.
 
-Verifies, decrypts and deduplicates callbacks, acknowledges at once, and leaves answering to the
-GroupDispatcher; Open Platform calls live in lark_open_api.py.
+Verifies and decrypts callbacks, commits each message to the inbox before acknowledging it (so a crash
+or a redelivery answers it exactly once, barring a crash right after sending), and leaves answering to
+the GroupDispatcher; Open Platform calls live in lark_open_api.py.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import hmac
 import time
 from collections import OrderedDict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -18,19 +20,19 @@ from loguru import logger
 from huixiangdou.config import FrontendConfig, LarkGroupConfig
 from huixiangdou.frontend.callback_body import parse_object_body, read_raw_body, rejection_response
 from huixiangdou.frontend.callback_server import CallbackServer
-from huixiangdou.frontend.errors import CallbackRejected, LarkApiError
+from huixiangdou.frontend.errors import CallbackRejected, InboxError, LarkApiError
 from huixiangdou.frontend.group_dispatcher import GroupDispatcher
 from huixiangdou.frontend.group_message import GroupMessage, Outcome, OutcomeStatus, Responder
+from huixiangdou.frontend.inbox import Acceptance, Inbox
 from huixiangdou.frontend.lark_crypto import LarkCryptoError, decrypt_payload, verify_event_signature
 from huixiangdou.frontend.lark_event import (MESSAGE_EVENT, LarkTextMessage, field_object, field_text,
                                              parse_message_event)
 from huixiangdou.frontend.lark_open_api import LarkOpenApi
 from huixiangdou.frontend.lark_post import answer_post
 from huixiangdou.frontend.message_images import ImageLimits, fetch_images
-from huixiangdou.frontend.seen_ids import SeenIds
 
 REPLIES_REMEMBERED = 10000
-SEEN_IDS_FILE = 'lark_group_seen.sqlite'
+INBOX_FILE = 'lark_group_inbox.sqlite'
 # A reply waits at most this long for the message it answers (its quote) before it is answered without it.
 QUOTE_FETCH_SECONDS = 3.0
 
@@ -47,8 +49,10 @@ class LarkGroupServer(CallbackServer):
 
     Security: with an Encrypt Key, every event must be encrypted and carry a valid X-Lark-Signature;
     with a Verification Token, the token inside the event must match. Anything else gets 401.
-    Events sent (signed timestamp) or created (header.create_time) more than max_event_age ago get 400,
-    and ids already seen, also before a restart when `state_dir` is given, are acknowledged and dropped.
+    Events sent (signed timestamp) or created (header.create_time) more than max_event_age ago get 400.
+    A message to answer is committed to the inbox before the 200 (a failed write gets 503, so Lark
+    redelivers); with `state_dir` the inbox is a file: what a crash left unanswered is answered at the
+    next start, and a redelivered message id is acknowledged and not answered again.
     """
 
     name = 'lark_group'
@@ -63,11 +67,12 @@ class LarkGroupServer(CallbackServer):
         super().__init__(self.config.host, self.config.port if port is None else port)
         self.api = api or LarkOpenApi(self.config.app_id, self.config.app_secret, self.config.base_url)
         self.dispatcher = GroupDispatcher.from_config(frontend, responder, self._on_outcome)
-        # Event and message ids share one table, told apart by an "event:" / "message:" prefix.
-        self._seen = SeenIds(Path(state_dir) / SEEN_IDS_FILE if state_dir is not None else ':memory:')
+        # Keyed by message id: Lark redelivers an event with the same event id and message id, so the
+        # message id alone recognises a redelivery.
+        self.inbox = Inbox(Path(state_dir) / INBOX_FILE if state_dir is not None else ':memory:')
         if state_dir is None:
-            logger.warning('lark_group: no state folder given, so seen event ids are kept in memory and a '
-                           'redelivery after a restart is answered again')
+            logger.warning('lark_group: no state folder given, so the inbox is kept in memory: a message left '
+                           'unanswered by a crash is lost, and a redelivery after a restart is answered again')
         self._clock = clock
         # Our reply id -> (asker open_id, asked message id), and asked message id -> our reply id,
         # so a revoke word in the thread finds the answer to recall.
@@ -87,8 +92,11 @@ class LarkGroupServer(CallbackServer):
             logger.info('lark_group: answering only messages that @ the bot {}', self._bot_open_id)
 
     async def start(self) -> int:
-        # The seen-id store is local and needed for the first callback, so it opens here, not in warm_up.
-        self._seen.warm_up()
+        # The inbox is local and needed for the first callback, so it opens here, not in warm_up.
+        await self.inbox.open()
+        # Messages acknowledged by the last run but never answered: queued before any new one.
+        for _, message in await self.inbox.replay_as(lambda payload: LarkTextMessage(**payload)):
+            self._dispatch(message)
         return await super().start()
 
     def build_app(self) -> web.Application:
@@ -101,7 +109,7 @@ class LarkGroupServer(CallbackServer):
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.api.close()
-        self._seen.close()
+        await self.inbox.close()
 
     # ---- callback -------------------------------------------------------------------------------
 
@@ -116,15 +124,16 @@ class LarkGroupServer(CallbackServer):
             event = field_object(payload, 'event', 'body')
             event_type = field_text(header, 'event_type', 'header') or field_text(event, 'type', 'event')
             event_id = field_text(header, 'event_id', 'header') or field_text(payload, 'uuid', 'body')
-            # Parsed before the id is recorded, so a malformed event is refused without being remembered.
+            # Parsed before anything is stored, so a malformed event is refused without being remembered.
             message = parse_message_event(event) if event_type == MESSAGE_EVENT else None
-            if not self._seen.add(f'event:{event_id}' if event_id else ''):
-                logger.info('lark_group: duplicate delivery of event {} ignored', event_id)
-                return web.json_response({})
             if message is not None:
-                self._accept_message(message)
+                await self._accept_message(message)
             elif event_type != MESSAGE_EVENT:
                 logger.debug('lark_group: ignored event type {!r} ({})', event_type, event_id)
+        except InboxError as exc:
+            # No 200, so Lark delivers the event again later.
+            logger.error('lark_group: event {} not accepted: {}', event_id, exc)
+            return web.json_response({'error': 'cannot store the message'}, status=503)
         except CallbackRejected as exc:
             logger.warning('lark_group: rejected callback from {}: {} {}', request.remote, exc.status, exc.reason)
             return rejection_response(exc)
@@ -135,7 +144,7 @@ class LarkGroupServer(CallbackServer):
 
         With an Encrypt Key the signature is checked on the raw bytes before anything is parsed.
         """
-        raw = await read_raw_body(request, self.frontend.max_body_size)
+        raw = await read_raw_body(request, self.frontend.max_body_size, self.body_timeout)
         encrypt_key = self.config.encrypt_key
         signature = request.headers.get('X-Lark-Signature', '')
         if encrypt_key and signature:
@@ -187,19 +196,25 @@ class LarkGroupServer(CallbackServer):
             raise CallbackRejected(400, f'{where} is {age:.0f} s from now, outside max_event_age '
                                         f'{self.config.max_event_age:.0f} s: a replayed or stale event')
 
-    def _accept_message(self, message: LarkTextMessage) -> None:
+    async def _accept_message(self, message: LarkTextMessage) -> None:
         if message.chat_type != 'group' or message.sender_type != 'user':
             return
-        if not self._seen.add(f'message:{message.message_id}' if message.message_id else ''):
-            logger.info('lark_group: message {} delivered twice; answered once', message.message_id)
-            return
+        # Decided again for a redelivery, the same way: only messages to answer cost a disk write.
         if self._revoke_if_asked(message):
             return
         if self.config.only_at_bot and self._bot_open_id not in message.mentioned_open_ids:
             return
-        with_images = bool(message.image_keys) and self.images.enabled
-        if not message.text and not with_images:
+        if not message.text and not (message.image_keys and self.images.enabled):
             return
+        acceptance = await self.inbox.accept(message.message_id, asdict(message))
+        if acceptance is Acceptance.NEW:
+            self._dispatch(message)
+        else:
+            logger.info('lark_group: message {} delivered again ({}); answered once', message.message_id,
+                        acceptance.value)
+
+    def _dispatch(self, message: LarkTextMessage) -> None:
+        with_images = bool(message.image_keys) and self.images.enabled
         if message.parent_id or with_images:
             # What the message needs from the Open Platform first: the message it replies to (its quote)
             # and its images.
@@ -219,6 +234,7 @@ class LarkGroupServer(CallbackServer):
         if not message.text and not images:
             logger.info('lark_group: message {} in chat {} is only images, and none could be read; '
                         'nothing to answer', message.message_id, message.chat_id)
+            await self.inbox.skipped([message.message_id], 'image_unreadable')
             return
         self._submit(message, quote, images)
 
@@ -251,10 +267,11 @@ class LarkGroupServer(CallbackServer):
                 return True
         return False
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _recall(self, reply_id: str, chat_id: str) -> None:
         try:
@@ -268,11 +285,26 @@ class LarkGroupServer(CallbackServer):
     # ---- answers --------------------------------------------------------------------------------
 
     async def _on_outcome(self, outcome: Outcome) -> None:
+        asked = outcome.message
+        settled = [asked.message_id, *asked.merged_message_ids]
+        if outcome.status is OutcomeStatus.MERGED:
+            return  # settled with the message it was merged into
         if outcome.status is not OutcomeStatus.ANSWERED:
+            await self.inbox.skipped(settled, outcome.status.value)
             return
+        # A task of its own, shielded and awaited by close(): a shutdown lets a reply being sent be recorded,
+        # rather than leave it pending for the next start to send again.
+        await asyncio.shield(self._spawn(self._reply(outcome, settled)))
+
+    async def _reply(self, outcome: Outcome, settled: list[str]) -> None:
         asked = outcome.message
         post = answer_post(outcome.reply, outcome.references)
+        # A LarkApiError leaves the message pending: the next start tries again.
         reply_id = await self.api.reply(asked.message_id, post, in_thread=True, uuid=f'hxd-{asked.message_id}')
+        # Sent, not yet recorded: a crash right here leaves the message pending and the next start replies
+        # again (at-least-once). Lark drops a reply whose uuid it saw within the hour, so the duplicate
+        # shows only when that start comes more than an hour later.
+        await self.inbox.answered(settled, reply=outcome.reply, reply_id=reply_id or '')
         logger.info('lark_group: answered message {} in chat {} with {}', asked.message_id, asked.group_id, reply_id)
         if reply_id:
             self._replies[reply_id] = (asked.sender_id, asked.message_id)
@@ -284,5 +316,5 @@ class LarkGroupServer(CallbackServer):
 
 async def run_lark_group(frontend: FrontendConfig, responder: Responder, state_dir: str | Path | None = None,
                          images: ImageLimits = ImageLimits()) -> None:
-    """Serve until cancelled; `state_dir` (the workdir) keeps seen event ids across restarts."""
+    """Serve until cancelled; `state_dir` (the workdir) keeps the inbox across restarts."""
     await LarkGroupServer(frontend, responder, state_dir=state_dir, images=images).serve_forever()

@@ -34,11 +34,11 @@ async def run_frontend(config: Config, responder: Responder) -> None:
         await run_lark_webhook(frontend, responder)
     elif kind == 'lark_group':
         from huixiangdou.frontend.lark_group import run_lark_group
-        # Seen event ids live in the workdir, so a redelivery after a restart is not answered twice.
+        # The inbox lives in the workdir: a crash loses no acknowledged message, a redelivery is answered once.
         await run_lark_group(frontend, responder, config.path(config.feature_store.work_dir), images)
     elif kind == 'wechat_personal':
         from huixiangdou.frontend.wechat_personal import run_wechat_personal
-        await run_wechat_personal(frontend, responder, images)
+        await run_wechat_personal(frontend, responder, images, config.path(config.feature_store.work_dir))
     elif kind == 'wechat_wkteam':
         from huixiangdou.frontend.wechat_wkteam import run_wechat_wkteam
         history_path = config.path(config.feature_store.work_dir) / 'wkteam.sqlite'

@@ -47,6 +47,12 @@ class AppRequest:
         return {'query_id': self.query_id, 'groupname': self.groupname, 'username': self.username,
                 'query': {'type': self.query_type, 'content': self.content}}
 
+    @classmethod
+    def from_json(cls, data: dict) -> 'AppRequest':
+        """Back from to_json (a post kept in the inbox); the data is our own, already validated once."""
+        return cls(data['query_id'], data['groupname'], data['username'], data['query']['type'],
+                   data['query']['content'])
+
 
 @dataclass(frozen=True)
 class AppAnswer:
@@ -59,6 +65,10 @@ class AppAnswer:
     def to_json(self) -> dict:
         return {'code': self.code, 'state': self.state, 'text': self.text, 'references': list(self.references)}
 
+    @classmethod
+    def from_json(cls, data: dict) -> 'AppAnswer':
+        return cls(data['code'], data['state'], data['text'], list(data['references']))
+
 
 @dataclass(frozen=True)
 class PolledItem:
@@ -67,6 +77,11 @@ class PolledItem:
 
     def to_json(self) -> dict:
         return {'req': self.request.to_json(), 'rsp': self.answer.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> 'PolledItem':
+        """Back from to_json (an answer kept in the inbox database until its poll)."""
+        return cls(AppRequest.from_json(data['req']), AppAnswer.from_json(data['rsp']))
 
 
 def is_app_body(body: dict) -> bool:

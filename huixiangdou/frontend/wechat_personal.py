@@ -11,6 +11,7 @@ import base64
 import binascii
 import hmac
 import uuid
+from pathlib import Path
 
 from aiohttp import web
 from loguru import logger
@@ -18,9 +19,10 @@ from loguru import logger
 from huixiangdou.config import FrontendConfig, WechatPersonalConfig
 from huixiangdou.frontend.callback_body import read_json_body, rejection_response
 from huixiangdou.frontend.callback_server import CallbackServer, is_loopback, is_secret_path, require_protected
-from huixiangdou.frontend.errors import CallbackRejected
+from huixiangdou.frontend.errors import CallbackRejected, InboxError
 from huixiangdou.frontend.group_dispatcher import GroupDispatcher
 from huixiangdou.frontend.group_message import GroupMessage, Outcome, OutcomeStatus, Responder
+from huixiangdou.frontend.inbox import Inbox
 from huixiangdou.frontend.message_images import ImageLimits
 from huixiangdou.frontend.polled_answers import PolledAnswers
 from huixiangdou.frontend.wechat_app_protocol import (POLL, AppRequest, PolledItem, answer_for, app_body,
@@ -31,13 +33,15 @@ SECTION = 'frontend.wechat_personal'
 # Outcomes kept per group between polls. Rejections (queue_full, rate_limited) arrive at once, so
 # this must exceed what one poll window can bring, not merely the worker queue's size.
 MIN_POLLED_PER_GROUP = 100
+INBOX_FILE = 'wechat_personal_inbox.sqlite'
 
 
 class WechatPersonalServer(CallbackServer):
     """Takes group messages on `path` and answers them through the GroupDispatcher.
 
-    App format (upstream's APK): a text post is acknowledged at once; its outcome waits per group
-    until a poll for that group collects it. Our format waits up to `reply_timeout` and answers in the
+    App format (upstream's APK): a text post is committed to the inbox and acknowledged; its outcome waits
+    per group until a poll for that group collects it. With `state_dir` (the workdir) both survive a
+    restart: a post left unanswered is answered at the next start, and an answer waits for its poll. Our format waits up to `reply_timeout` and answers in the
     body: {"status": "answered", "reply": "...", "references": [...], "message_id": "..."}; a request
     that times out has its message dropped or its worker call cancelled.
 
@@ -49,14 +53,18 @@ class WechatPersonalServer(CallbackServer):
     name = 'wechat_personal'
 
     def __init__(self, frontend: FrontendConfig, responder: Responder, *, port: int | None = None,
-                 images: ImageLimits = ImageLimits()):
+                 images: ImageLimits = ImageLimits(), state_dir: str | Path | None = None):
         """`images`: how many and how large the base64 images of our JSON format may be ([worker] ocr, [ocr])."""
         self.frontend = frontend
         self.images = images
         self.config: WechatPersonalConfig = frontend.wechat_personal
         super().__init__(self.config.host, self.config.bind_port if port is None else port)
         self.dispatcher = GroupDispatcher.from_config(frontend, responder, self._on_outcome)
-        self.polled = PolledAnswers(self.config.poll_keep_seconds,
+        self.inbox = Inbox(Path(state_dir) / INBOX_FILE if state_dir is not None else ':memory:')
+        if state_dir is None:
+            logger.warning('wechat_personal: no state folder given, so the app\'s posts and their answers are '
+                           'kept in memory and lost at a restart')
+        self.polled = PolledAnswers(self.inbox, self.config.poll_keep_seconds,
                                     max(MIN_POLLED_PER_GROUP, 2 * frontend.group_queue_size))
         # The app sends no headers but the content type: a secret path is its only credential.
         self.path_is_secret = is_secret_path(self.config.path)
@@ -75,7 +83,15 @@ class WechatPersonalServer(CallbackServer):
                            'until [{}] path ends in a random segment of 16+ characters', SECTION)
         elif not self.config.token and not self.path_is_secret and is_loopback(self.host):
             logger.warning('wechat_personal: no token and a guessable path: fine on {} only', self.host)
+        await self.inbox.open()
+        await self.polled.open()
+        # Posts acknowledged by the last run but never answered: queued before any new one.
+        for message_id, post in await self.inbox.replay_as(AppRequest.from_json):
+            self._submit_app(post, message_id)
         return await super().start()
+
+    async def close(self) -> None:
+        await self.inbox.close()
 
     async def before_stop(self) -> None:
         await self.dispatcher.abort()
@@ -94,7 +110,7 @@ class WechatPersonalServer(CallbackServer):
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
-            _, body = await read_json_body(request, self.frontend.max_body_size)
+            _, body = await read_json_body(request, self.frontend.max_body_size, self.body_timeout)
         except CallbackRejected as exc:
             logger.warning('wechat_personal: rejected request from {}: {} {}', request.remote, exc.status, exc.reason)
             return rejection_response(exc)
@@ -105,6 +121,9 @@ class WechatPersonalServer(CallbackServer):
             if app_format:
                 return await self._handle_app(parse_app_request(body))
             return await self._handle_sync(self._parse(body))
+        except InboxError as exc:
+            logger.error('wechat_personal: request from {} not served: {}', request.remote, exc)
+            return web.json_response(app_body('cannot store the message', 503), status=503)
         except CallbackRejected as exc:
             logger.warning('wechat_personal: rejected request from {}: {} {}', request.remote, exc.status, exc.reason)
             if app_format:
@@ -113,18 +132,27 @@ class WechatPersonalServer(CallbackServer):
 
     async def _handle_app(self, post: AppRequest) -> web.Response:
         if post.query_type == POLL:
-            items = self.polled.take(post.group_id)
+            items = await self.polled.take(post.group_id)
             if items:
                 logger.info('wechat_personal: poll for group {} collected {} item(s)', post.group_id, len(items))
             return web.json_response(app_body(items=items))
-        message = GroupMessage(group_id=post.group_id, text=strip_mentions(post.content),
-                               sender_id=post.username, group_name=post.groupname, message_id=uuid.uuid4().hex)
-        self._app_posts[message.message_id] = post
-        if not self.dispatcher.submit(message) and self.dispatcher.closed:
-            self._app_posts.pop(message.message_id, None)
+        if self.dispatcher.closed:
             return web.json_response(app_body('shutting down', 503), status=503)
+        message_id = uuid.uuid4().hex
+        # Committed before the app hears "ok" (InboxError: 503), as the app never posts a message twice.
+        await self.inbox.accept(message_id, post.to_json())
+        self._submit_app(post, message_id)
         # The app ignores this body and polls for the outcome; an empty `data` matches upstream.
         return web.json_response(app_body())
+
+    def _submit_app(self, post: AppRequest, message_id: str) -> None:
+        self._app_posts[message_id] = post
+        message = GroupMessage(group_id=post.group_id, text=strip_mentions(post.content),
+                               sender_id=post.username, group_name=post.groupname, message_id=message_id)
+        submitted = self.dispatcher.submit(message)
+        if not submitted and self.dispatcher.closed:
+            # Shutting down: the post stays pending in the inbox and is answered at the next start.
+            self._app_posts.pop(message_id, None)
 
     def _parse(self, body: dict) -> GroupMessage:
         content = body.get('content', '')
@@ -193,8 +221,11 @@ class WechatPersonalServer(CallbackServer):
     async def _on_outcome(self, outcome: Outcome) -> None:
         post = self._app_posts.pop(outcome.message.message_id, None)
         if post is not None:
-            if outcome.status is not OutcomeStatus.CANCELLED:
-                self.polled.put(post.group_id, PolledItem(post, answer_for(outcome)))
+            if outcome.status is OutcomeStatus.CANCELLED:
+                await self.inbox.skipped([outcome.message.message_id], outcome.status.value)
+            else:
+                await self.polled.put(post.group_id, PolledItem(post, answer_for(outcome)),
+                                      settles=outcome.message.message_id)
             return
         future = self._waiting.get(outcome.message.message_id)
         if future is not None and not future.done():
@@ -202,5 +233,6 @@ class WechatPersonalServer(CallbackServer):
 
 
 async def run_wechat_personal(frontend: FrontendConfig, responder: Responder,
-                              images: ImageLimits = ImageLimits()) -> None:
-    await WechatPersonalServer(frontend, responder, images=images).serve_forever()
+                              images: ImageLimits = ImageLimits(), state_dir: str | Path | None = None) -> None:
+    """Serve until cancelled; `state_dir` (the workdir) keeps the app's posts and answers across restarts."""
+    await WechatPersonalServer(frontend, responder, images=images, state_dir=state_dir).serve_forever()

@@ -50,6 +50,8 @@ class FakeLark:
     # status 0 drops the connection without an answer
     failures: dict[str, list[tuple[int, dict, dict]]] = field(default_factory=dict)
     reply_uuids: set[str] = field(default_factory=set)
+    # every well-formed reply request, also those Lark drops for a repeated uuid: the message ids replied to
+    reply_attempts: list[str] = field(default_factory=list)
     # message id -> (msg_type, content JSON string): what GET /im/v1/messages/{id} serves
     messages: dict[str, tuple[str, str]] = field(default_factory=dict)
     # (message id, image key) -> image bytes: what GET /im/v1/messages/{id}/resources/{key}?type=image serves
@@ -144,6 +146,7 @@ class FakeLark:
             return web.json_response({'code': 230001, 'msg': 'invalid message content'}, status=400)
         uuid = body.get('uuid', '')
         new_id = f'om_reply_{len(self.replies) + 1}'
+        self.reply_attempts.append(request.match_info['message_id'])
         if uuid and uuid in self.reply_uuids:  # Lark drops a repeated uuid within an hour
             return web.json_response({'code': 0, 'msg': 'success', 'data': {'message_id': new_id}})
         self.reply_uuids.add(uuid)

@@ -93,8 +93,9 @@ class Driver:
 
     async def settle(self):
         # Tasks first (a reply's quote is fetched before it is queued), then the queue, then what it spawned.
+        # A reply task's error (Lark refused it) is the dispatcher's to log, as before replies had tasks.
         if self.server._tasks:
-            await asyncio.gather(*list(self.server._tasks))
+            await asyncio.gather(*list(self.server._tasks), return_exceptions=True)
         await self.server.dispatcher.wait_idle()
         if self.server._tasks:
-            await asyncio.gather(*list(self.server._tasks))
+            await asyncio.gather(*list(self.server._tasks), return_exceptions=True)

@@ -9,7 +9,6 @@ import pytest
 from huixiangdou.frontend.lark_crypto import encrypt_text, event_signature
 from huixiangdou.frontend.lark_group import LarkGroupServer
 from huixiangdou.frontend.lark_open_api import LarkOpenApi
-from huixiangdou.frontend.seen_ids import SeenIds
 from tests.frontend.lark_events import ENCRYPT_KEY, TOKEN, Driver, message_event, signed_request, start_lark_server
 
 DEEP = b'{"a":' * 1000 + b'1' + b'}' * 1000   # about 6 KB
@@ -85,31 +84,7 @@ async def test_redelivery_after_a_restart_is_not_answered_twice(lark, fake_lark,
     await second.settle()
     assert len(responder.seen) == 1
     assert len(fake_lark.replies) == 1
-    assert (tmp_path / 'workdir' / 'lark_group_seen.sqlite').exists()
-
-
-def test_seen_ids_persist_and_old_ones_are_forgotten(tmp_path):
-    now = [1_000_000.0]
-    seen = SeenIds(tmp_path / 'seen.sqlite', keep_seconds=3600, clock=lambda: now[0])
-    seen.warm_up()
-    assert seen.add('event:a') is True
-    assert seen.add('event:a') is False
-    seen.close()
-    now[0] += 1800
-    reopened = SeenIds(tmp_path / 'seen.sqlite', keep_seconds=3600, clock=lambda: now[0])
-    reopened.warm_up()
-    assert reopened.add('event:a') is False
-    reopened.add('event:b')
-    now[0] += 3000   # a is now 4800 s old, b 3000 s
-    reopened.close()
-    reopened.warm_up()  # pruned on open
-    assert len(reopened) == 1
-    assert reopened.add('event:a') is True
-    assert reopened.add('event:b') is False
-    now[0] += 1000   # b is past keep_seconds but not pruned yet: still counts as new
-    assert reopened.add('event:b') is True
-    assert reopened.add('event:b') is False
-    reopened.close()
+    assert (tmp_path / 'workdir' / 'lark_group_inbox.sqlite').exists()
 
 
 async def test_server_started_without_warm_up_still_deduplicates(fake_lark, responder, tmp_path):

@@ -15,7 +15,7 @@ async def test_none_returns_at_once(responder):
     await asyncio.wait_for(run_frontend(Config(), responder), 5)
 
 
-async def test_lark_group_serves_until_cancelled_and_keeps_seen_ids_in_workdir(responder, fake_lark, tmp_path):
+async def test_lark_group_serves_until_cancelled_and_keeps_its_inbox_in_workdir(responder, fake_lark, tmp_path):
     config = Config(base_dir=tmp_path)
     config.frontend.type = 'lark_group'
     group = config.frontend.lark_group
@@ -39,7 +39,7 @@ async def test_lark_group_serves_until_cancelled_and_keeps_seen_ids_in_workdir(r
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.ClientConnectionError):
             await http.post(url, json={})
-    assert list((tmp_path / 'workdir').glob('*seen*.sqlite'))
+    assert (tmp_path / 'workdir' / 'lark_group_inbox.sqlite').exists()
 
 
 async def test_wkteam_keeps_history_in_workdir(responder, fake_wkteam, tmp_path):

@@ -254,19 +254,27 @@ async def test_the_app_gets_answers_from_the_real_worker(fake_openai, llm, sampl
     assert app.typed[0].startswith('飞书群应用的 encrypt_key') and 'encrypt_key' in app.typed[0].split('------')[1]
 
 
-def test_polled_answers_keep_the_newest_per_group_and_forget_old_ones():
+async def test_polled_answers_keep_the_newest_per_group_and_forget_old_ones(tmp_path):
+    from huixiangdou.frontend.inbox import Inbox
     from huixiangdou.frontend.polled_answers import PolledAnswers
     from huixiangdou.frontend.wechat_app_protocol import AppAnswer, AppRequest, PolledItem
 
-    now = [0.0]
-    answers = PolledAnswers(keep_seconds=10, per_group=2, clock=lambda: now[0])
+    now = [1000.0]
+    inbox = Inbox(tmp_path / 'inbox.sqlite')
+    await inbox.open()
+    answers = PolledAnswers(inbox, keep_seconds=10, per_group=2, clock=lambda: now[0])
+    await answers.open()
 
     def item(text):
-        return PolledItem(AppRequest('g', 'g', 'u', 'text', text), AppAnswer(0, 'success', text))
+        return PolledItem(AppRequest('g', 'g', 'u', 'text', text), AppAnswer(0, 'success', text, ['ref']))
 
     for text in ('a', 'b', 'c'):
-        answers.put('g', item(text))
-    answers.put('other', item('x'))
-    assert [i.answer.text for i in answers.take('g')] == ['b', 'c']   # bounded: the oldest went
-    now[0] = 11.0
-    assert answers.take('other') == [] and len(answers) == 0          # expired
+        await answers.put('g', item(text))
+    await answers.put('other', item('x'))
+    taken = await answers.take('g')
+    assert [i.answer.text for i in taken] == ['b', 'c']   # bounded: the oldest went
+    assert taken[0] == item('b')                           # read back field for field
+    assert await answers.take('g') == []                   # handed out once
+    now[0] += 11.0
+    assert await answers.take('other') == [] and await answers.count() == 0   # expired
+    await inbox.close()
