@@ -149,8 +149,12 @@ class FakeOpenAI:
         self.port = site._server.sockets[0].getsockname()[1]
         return self
 
+    def release(self) -> None:
+        """Let every request held by `hang` return now (the connection it came on may be gone)."""
+        self._release.set()
+
     async def stop(self) -> None:
-        self._release.set()  # let hanging handlers return so shutdown does not wait on them
+        self.release()  # let hanging handlers return so shutdown does not wait on them
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -125,7 +125,7 @@ async def test_lark_event_acknowledged_then_killed_is_answered_once_after_restar
             await main.stop()
             # The first run's LLM request still hangs in the LLM server: let it end, or leaving the server
             # waits out aiohttp's shutdown timeout for it.
-            fake_openai._release.set()
+            fake_openai.release()
 
 
 # ---- wkteam and the personal-WeChat app, run_frontend with a gated worker -----------------------
