@@ -117,7 +117,6 @@ class ParsePool:
             reason = 'parsing cancelled'
         except Exception as exc:  # a result that could not come back (unpicklable, a broken pool)
             reason = f'parser failed: {type(exc).__name__}: {exc}'
-        logger.warning('skipped {}: {}', source, reason)
         return ParseOutcome(source, reason=reason)
 
     def close(self) -> None:
