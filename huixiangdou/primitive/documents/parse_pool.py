@@ -6,6 +6,7 @@ it does not chunk, embed or choose which files to parse (the builder does).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import signal
 import sys
@@ -14,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, CancelledError, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, NoReturn
 
 from loguru import logger
 from pebble import ProcessExpired, ProcessPool
@@ -27,6 +28,8 @@ from huixiangdou.primitive.image_reader import ImageReader, OCRStats
 if TYPE_CHECKING:  # a primitive: any object with OCRConfig's attributes will do
     from huixiangdou.config import OCRConfig
 
+# A worker's exit code for "this file needed more memory than the limit".
+_OUT_OF_MEMORY = 75
 # How often a wait for results looks at the cancel event.
 _POLL_S = 0.2
 # Imported once by the fork server, so each worker starts with the parsers loaded (copy-on-write).
@@ -84,9 +87,9 @@ class ParsePool:
             # is a clean process that imported only the parsers.
             context = multiprocessing.get_context('forkserver')
             context.set_forkserver_preload(_PRELOAD)
-            # A fresh worker per file (a fork of the fork server, cheap): its peak memory is that file's, and
-            # nothing a failed parse left behind reaches the next file.
-            self._pool = ProcessPool(max_workers=self.limits.workers, max_tasks=1, context=context,
+            # Workers live on from file to file (a fresh one per file costs ~0.1 s, more than most parses);
+            # one that ran out of memory or past its deadline is replaced.
+            self._pool = ProcessPool(max_workers=self.limits.workers, context=context,
                                      initializer=_init_worker, initargs=(self.limits.memory_mb,))
         return self._pool
 
@@ -110,7 +113,10 @@ class ParsePool:
             return future.result()
         except FutureTimeout:
             reason = f'took longer than {self.limits.timeout_s:g} s to parse'
-        except ProcessExpired as exc:  # killed by the kernel (out of memory) or crashed in a C library
+        except ProcessExpired as exc:
+            if exc.exitcode == _OUT_OF_MEMORY:
+                return ParseOutcome(source, reason=f'needed more than {self.limits.memory_mb} MB to parse')
+            # killed by the kernel (out of memory) or crashed in a C library
             reason = (f'the parser process died ({_exit_reason(exc.exitcode)}); it may have needed more than '
                       f'{self.limits.memory_mb} MB')
         except CancelledError:
@@ -142,6 +148,12 @@ def _exit_reason(code: int | None) -> str:
     return f'exit code {code}'
 
 
+def _exit_out_of_memory() -> NoReturn:
+    """End this worker, which may hold what the failed parse fragmented: a fresh one takes the next file, with
+    its peak memory back at the start, and the pool reports the reason by the exit code."""
+    os._exit(_OUT_OF_MEMORY)
+
+
 def _peak_mb() -> int:
     """This process's peak address space (VmPeak), 0 where /proc does not say."""
     try:
@@ -171,17 +183,18 @@ def _parse_in_worker(path: Path, source: str, max_expanded_mb: float, ocr: 'OCRC
         from huixiangdou.primitive.ocr import make_ocr
 
         reader = ImageReader(make_ocr(ocr), ocr, cache_dir=ocr_cache)  # the engine loads on the first image
-    limit_mb = resource.getrlimit(resource.RLIMIT_AS)[0] // (1024 * 1024)
+    near_limit = 0.9 * resource.getrlimit(resource.RLIMIT_AS)[0] / (1024 * 1024)
+    clean = _peak_mb() < near_limit  # no earlier file in this worker came near the limit
     try:
         document = parse_file(path, source, ocr=reader, max_expanded_mb=max_expanded_mb)
     except ParseError as exc:
         # C libraries report a failed allocation their own way (lxml: "unknown error"): a parse that failed
         # at the memory limit failed for want of memory.
-        if isinstance(exc.__cause__, MemoryError) or _peak_mb() >= 0.9 * limit_mb:
-            return ParseOutcome(source, reason=f'needed more than {limit_mb} MB to parse')
+        if isinstance(exc.__cause__, MemoryError) or (clean and _peak_mb() >= near_limit):
+            _exit_out_of_memory()
         return ParseOutcome(source, reason=str(exc))
-    except MemoryError:  # while checking or handing the result over
-        return ParseOutcome(source, reason=f'needed more than {limit_mb} MB to parse')
+    except MemoryError:  # while checking the file
+        _exit_out_of_memory()
     if reader is None:
         return ParseOutcome(source, document=document)
     return ParseOutcome(source, document=document, ocr=reader.stats, ocr_keys=reader.keys_read)
