@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # a primitive: any object with OCRConfig's attributes will do
 
 # A worker's exit code for "this file needed more memory than the limit".
 _OUT_OF_MEMORY = 75
+_PR_SET_PDEATHSIG = 1
 # How often a wait for results looks at the cancel event.
 _POLL_S = 0.2
 # Imported once by the fork server, so each worker starts with the parsers loaded (copy-on-write).
@@ -166,10 +167,33 @@ def _peak_mb() -> int:
     return 0
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when its parent (the fork server) dies, so a build killed with -9 leaves no
+    parse running on. Elsewhere a no-op.
+
+    The fork server ends when every holder of the build process's "alive" pipe has closed it, and each worker
+    is handed that pipe: a worker stuck in a parse would keep the server, and so itself, alive. Workers start
+    no processes, so they have no use for it."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, '_forkserver', None)
+    alive = getattr(server, '_forkserver_alive_fd', None)
+    if alive is not None:
+        os.close(alive)
+        server._forkserver_alive_fd = None
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(memory_mb: int) -> None:
     """In each worker: the memory limit, and die at once on SIGTERM (pebble's handler waits for Python code,
     which a parser stuck inside lxml or PyMuPDF never returns to, so stopping would stall)."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     logger.remove()
