@@ -87,3 +87,13 @@ def test_cli_build_stops_on_sigterm_or_ctrl_c_and_leaves_no_parse_process(tmp_pa
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize('key, value', [('parse_timeout_s', 0), ('parse_memory_mb', 100), ('parse_workers', 0),
+                                        ('max_expanded_mb', -1)])
+def test_parse_limits_out_of_range_are_config_errors_naming_the_key(tmp_path, key, value):
+    from huixiangdou.config import ConfigError, load_config
+
+    config = write_config(tmp_path / 'config.ini', feature_store={key: value})
+    with pytest.raises(ConfigError, match=rf'\[feature_store\] {key} must be'):
+        load_config(config)
