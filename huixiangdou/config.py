@@ -41,6 +41,10 @@ def parse_reject_target(target: str) -> float | None:
                      f'got {target!r}')
 
 
+# A parser process (Python, lxml, PyMuPDF, python-docx) needs this much address space to start at all.
+MIN_PARSE_MEMORY_MB = 256
+
+
 @dataclass
 class FeatureStoreConfig:
     repo_dir: str = 'repodir'
@@ -73,6 +77,13 @@ class FeatureStoreConfig:
     # "" reads HUIXIANGDOU_MILVUS_TOKEN ("user:password" or an API key).
     milvus_token: str = ''
     milvus_collection: str = 'huixiangdou'
+    # Every file is parsed in one of `parse_workers` processes, killed past these bounds and skipped with the
+    # reason: a crafted or pathological file costs at most this long and this much memory (address space).
+    parse_timeout_s: float = 120.0
+    parse_memory_mb: int = 2048
+    parse_workers: int = 2
+    # docx/xlsx/pptx whose XML parts expand (uncompressed) past this are skipped before parsing.
+    max_expanded_mb: float = 64.0
 
     def validate(self) -> None:
         if self.chunk_size < 16:
@@ -103,6 +114,16 @@ class FeatureStoreConfig:
         if self.exact_search_max_chunks < 1:
             raise ConfigError(f'[feature_store] exact_search_max_chunks must be >= 1, got '
                               f'{self.exact_search_max_chunks}')
+        if self.parse_timeout_s <= 0:
+            raise ConfigError(f'[feature_store] parse_timeout_s must be > 0, got {self.parse_timeout_s}')
+        if self.parse_memory_mb < MIN_PARSE_MEMORY_MB:
+            raise ConfigError(f'[feature_store] parse_memory_mb must be >= {MIN_PARSE_MEMORY_MB} (a parser process '
+                              f'needs that much to start; reading images by OCR needs about 1536), '
+                              f'got {self.parse_memory_mb}')
+        if not 1 <= self.parse_workers <= 64:
+            raise ConfigError(f'[feature_store] parse_workers must be in 1..64, got {self.parse_workers}')
+        if self.max_expanded_mb <= 0:
+            raise ConfigError(f'[feature_store] max_expanded_mb must be > 0, got {self.max_expanded_mb}')
         if self.vector_store not in ('faiss', 'milvus'):
             raise ConfigError(f'[feature_store] vector_store must be "faiss" or "milvus", got {self.vector_store!r}')
         if self.vector_store == 'milvus' and not self.milvus_uri:

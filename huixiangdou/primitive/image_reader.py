@@ -105,6 +105,18 @@ class ImageReader:
         except OSError as exc:  # the cache only saves time; the text is still used
             logger.warning('could not write the OCR cache in {}: {}', self.cache_dir, exc)
 
+    @property
+    def keys_read(self) -> frozenset[str]:
+        """Cache keys of the images read (or found cached) since this reader was made."""
+        return frozenset(self._used)
+
+    def absorb(self, stats: OCRStats, keys: frozenset[str]) -> None:
+        """Count in what a reader in another process (a parse worker) did, so stats and prune cover it."""
+        self.stats.images += stats.images
+        self.stats.cached += stats.cached
+        self.stats.seconds += stats.seconds
+        self._used.update(keys)
+
     def prune(self) -> int:
         """Delete cached texts of images not read since this reader was made; call after a build that read
         every file (nothing reused), so the cache holds what the documents contain now. Returns the count."""

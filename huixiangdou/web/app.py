@@ -75,7 +75,7 @@ def create_app(config: Config, worker=None, embedder=None) -> web.Application:
             logger.warning('web console: {}', slot.load_error)
 
     async def stop(app: web.Application) -> None:
-        await console.build.wait()
+        await console.build.stop()  # cancel, not wait: SIGTERM must stop the console mid-build
         if owns_worker:
             await slot.close()
 

@@ -1,7 +1,8 @@
 """The one background build of the console: an incremental rebuild or a recalibration, with live progress.
 
 The build runs FeatureStoreBuilder in a thread; when it succeeds, a new worker is loaded on the new
-store and swapped in. Only one runs at a time (409 otherwise). It does not serve HTTP itself.
+store and swapped in. Only one runs at a time (409 otherwise); `cancel()` stops it between files or
+batches (its parse processes killed), and the old store keeps answering. It does not serve HTTP itself.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _now() -> str:
 
 @dataclass
 class BuildStatus:
-    state: str = 'idle'          # idle | running | done | failed
+    state: str = 'idle'          # idle | running | done | failed | cancelled
     phase: str | None = None     # parse | embed | calibrate | save | load
     done: int = 0
     total: int = 0
@@ -46,6 +47,7 @@ class BuildJob:
     status: BuildStatus = field(default_factory=BuildStatus)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _task: asyncio.Task | None = None
+    _cancel: threading.Event = field(default_factory=threading.Event)
 
     def snapshot(self) -> dict:
         with self._lock:
@@ -58,6 +60,7 @@ class BuildJob:
                                                      '(GET /api/rebuild shows its progress)')
             self.status = BuildStatus(state='running', phase='parse', message=f'{purpose} started',
                                       started_at=_now())
+            self._cancel = threading.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(full, purpose))
         return self.snapshot()
 
@@ -65,10 +68,26 @@ class BuildJob:
         if self._task is not None:
             await asyncio.shield(self._task)
 
+    def cancel(self) -> dict:
+        """Ask the running build to stop; it ends as "cancelled" within about a file or a batch."""
+        with self._lock:
+            if self.status.state != 'running':
+                raise ApiError(409, 'no_build_running', f'no build is running (the last one is '
+                                                        f'{self.status.state}): nothing to cancel')
+            self._cancel.set()
+            self.status.message = 'cancelling'
+        return self.snapshot()
+
+    async def stop(self) -> None:
+        """On shutdown: cancel a running build rather than wait for it, then wait for it to unwind."""
+        self._cancel.set()
+        await self.wait()
+
     def _progress(self, phase: str, done: int, total: int) -> None:
         with self._lock:
             self.status.phase, self.status.done, self.status.total = phase, done, total
-            self.status.message = f'{phase} {done}/{total}'
+            if not self._cancel.is_set():
+                self.status.message = f'{phase} {done}/{total}'
 
     def shared_embedder(self):
         """The loaded embedding model the worker answers with, so a build does not load a second copy."""
@@ -89,17 +108,29 @@ class BuildJob:
         if not (good.is_file() and bad.is_file()):
             good = bad = None  # as the CLI: keep the last calibration (or the conservative rule)
         builder = FeatureStoreBuilder(fs, self.shared_embedder(), progress=False, on_progress=self._progress,
-                                      ocr=self.config.ocr)
+                                      ocr=self.config.ocr, cancel=self._cancel)
         report = builder.build(self.config.path(fs.repo_dir), self.config.path(fs.work_dir), rebuild=full,
                                good=good, bad=bad)
         return report.to_json()
 
     async def _run(self, full: bool, purpose: str) -> None:
+        from huixiangdou.service.feature_store.builder import BuildCancelled
+
         try:
             report = await asyncio.to_thread(self._build, full)
+            if self._cancel.is_set():
+                # Published already: the new store is on disk and loads at the next start or rebuild.
+                raise BuildCancelled('cancelled after the new store was saved: it is not loaded yet (the old one '
+                                     'keeps answering until the next rebuild or restart)')
             self._progress('load', 0, 1)
             worker = await asyncio.to_thread(load_worker, self.config, self.shared_embedder())
             self.slot.swap(worker)
+        except BuildCancelled as exc:
+            with self._lock:
+                self.status.state, self.status.finished_at = 'cancelled', _now()
+                self.status.message = f'{purpose} cancelled: {exc}'
+            logger.info('web console: {}', self.status.message)
+            return
         except Exception as exc:  # boundary: the console shows why, the old store keeps answering
             from huixiangdou.main import user_errors
 

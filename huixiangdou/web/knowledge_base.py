@@ -1,5 +1,6 @@
 """The Knowledge base page's API: every file in repo_dir with its status, the store's facts, the chunks
-the store holds for a file, and the rebuild job (GET /api/kb, GET /api/chunks, GET/POST /api/rebuild).
+the store holds for a file, and the rebuild job (GET /api/kb, GET /api/chunks, GET/POST /api/rebuild,
+POST /api/rebuild/cancel).
 
 Uploads and deletes are in repo_files.py; the build itself in build_job.py.
 """
@@ -141,6 +142,11 @@ async def start_rebuild(request: web.Request) -> web.Response:
                                                              else 'rebuild'), status=202)
 
 
+async def cancel_rebuild(request: web.Request) -> web.Response:
+    """Stop the running build; GET /api/rebuild then shows it "cancelled" (409 when none runs)."""
+    return web.json_response(console_of(request).build.cancel(), status=202)
+
+
 async def get_rebuild(request: web.Request) -> web.Response:
     return web.json_response(console_of(request).build.snapshot())
 
@@ -150,4 +156,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get('/api/chunks', get_chunks)
     app.router.add_post('/api/rebuild', start_rebuild)
     app.router.add_get('/api/rebuild', get_rebuild)
+    app.router.add_post('/api/rebuild/cancel', cancel_rebuild)
     repo_files.add_routes(app)

@@ -415,6 +415,17 @@ def test_html_article_header_is_kept(tmp_path):
     assert [(s.anchor, s.text) for s in document.sections] == [('发布说明', '发布说明\n新增飞书支持。')]
 
 
+@pytest.mark.timeout(90)
+def test_html_nested_fifty_thousand_deep_parses_in_linear_time(tmp_path):
+    # Each level appends a line end inside every enclosing block: editing the tree for that went
+    # quadratic with depth (about 2 minutes at this depth), a walk that reads each node once does not.
+    depth = 50_000
+    html = ('<html><body><h1>深层页面</h1>' + '<div><section><ul><li>' * depth + '<table><tr><td>最深处</td>'
+            '<td>的单元格</td></tr></table>' + '</li></ul></section></div>' * depth + '<p>结尾段落</p></body></html>')
+    document = _parse(_write(tmp_path, 'deep.html', html))
+    assert [(s.anchor, s.text) for s in document.sections] == [('深层页面', '深层页面\n最深处 | 的单元格\n\n结尾段落')]
+
+
 # --- Bad inputs -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('name, data, reason', [

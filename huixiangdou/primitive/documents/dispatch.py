@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 from huixiangdou.primitive.chunk import Document
 from huixiangdou.primitive.documents.errors import ParseError
 from huixiangdou.primitive.documents.image import IMAGE_SUFFIXES
+from huixiangdou.primitive.documents.office_file import OFFICE_SUFFIXES, check_expanded_size
 
 if TYPE_CHECKING:
     from huixiangdou.primitive.image_reader import ImageReader
@@ -58,11 +59,13 @@ def _parser(suffix: str, ocr: 'ImageReader | None') -> Callable[[Path, str], Doc
     return parse
 
 
-def parse_file(path: Path, source: str, ocr: 'ImageReader | None' = None) -> Document:
+def parse_file(path: Path, source: str, ocr: 'ImageReader | None' = None,
+               max_expanded_mb: float | None = None) -> Document:
     """Parse one file into a Document; `source` is its path relative to repodir, for citations.
 
     `ocr` reads the text in images (image files, scanned PDF pages, pictures in docx/pptx); without it
-    image files are skipped with the reason and scanned pages are left out.
+    image files are skipped with the reason and scanned pages are left out. `max_expanded_mb` refuses a
+    docx/xlsx/pptx whose XML would expand past it, before a parser inflates any of it.
     Raises ParseError (only) when the file cannot be parsed; its message is the reason to report.
 
     >>> parse_file(Path('docs/install.md'), 'docs/install.md').sections[0].anchor  # doctest: +SKIP
@@ -75,6 +78,8 @@ def parse_file(path: Path, source: str, ocr: 'ImageReader | None' = None) -> Doc
     try:
         if path.stat().st_size == 0:
             raise ParseError('empty file')
+        if max_expanded_mb is not None and suffix in OFFICE_SUFFIXES:
+            check_expanded_size(path, max_expanded_mb)
         document = _parser(suffix, ocr)(path, source)
     except ParseError:
         raise

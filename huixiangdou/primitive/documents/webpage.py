@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Iterator
 
 from bs4 import BeautifulSoup
+from bs4.element import PageElement, Tag
 
 from huixiangdou.primitive.chunk import Document
 from huixiangdou.primitive.documents.outline import Outline
@@ -38,35 +40,13 @@ def parse_html(path: Path, source: str) -> Document:
 
 def split_html(text: str) -> list:
     soup = BeautifulSoup(text, 'lxml')
-    for tag in soup.find_all(_DROPPED + ['header', 'footer']):
-        if tag.decomposed:
-            continue
-        # Site banners and footers go; an <article>'s own header (often its <h1>) stays.
-        if tag.name in ('header', 'footer') and tag.find_parent(['article', 'main']) is not None:
-            continue
-        tag.decompose()
     root = soup.body or soup
     blocks: list[str] = []  # <pre> text and heading titles, referenced by index from markers
-    # One pass in document order. Tags are changed in place (.string, append) rather than with
-    # replace_with, which scans the parent's children and goes quadratic on long flat pages.
-    for tag in root.find_all(True):
-        name = tag.name
-        if name in _HEADING_LEVEL:
-            blocks.append(' '.join(tag.get_text(' ').split()))
-            tag.string = f'\n{_MARK}H{_HEADING_LEVEL[name]}:{len(blocks) - 1}\n'
-        elif name == 'pre':
-            blocks.append(tag.get_text().strip('\n'))
-            tag.string = f'\n{_MARK}P{len(blocks) - 1}\n'
-        elif name in _CELLS:
-            tag.append(_CELL)
-        elif name in _BLOCKS:
-            tag.append('\n\n')
-        elif name in _LINES:
-            tag.append('\n')
+    text = ''.join(_page_text(root, blocks, root.interesting_string_types))
 
     outline = Outline('text')
     blank = True
-    for line in root.get_text().split('\n'):
+    for line in text.split('\n'):
         if line.startswith(_MARK):
             if line[1] == 'H':
                 level, index = line[2:].split(':')
@@ -91,3 +71,52 @@ def split_html(text: str) -> list:
             outline.add('')
             blank = True
     return outline.finish()
+
+
+def _page_text(root: Tag, blocks: list[str], kept: tuple) -> Iterator[str]:
+    """The page's text in document order, with a marker for each heading and <pre> block (their text goes
+    to `blocks`) and a newline or cell separator after each block, line and cell.
+
+    One iterative walk that reads each node once and changes nothing: editing the tree (append, replace)
+    or recursing made a page nested thousands of tags deep cost seconds to minutes, or a RecursionError.
+    """
+    # Entries: a node to visit with whether it sits inside an <article>/<main>, or a str to emit.
+    stack: list[tuple[PageElement, bool] | str] = [(root, False)]
+    while stack:
+        entry = stack.pop()
+        if isinstance(entry, str):
+            yield entry
+            continue
+        node, in_article = entry
+        if not isinstance(node, Tag):
+            if type(node) in kept:
+                yield str(node)
+            continue
+        name = node.name
+        if name in _DROPPED or (name in ('header', 'footer') and not in_article):
+            continue  # site banners and footers go; an <article>'s own header (often its <h1>) stays
+        if name in _HEADING_LEVEL:
+            blocks.append(' '.join(' '.join(_strings(node, kept)).split()))
+            yield f'\n{_MARK}H{_HEADING_LEVEL[name]}:{len(blocks) - 1}\n'
+            continue
+        if name == 'pre':
+            blocks.append(''.join(_strings(node, kept)).strip('\n'))
+            yield f'\n{_MARK}P{len(blocks) - 1}\n'
+            continue
+        end = _CELL if name in _CELLS else '\n\n' if name in _BLOCKS else '\n' if name in _LINES else ''
+        if end:
+            stack.append(end)
+        inside = in_article or name in ('article', 'main')
+        stack.extend((child, inside) for child in reversed(node.contents))
+
+
+def _strings(tag: Tag, kept: tuple) -> Iterator[str]:
+    """The text under `tag` (a heading or <pre>) without dropped elements, iteratively."""
+    stack: list[PageElement] = [tag]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Tag):
+            if node is tag or node.name not in _DROPPED:
+                stack.extend(reversed(node.contents))
+        elif type(node) in kept:
+            yield str(node)

@@ -201,6 +201,10 @@ def run_one(config: Config, args: argparse.Namespace, embedders: EmbedderCache) 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from huixiangdou.main import Stopped, stop_on_termination_signals
+
+    # SIGTERM unwinds like Ctrl-C, so the builder kills its parse processes instead of orphaning them.
+    stop_on_termination_signals()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     logger.remove()
     logger.add(sys.stderr, level='WARNING' if args.quiet or args.json or args.explain or args.verify else 'INFO')
@@ -240,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(name)
                 results[name] = {'error': str(exc)}
                 print(f'error: knowledge base "{name}": {exc}' if several else f'error: {exc}', file=sys.stderr)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print('interrupted: the previous feature store (if any) is unchanged', file=sys.stderr)
-        return 130
+        return 128 + exc.signum if isinstance(exc, Stopped) else 130
     if args.json and not (failed and not several):
         print(json.dumps(results if several else results[names[0]], ensure_ascii=False, indent=1))
     if failed and several:

@@ -6,6 +6,7 @@ reported, never fatal. Querying a built store is in store.py; thresholds are cho
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,8 +20,8 @@ from tqdm import tqdm
 from huixiangdou.config import FeatureStoreConfig, OCRConfig
 from huixiangdou.primitive.chunk import Chunk
 from huixiangdou.primitive.chunk_table import ChunkTable
-from huixiangdou.primitive.documents import ParseError, parse_file
 from huixiangdou.primitive.documents.image import IMAGE_SUFFIXES
+from huixiangdou.primitive.documents.parse_pool import ParseCancelled, ParseLimits, ParsePool
 from huixiangdou.primitive.documents.walker import walk_repo
 from huixiangdou.primitive.image_reader import ImageReader
 from huixiangdou.primitive.ocr import make_ocr
@@ -47,6 +48,13 @@ _READ_WITH_OCR = frozenset({'.pdf', '.docx', '.pptx', *IMAGE_SUFFIXES})
 
 class BuildError(RuntimeError):
     """The build cannot start or produced nothing: the message says what to fix."""
+
+
+class BuildCancelled(BuildError):
+    """The build was cancelled (console button, SIGTERM): nothing was published, the previous store stands."""
+
+    def __init__(self, message: str = 'build cancelled: the previous feature store (if any) is unchanged'):
+        super().__init__(message)
 
 
 @dataclass
@@ -131,18 +139,28 @@ class FeatureStoreBuilder:
     """
 
     def __init__(self, config: FeatureStoreConfig, embedder, progress: bool = True,
-                 on_progress: Callable[[str, int, int], None] | None = None, ocr: OCRConfig | None = None):
+                 on_progress: Callable[[str, int, int], None] | None = None, ocr: OCRConfig | None = None,
+                 cancel: threading.Event | None = None):
         """`on_progress(phase, done, total)` hears of each step as it happens, for a live view (the web
         console): phases "parse" (files), "embed" (new chunks), "calibrate" and "save" (0 of 1, then 1 of 1).
         `ocr` says how text in images is read when `config.ocr` is on; without it, the offline default
-        ([ocr] engine = "rapidocr"), so a builder reads images exactly as an unedited config.ini does."""
+        ([ocr] engine = "rapidocr"), so a builder reads images exactly as an unedited config.ini does.
+        Setting `cancel` stops the build between files and batches (running parses are killed) with
+        BuildCancelled, publishing nothing."""
         self.config = config
+        self.cancel = cancel
+        self.limits = ParseLimits(timeout_s=config.parse_timeout_s, memory_mb=config.parse_memory_mb,
+                                  workers=config.parse_workers, max_expanded_mb=config.max_expanded_mb)
         self.ocr_config = ocr if ocr is not None else OCRConfig()
         self.embedder = embedder
         self.progress = progress
         self.on_progress = on_progress or (lambda phase, done, total: None)
         # [feature_store] reject_dense_weight = -1 means "calibrate it": resolved here, once.
         self.fixed_dense_weight = None if config.reject_dense_weight == -1 else config.reject_dense_weight
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise BuildCancelled()
 
     def _splitter(self) -> TextSplitter:
         size = min(self.config.chunk_size, self.embedder.max_tokens)
@@ -197,7 +215,13 @@ class FeatureStoreBuilder:
         except Timeout:
             logger.warning('another build is running on {} (it holds {}); waiting for it to finish', work_dir,
                            lock.lock_file)
-            lock.acquire()
+            while True:  # in steps, so a cancel is heard while waiting
+                self._check_cancel()
+                try:
+                    lock.acquire(timeout=0.5)
+                    break
+                except Timeout:
+                    continue
         try:
             remove_partial_folders(work_dir)
             return self._build_locked(Path(repo_dir), work_dir, rebuild, good, bad)
@@ -226,39 +250,72 @@ class FeatureStoreBuilder:
         # Each entry: (source, FileRecord-without-rows, chunks, vectors-or-None, tokens-or-None)
         plan: list[tuple[str, str, int, list[Chunk], np.ndarray | None, list[list[str]] | None]] = []
         parse_start = time.perf_counter()
-        files = tqdm(walk.files, desc='parse', unit='file', disable=not self.progress)
-        for done, entry in enumerate(files):
-            self.on_progress('parse', done, len(walk.files))
+        total = len(walk.files)
+        bar = tqdm(total=total, desc='parse', unit='file', disable=not self.progress)
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            bar.update(1)
+            self.on_progress('parse', done, total)
+
+        digests: dict[str, str] = {}
+        to_parse: list[tuple[Path, str]] = []
+        reused: dict[str, tuple] = {}
+        for entry in walk.files:
+            self._check_cancel()
             try:
                 digest = file_sha256(entry.path)
             except OSError as exc:
                 report.skipped.append({'source': entry.source, 'reason': f'cannot read: {exc.strerror}'})
+                step()
                 continue
+            digests[entry.source] = digest
             old = previous.manifest.files.get(entry.source) if previous else None
             if (old is not None and old.sha256 == digest
                     and not (ocr_changed and entry.path.suffix.lower() in _READ_WITH_OCR)):
                 rows = slice(old.first, old.first + old.count)
-                plan.append((entry.source, digest, entry.size, previous.chunks[rows],
-                             previous.vectors[rows], previous.sparse.tokens(rows.start, rows.stop)))
+                reused[entry.source] = (previous.chunks[rows], previous.vectors[rows],
+                                        previous.sparse.tokens(rows.start, rows.stop))
+                step()
+            else:
+                to_parse.append((entry.path, entry.source))
+        # Every file is parsed in a worker process killed past the deadline or the memory limit.
+        parsed: dict[str, list[Chunk]] = {}
+        try:
+            with ParsePool(self.limits, ocr=self.ocr_config if reader else None,
+                           ocr_cache=work_dir / OCR_CACHE) as pool:
+                for outcome in pool.parse(to_parse, cancel=self.cancel):
+                    step()
+                    if reader is not None:
+                        reader.absorb(outcome.ocr, outcome.ocr_keys)
+                    if outcome.reason is not None:
+                        report.skipped.append({'source': outcome.source, 'reason': outcome.reason})
+                        logger.warning('skipped {}: {}', outcome.source, outcome.reason)
+                        continue
+                    try:
+                        chunks = splitter.split(outcome.document)
+                    except Exception as exc:  # boundary: one broken file must not stop the build
+                        report.skipped.append({'source': outcome.source,
+                                               'reason': f'splitter failed: {exc.__class__.__name__}: {exc}'})
+                        logger.exception('splitter failed on {}', outcome.source)
+                        continue
+                    if not chunks:
+                        report.skipped.append({'source': outcome.source, 'reason': 'no text'})
+                        continue
+                    parsed[outcome.source] = chunks
+        except ParseCancelled as exc:
+            raise BuildCancelled() from exc
+        finally:
+            bar.close()
+        for entry in walk.files:  # in walk order, so a store's rows do not depend on which parse ended first
+            if entry.source in reused:
+                plan.append((entry.source, digests[entry.source], entry.size, *reused[entry.source]))
                 report.reused.append(entry.source)
-                continue
-            try:
-                document = parse_file(entry.path, entry.source, ocr=reader)
-                chunks = splitter.split(document)
-            except ParseError as exc:
-                report.skipped.append({'source': entry.source, 'reason': str(exc)})
-                logger.warning('skipped {}: {}', entry.source, exc)
-                continue
-            except Exception as exc:  # boundary: one broken file must not stop the build
-                report.skipped.append({'source': entry.source,
-                                       'reason': f'parser failed: {exc.__class__.__name__}: {exc}'})
-                logger.exception('parser failed on {}', entry.source)
-                continue
-            if not chunks:
-                report.skipped.append({'source': entry.source, 'reason': 'no text'})
-                continue
-            plan.append((entry.source, digest, entry.size, chunks, None, None))
-            report.indexed.append(entry.source)
+            elif entry.source in parsed:
+                plan.append((entry.source, digests[entry.source], entry.size, parsed[entry.source], None, None))
+                report.indexed.append(entry.source)
         report.parse_seconds = time.perf_counter() - parse_start
         if reader is not None:
             report.ocr = {'engine': reader.engine.name, 'images': reader.stats.images,
@@ -270,6 +327,7 @@ class FeatureStoreBuilder:
         if not plan:
             raise BuildError(f'none of the documents in {repo_dir} could be parsed; see the skipped list')
 
+        self._check_cancel()
         new_chunks = [c for p in plan if p[4] is None for c in p[3]]
         report.new_chunks = len(new_chunks)
         embed_start = time.perf_counter()
@@ -304,6 +362,7 @@ class FeatureStoreBuilder:
         report.chunks = len(chunks)
         if self.fixed_dense_weight is not None:
             manifest.reject_dense_weight = self.fixed_dense_weight
+        self._check_cancel()
         self.on_progress('calibrate', 0, 1)
         if good and bad:
             self._calibrate(store, calibration.load_questions(Path(good)), calibration.load_questions(Path(bad)),
@@ -319,6 +378,7 @@ class FeatureStoreBuilder:
         else:
             # No examples at all: the conservative rule, never "answer everything".
             self._calibrate(store, [], [], report)
+        self._check_cancel()
         self.on_progress('save', 0, 1)
         report.seconds = time.perf_counter() - start
         manifest.build_seconds = round(report.seconds, 3)
@@ -338,6 +398,7 @@ class FeatureStoreBuilder:
         vectors = np.zeros((len(texts), self.embedder.dimension), dtype=np.float32)
         with tqdm(total=len(texts), desc='embed', unit='chunk', disable=not self.progress) as bar:
             for i in range(0, len(texts), step):
+                self._check_cancel()
                 self.on_progress('embed', i, len(texts))
                 rows = order[i:i + step]
                 vectors[rows] = self.embedder.encode([texts[r] for r in rows])

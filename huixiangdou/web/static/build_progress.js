@@ -6,7 +6,7 @@ import { h, replace, badge } from './dom.js';
 import { seconds } from './format.js';
 
 const PHASES = { parse: 'Reading files', embed: 'Embedding chunks', calibrate: 'Calibrating the reject model', save: 'Saving the store' };
-const STATES = { idle: 'muted', running: 'info', done: 'ok', failed: 'error' };
+const STATES = { idle: 'muted', running: 'info', done: 'ok', failed: 'error', cancelled: 'muted' };
 
 export class BuildProgress {
   constructor(el, { onFinish, report }) {
@@ -39,6 +39,15 @@ export class BuildProgress {
     }
   }
 
+  // Ask the server to stop the running build; the poll then shows it "cancelled".
+  async cancel() {
+    try {
+      this.show(await api.post('/api/rebuild/cancel'), true);
+    } catch (err) {
+      this.report(err);
+    }
+  }
+
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
@@ -54,10 +63,16 @@ export class BuildProgress {
       const total = status.total || 0;
       const share = total ? Math.min(1, status.done / total) : 0;
       head.append(h('span', {}, `${PHASES[status.phase] || 'Starting'}${total ? ` ${status.done}/${total}` : ''}`),
-        status.message ? h('span', { class: 'muted' }, status.message) : null);
+        status.message ? h('span', { class: 'muted' }, status.message) : null,
+        h('button', { id: 'cancel-build-button', class: 'ghost danger', type: 'button', onclick: () => this.cancel(),
+          title: 'Stop this build; the store answering now stays' }, 'Cancel'));
       const fill = h('div', { class: 'bar-fill' + (total ? '' : ' indeterminate') });
       fill.style.width = total ? `${(share * 100).toFixed(1)}%` : '30%';
       return [head, h('div', { class: 'bar', role: 'progressbar', 'aria-valuenow': Math.round(share * 100) }, fill)];
+    }
+    if (status.state === 'cancelled') {
+      head.append(h('span', { class: 'muted' }, status.message || 'Cancelled; the previous store still answers.'));
+      return [head];
     }
     if (status.state === 'failed') {
       head.append(h('span', { class: 'error-text' }, status.message || 'The build failed; see the server log.'));

@@ -34,6 +34,7 @@ export async function render(root, ctx) {
     onFinish: async (status) => {
       if (status.state === 'done') ctx.toast('The store is rebuilt; answers use it now.', 'ok');
       else if (status.state === 'failed') ctx.toast(status.message || 'The build failed.', 'error');
+      else if (status.state === 'cancelled') ctx.toast('Build cancelled; the previous store still answers.', 'ok');
       await load().catch(ctx.report);
     },
   });
