@@ -14,6 +14,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 _CHUNK = 1 << 16
+# gzip is what clients send, and aiohttp decodes it safely. Its deflate decoder can leave a request waiting
+# forever for a body that fails only at its end (a stream with a byte after it); br and zstd it refuses itself,
+# and a name it does not know it passes through undecoded. So only these are read.
+READABLE_ENCODINGS = frozenset({'', 'identity', 'gzip', 'x-gzip'})
 
 
 class MalformedBody(Exception):
@@ -30,22 +34,35 @@ def _reason(exc: BaseException) -> str:
     return ' '.join(str(text).split()).removeprefix('400, message: ').strip() or type(exc).__name__
 
 
+def check_encoding(request: web.Request) -> None:
+    """MalformedBody 415 for a Content-Encoding other than gzip (see READABLE_ENCODINGS), before any read."""
+    encoding = request.headers.get('Content-Encoding', '').strip().lower()
+    if encoding not in READABLE_ENCODINGS:
+        raise MalformedBody(f'Content-Encoding {encoding[:40]!r} is not accepted: send the body as is or gzip',
+                            status=415)
+
+
 @contextlib.contextmanager
-def reading_body(what: str = 'body') -> Iterator[None]:
-    """Within the block, aiohttp's decoding failures raise MalformedBody naming `what`."""
+def reading_body(request: web.Request, what: str = 'body') -> Iterator[None]:
+    """Checks the encoding; within the block, aiohttp's decoding failures raise MalformedBody naming `what`."""
+    check_encoding(request)
     try:
         yield
     except (web.RequestPayloadError, HttpProcessingError) as exc:
         raise MalformedBody(f'the request {what} cannot be read: {_reason(exc)} (check Content-Encoding '
                             'and send the bytes it names)') from None
+    except ConnectionResetError:
+        # The connection closed mid-body: the client hung up, or aiohttp itself already answered 400 (a
+        # deflate stream that fails only at its end) and closed it. Nobody reads this answer; no 500 logged.
+        raise MalformedBody(f'the connection closed before the whole request {what} arrived') from None
 
 
 @contextlib.contextmanager
-def reading_multipart() -> Iterator[None]:
+def reading_multipart(request: web.Request) -> Iterator[None]:
     """reading_body, and also aiohttp's multipart reader's own refusals (a boundary that does not match,
     a part header it will not parse, an unknown charset) as MalformedBody."""
     try:
-        with reading_body('multipart body'):
+        with reading_body(request, 'multipart body'):
             yield
     except (ValueError, LookupError) as exc:
         raise MalformedBody(f'the multipart body is malformed: {_reason(exc)} (send multipart/form-data '
@@ -57,7 +74,7 @@ async def read_body(request: web.Request, max_size: int | None = None) -> bytes:
     if max_size is not None and request.content_length is not None and request.content_length > max_size:
         raise MalformedBody(f'the body of {request.content_length} bytes is larger than {max_size}', status=413)
     chunks, size = [], 0
-    with reading_body():
+    with reading_body(request):
         while chunk := await request.content.read(_CHUNK):
             size += len(chunk)
             if max_size is not None and size > max_size:
@@ -80,6 +97,8 @@ async def refuse_malformed_bodies(request: web.Request, handler):
     """For a server without its own error middleware: MalformedBody or an unreadable body → 400/413
     {"error": reason}. Put it innermost, after any middleware that turns exceptions into 500s."""
     try:
+        if request.body_exists:
+            check_encoding(request)
         return await handler(request)
     except (MalformedBody, web.RequestPayloadError) as exc:
         if not isinstance(exc, MalformedBody):

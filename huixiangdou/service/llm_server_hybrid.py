@@ -85,7 +85,8 @@ async def errors_as_json(request: web.Request, handler):
     except (MalformedBody, web.RequestPayloadError) as exc:
         # A body that does not decode (Content-Encoding): the rest of it cannot be read either.
         status, message = (exc.status, exc.message) if isinstance(exc, MalformedBody) else (400, str(exc))
-        return finish_malformed(request, error_response(BadRequest(message, status=status, code='bad_body')))
+        return finish_malformed(request, error_response(BadRequest(
+            message, status=status, code={413: 'body_too_large', 415: 'unsupported_encoding'}.get(status, 'bad_body'))))
     except web.HTTPRequestEntityTooLarge:
         return error_response(BadRequest(f'request body is larger than {request.app[MAX_BODY_KEY]} bytes: '
                                          'shorten the prompt or raise [llm.server] max_body_size',
@@ -149,7 +150,7 @@ def key_accepted(request: web.Request, matches: bool) -> bool:
 
 
 async def read_json(request: web.Request) -> dict:
-    with reading_body():
+    with reading_body(request):
         raw = await request.read()  # raises 413 past client_max_size
     try:
         return parse_json_object(raw)

@@ -44,8 +44,8 @@ async def errors_as_json(request: web.Request, handler):
     except (MalformedBody, web.RequestPayloadError) as exc:
         # A body that does not decode (Content-Encoding, multipart): the rest of it cannot be read either.
         status, message = (exc.status, exc.message) if isinstance(exc, MalformedBody) else (400, str(exc))
-        return finish_malformed(request, error_response(status, 'too_large' if status == 413 else 'bad_body',
-                                                        message, request.path.startswith('/v1/')))
+        code = {413: 'too_large', 415: 'unsupported_encoding'}.get(status, 'bad_body')
+        return finish_malformed(request, error_response(status, code, message, request.path.startswith('/v1/')))
     except web.HTTPException as exc:
         if not request.path.startswith(('/api/', '/v1/')) or exc.status < 400:
             raise
@@ -67,7 +67,7 @@ async def read_json(request: web.Request) -> dict:
     content_type = request.content_type
     if content_type != 'application/json' and not content_type.endswith('+json'):
         raise ApiError(415, 'unsupported_type', 'send the body as JSON with "Content-Type: application/json"')
-    with reading_body():
+    with reading_body(request):
         raw = await request.read()  # 413 past client_max_size
     try:
         # Bounded nesting: `[` × 100,000 is a 400, not a RecursionError.

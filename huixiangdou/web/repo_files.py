@@ -133,7 +133,7 @@ async def upload_files(request: web.Request) -> web.Response:
     staged: list[_Staged] = []
     refused: list[dict] = []
     try:
-        with reading_multipart():  # a boundary that does not match, a part header aiohttp refuses: 400
+        with reading_multipart(request):  # a boundary that does not match, a part header aiohttp refuses: 400
             reader = await request.multipart()
             while (part := await reader.next()) is not None:
                 if not isinstance(part, BodyPartReader):
