@@ -198,6 +198,9 @@ class LLMServerConfig:
     max_body_size: int = 4 * 1024 * 1024
     # When set, every request needs "Authorization: Bearer <api_key>"; required to bind a non-loopback host.
     api_key: str = ''
+    # Host names (besides localhost, IP addresses, host and [llm] client_url's host) requests may name in
+    # their Host header; ["*"] turns the check off. Against DNS rebinding.
+    allowed_hosts: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         if not 0 < self.local_llm_bind_port < 65536:
@@ -216,6 +219,7 @@ class LLMServerConfig:
         for key in ('remote_max_retries', 'remote_max_new_tokens', 'remote_llm_max_text_length'):
             if getattr(self, key) < 0:
                 raise ConfigError(f'[llm.server] {key} must be >= 0, got {getattr(self, key)}')
+        _check_allowed_hosts('[llm.server] allowed_hosts', self.allowed_hosts)
         if self.remote_retry_base_delay < 0 or self.remote_retry_max_delay < self.remote_retry_base_delay:
             raise ConfigError('[llm.server] need 0 <= remote_retry_base_delay <= remote_retry_max_delay, got '
                               f'{self.remote_retry_base_delay} and {self.remote_retry_max_delay}')
@@ -371,6 +375,21 @@ def _check_port(where: str, port: int) -> None:
         raise ConfigError(f'{where} must be in 1..65535, got {port}')
 
 
+def _check_allowed_hosts(where: str, entries: list[str]) -> None:
+    """Each entry a bare host name or IP address (what a Host header names, without scheme, path or port),
+    or "*" (no check)."""
+    from huixiangdou.primitive.host_allowlist import ANY_HOST, host_name, is_ip_address
+
+    for i, entry in enumerate(entries):
+        text = entry.strip()
+        bare = text[1:-1] if text.startswith('[') and text.endswith(']') else text
+        if text == ANY_HOST or is_ip_address(bare) or (text and host_name(text) == text.lower().rstrip('.')):
+            continue
+        raise ConfigError(f'{where}[{i}] = {entry!r} is not a host name: give the name a browser shows in its '
+                          'address bar, without scheme, path or port (e.g. "console.example.com"), or "*" to '
+                          'turn the Host check off')
+
+
 def _check_path(where: str, path: str) -> None:
     if not path.startswith('/'):
         raise ConfigError(f'{where} must start with "/", got {path!r}')
@@ -454,9 +473,13 @@ class WebConfig:
     protect_api: int = 0
     # Largest upload (MB); larger files are refused before they are stored.
     max_upload_mb: float = 50.0
+    # Host names (besides localhost, IP addresses and host) requests may name in their Host header, e.g.
+    # the reverse proxy's public name; ["*"] turns the check off. Against DNS rebinding.
+    allowed_hosts: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         _check_port('[web] port', self.port)
+        _check_allowed_hosts('[web] allowed_hosts', self.allowed_hosts)
         if self.max_upload_mb <= 0:
             raise ConfigError(f'[web] max_upload_mb must be > 0, got {self.max_upload_mb}')
 

@@ -1,5 +1,6 @@
 """The hybrid LLM server: one aiohttp app offering the local and the remote backend through
-POST /inference, the OpenAI wire format (llm/openai_api.py) and GET /health, behind an optional API key.
+POST /inference, the OpenAI wire format (llm/openai_api.py) and GET /health, behind an optional API key
+(wrong keys throttled per client address) and a Host check against DNS rebinding.
 
 It does not generate or retry itself (huixiangdou.service.llm does); `python -m` runs it from config.ini.
 """
@@ -15,21 +16,27 @@ import signal
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from loguru import logger
 
 from huixiangdou.config import Config, ConfigError, LLMConfig, LLMServerConfig, load_config
+from huixiangdou.primitive.failure_throttle import FailureThrottle
+from huixiangdou.primitive.host_allowlist import HostAllowList
 from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
+from huixiangdou.primitive.request_body import MalformedBody, finish_malformed, reading_body
 from huixiangdou.service.llm import openai_api
 from huixiangdou.service.llm.backend import (BadRequest, ChatMessage, GenerationParams, LLMBackend, LLMError,
-                                             Unauthorized)
+                                             RateLimited, Unauthorized)
 from huixiangdou.service.llm.openai_api import (BACKEND_HEADER, ROUTER_KEY, SERVICE_NAME, error_response,
                                                 parse_message, positive_int)
 from huixiangdou.service.llm.router import BACKEND_CHOICES, Router
 
 MAX_BODY_KEY = web.AppKey('max_body_size', int)
 API_KEY_KEY = web.AppKey('api_key', str)
+THROTTLE_KEY = web.AppKey('api_key_throttle', FailureThrottle)
+ALLOWED_HOSTS_KEY = web.AppKey('allowed_hosts', HostAllowList)
 # The start_server probe and load balancers check liveness without a key; it reveals only model names.
 OPEN_PATHS = ('/health',)
 
@@ -75,6 +82,11 @@ async def errors_as_json(request: web.Request, handler):
         return await handler(request)
     except LLMError as exc:
         return error_response(exc)
+    except (MalformedBody, web.RequestPayloadError) as exc:
+        # A body that does not decode (Content-Encoding): the rest of it cannot be read either.
+        status, message = (exc.status, exc.message) if isinstance(exc, MalformedBody) else (400, str(exc))
+        return finish_malformed(request, error_response(BadRequest(
+            message, status=status, code={413: 'body_too_large', 415: 'unsupported_encoding'}.get(status, 'bad_body'))))
     except web.HTTPRequestEntityTooLarge:
         return error_response(BadRequest(f'request body is larger than {request.app[MAX_BODY_KEY]} bytes: '
                                          'shorten the prompt or raise [llm.server] max_body_size',
@@ -91,19 +103,55 @@ async def errors_as_json(request: web.Request, handler):
 
 
 @web.middleware
+async def refuse_foreign_host(request: web.Request, handler):
+    """421 unless Host names this server: a page on another site that rebinds its own name to 127.0.0.1
+    would otherwise use a keyless loopback server (and its upstream key) through a visitor's browser."""
+    host = request.headers.get('Host')
+    if not request.app[ALLOWED_HOSTS_KEY].allows(host):
+        raise BadRequest(f'this server does not answer to the host {host[:100]!r}: use the address it is bound '
+                         'to, or add the name to [llm.server] allowed_hosts', status=421, code='unknown_host')
+    return await handler(request)
+
+
+@web.middleware
 async def require_api_key(request: web.Request, handler):
     expected = request.app[API_KEY_KEY]
     if expected and request.path not in OPEN_PATHS:
-        scheme, _, given = request.headers.get('Authorization', '').partition(' ')
-        # aiohttp keeps undecodable header bytes as lone surrogates; surrogateescape gives the bytes back.
-        given_bytes = given.strip().encode('utf-8', 'surrogateescape')
-        if scheme.lower() != 'bearer' or not hmac.compare_digest(given_bytes, expected.encode()):
+        header = request.headers.get('Authorization')
+        scheme, _, given = (header or '').partition(' ')
+        # aiohttp keeps undecodable header bytes as lone surrogates; surrogatepass gives bytes back for any.
+        given_bytes = given.strip().encode('utf-8', 'surrogatepass')
+        matches = scheme.lower() == 'bearer' and hmac.compare_digest(given_bytes, expected.encode())
+        if header is not None:  # a request without a key guesses nothing; one with a key is throttled
+            matches = key_accepted(request, matches)
+        if not matches:
             raise Unauthorized('missing or wrong API key: send "Authorization: Bearer <[llm.server] api_key>"')
     return await handler(request)
 
 
+def key_accepted(request: web.Request, matches: bool) -> bool:
+    """`matches`, counted against the client's address; 429 with Retry-After while it is locked out
+    (whatever it sends, so that the lockout slows guessing down)."""
+    throttle, address = request.app[THROTTLE_KEY], request.remote
+    wait = throttle.retry_after(address)
+    if wait:
+        refused = RateLimited(f'too many wrong API keys from {address}: wait Retry-After seconds before trying '
+                              'again', retry_after=wait)
+        refused.code = 'too_many_attempts'
+        raise refused
+    if matches:
+        throttle.succeeded(address)
+        return True
+    lockout = throttle.failed(address)
+    # Never the key itself: a near miss in the log would help whoever reads it.
+    logger.warning('wrong API key from {} on {} {} ({} in a row{})', address, request.method, request.path,
+                   throttle.failures(address), f'; locked out for {lockout:g} s' if lockout else '')
+    return False
+
+
 async def read_json(request: web.Request) -> dict:
-    raw = await request.read()  # raises 413 past client_max_size
+    with reading_body(request):
+        raw = await request.read()  # raises 413 past client_max_size
     try:
         return parse_json_object(raw)
     except InvalidJson as exc:
@@ -162,9 +210,14 @@ def create_app(config: LLMConfig, router: Router | None = None) -> web.Applicati
         runner = web.AppRunner(create_app(config.llm)); await runner.setup()
     """
     app = web.Application(client_max_size=config.server.max_body_size,
-                          middlewares=[errors_as_json, require_api_key])
+                          middlewares=[errors_as_json, refuse_foreign_host, require_api_key])
     app[MAX_BODY_KEY] = config.server.max_body_size
     app[API_KEY_KEY] = config.server.api_key
+    app[THROTTLE_KEY] = FailureThrottle()
+    # The name our own client uses ([llm] client_url, e.g. a compose service name) is this server's too.
+    client_host = urlsplit(config.client_url).hostname or ''
+    app[ALLOWED_HOSTS_KEY] = HostAllowList.for_server(config.server.host,
+                                                      [*config.server.allowed_hosts, client_host])
     owns_router = router is None
 
     async def start(app: web.Application) -> None:

@@ -66,7 +66,7 @@ def serve(config: Config, host: str, port: int) -> None:
     from huixiangdou.web.app import create_app
 
     shown = f'[{host}]' if ':' in host else host
-    app = create_app(config)
+    app = create_app(config, bind_host=host)
     logger.info('web console on http://{}:{}/ (assistant API: http://{}:{}/v1)', shown, port, shown, port)
     web.run_app(app, host=host, port=port, print=None, handle_signals=False)
 

@@ -8,20 +8,26 @@ from __future__ import annotations
 from aiohttp import web
 from loguru import logger
 
+from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
+from huixiangdou.primitive.request_body import MalformedBody, finish_malformed, reading_body
+
 
 class ApiError(Exception):
-    """A request the console refuses: `code` is snake_case for scripts, `message` says what to do."""
+    """A request the console refuses: `code` is snake_case for scripts, `message` says what to do;
+    `headers` go with the response (Retry-After on a 429)."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
 
 
-def error_response(status: int, code: str, message: str, openai: bool = False) -> web.Response:
+def error_response(status: int, code: str, message: str, openai: bool = False,
+                   headers: dict[str, str] | None = None) -> web.Response:
     error = {'code': code, 'message': message}
     if openai:  # OpenAI clients also read the error's type
-        error['type'] = 'authentication_error' if status == 401 else 'invalid_request_error'
-    return web.json_response({'error': error}, status=status)
+        error['type'] = {401: 'authentication_error', 429: 'rate_limit_error'}.get(status, 'invalid_request_error')
+    return web.json_response({'error': error}, status=status, headers=headers)
 
 
 # aiohttp's own refusals (unknown route, wrong method, body too large), in the same JSON shape.
@@ -34,7 +40,12 @@ async def errors_as_json(request: web.Request, handler):
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, request.path.startswith('/v1/'))
+        return error_response(exc.status, exc.code, exc.message, request.path.startswith('/v1/'), exc.headers)
+    except (MalformedBody, web.RequestPayloadError) as exc:
+        # A body that does not decode (Content-Encoding, multipart): the rest of it cannot be read either.
+        status, message = (exc.status, exc.message) if isinstance(exc, MalformedBody) else (400, str(exc))
+        code = {413: 'too_large', 415: 'unsupported_encoding'}.get(status, 'bad_body')
+        return finish_malformed(request, error_response(status, code, message, request.path.startswith('/v1/')))
     except web.HTTPException as exc:
         if not request.path.startswith(('/api/', '/v1/')) or exc.status < 400:
             raise
@@ -56,13 +67,13 @@ async def read_json(request: web.Request) -> dict:
     content_type = request.content_type
     if content_type != 'application/json' and not content_type.endswith('+json'):
         raise ApiError(415, 'unsupported_type', 'send the body as JSON with "Content-Type: application/json"')
+    with reading_body(request):
+        raw = await request.read()  # 413 past client_max_size
     try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, 'bad_json', 'the body must be a JSON object (Content-Type: application/json)') from None
-    if not isinstance(body, dict):
-        raise ApiError(400, 'bad_json', 'the body must be a JSON object')
-    return body
+        # Bounded nesting: `[` × 100,000 is a 400, not a RecursionError.
+        return parse_json_object(raw)
+    except InvalidJson as exc:
+        raise ApiError(400, 'bad_json', f'{exc}: send one JSON object (Content-Type: application/json)') from None
 
 
 def text_field(body: dict, key: str, required: bool = True, max_chars: int = 4000) -> str:

@@ -14,8 +14,10 @@ from aiohttp import web
 from loguru import logger
 
 from huixiangdou.config import Config
+from huixiangdou.primitive.failure_throttle import FailureThrottle
+from huixiangdou.primitive.host_allowlist import HostAllowList
 from huixiangdou.web import auth
-from huixiangdou.web.api_error import errors_as_json
+from huixiangdou.web.api_error import ApiError, errors_as_json
 from huixiangdou.web.build_job import BuildJob
 from huixiangdou.web.console import CONSOLE, Console
 from huixiangdou.web.worker_slot import WorkerSlot, load_worker
@@ -24,6 +26,10 @@ STATIC_DIR = Path(__file__).parent / 'static'
 # JSON bodies (questions, examples, labels) are small; uploads stream past this limit with their own
 # ([web] max_upload_mb, counted while they are read).
 MAX_JSON_BODY = 1024 * 1024
+ALLOWED_HOSTS = web.AppKey('allowed_hosts', HostAllowList)
+# A longer file name (bytes) or path makes the file system fail (ENAMETOOLONG) inside aiohttp's static handler.
+_MAX_STATIC_NAME_BYTES = 255
+_MAX_STATIC_PATH_BYTES = 1024
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -32,6 +38,27 @@ async def index(request: web.Request) -> web.StreamResponse:
         return web.Response(status=404, text='the console pages are missing from this installation '
                                              f'({page}): reinstall huixiangdou')
     return web.FileResponse(page, headers={'Cache-Control': 'no-cache'})
+
+
+@web.middleware
+async def refuse_foreign_host(request: web.Request, handler):
+    """421 unless Host names this server: a page on another site that rebinds its own name to 127.0.0.1
+    would otherwise read the console (the group messages) with the visitor's browser."""
+    host = request.headers.get('Host')
+    if not request.app[ALLOWED_HOSTS].allows(host):
+        raise ApiError(421, 'unknown_host', f'this console does not answer to the host {host[:100]!r}: '
+                       'open it at the address it is bound to, or add the name to [web] allowed_hosts')
+    return await handler(request)
+
+
+@web.middleware
+async def static_names_fit(request: web.Request, handler):
+    """404 for a /static/ path the file system cannot hold, before aiohttp's static handler fails on it."""
+    if request.path.startswith('/static/'):
+        encoded = request.path.encode('utf-8', 'surrogatepass')
+        if len(encoded) > _MAX_STATIC_PATH_BYTES or any(len(p) > _MAX_STATIC_NAME_BYTES for p in encoded.split(b'/')):
+            raise web.HTTPNotFound()
+    return await handler(request)
 
 
 @web.middleware
@@ -48,12 +75,16 @@ async def security_headers(request: web.Request, handler):
     return response
 
 
-def create_app(config: Config, worker=None, embedder=None) -> web.Application:
+def create_app(config: Config, worker=None, embedder=None, bind_host: str | None = None) -> web.Application:
     """The console app. Without `worker`, one is loaded from config on startup (a missing store leaves
     the console up, read-only on answers, so it can be built from the Knowledge base page). `embedder`
-    (already loaded) is shared by the builder and the workers it loads."""
+    (already loaded) is shared by the builder and the workers it loads. `bind_host` (default [web] host)
+    is the address it is served at, a name the Host header may carry."""
     app = web.Application(client_max_size=MAX_JSON_BODY,
-                          middlewares=[security_headers, errors_as_json, auth.require_admin])
+                          middlewares=[security_headers, errors_as_json, refuse_foreign_host, static_names_fit,
+                                       auth.require_admin])
+    app[ALLOWED_HOSTS] = HostAllowList.for_server(bind_host or config.web.host, config.web.allowed_hosts)
+    app[auth.THROTTLE] = FailureThrottle()
     slot = WorkerSlot(worker)
     console = Console(config, slot, BuildJob(config, slot, embedder))
     app[CONSOLE] = console

@@ -18,6 +18,7 @@ from huixiangdou.web.outcome import session_summary
 
 CONSOLE_GROUP = 'web-console'
 MAX_QUERY_CHARS = 4000
+MAX_GROUP_CHARS = 200
 
 
 def sse(event: str, data: dict) -> bytes:
@@ -32,6 +33,8 @@ async def ask(request: web.Request) -> web.StreamResponse:
     group = body.get('group_id') or CONSOLE_GROUP
     if not isinstance(group, str):
         raise ApiError(400, 'bad_field', '"group_id" must be a string')
+    if len(group) > MAX_GROUP_CHARS:
+        raise ApiError(400, 'too_long', f'"group_id" is longer than {MAX_GROUP_CHARS} characters')
     console = console_of(request)
     async with console.slot.use() as worker:
         response = web.StreamResponse(headers={'Content-Type': 'text/event-stream; charset=utf-8',

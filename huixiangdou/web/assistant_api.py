@@ -68,6 +68,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
     body = await read_json(request)
     model = body.get('model', MODEL)
+    if not isinstance(model, str):
+        raise ApiError(400, 'invalid_model', f'"model" must be a string: "{MODEL}"')
     if model != MODEL:
         raise ApiError(404, 'model_not_found', f'model {model!r} does not exist here: use "{MODEL}"')
     query, history = conversation(body.get('messages'))
@@ -75,6 +77,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if not isinstance(stream, bool):
         raise ApiError(400, 'invalid_stream', '"stream" must be true or false')
     user = body.get('user')
+    if user is not None and not isinstance(user, str):
+        raise ApiError(400, 'invalid_user', '"user" must be a string (it names the conversation\'s group)')
     session = Session(query=query, history=history,
                       group_id=user if isinstance(user, str) and user else API_GROUP, group_name='OpenAI API')
     completion_id = f'chatcmpl-{uuid.uuid4().hex}'

@@ -1,5 +1,6 @@
 """Who may do what: the admin token (Bearer, for scripts), cookie sessions with a CSRF token (for the
-pages), and the middleware that applies [web] admin_token and protect_api to every request.
+pages), and the middleware that applies [web] admin_token and protect_api to every request. Wrong tokens
+are throttled per client address (primitive/failure_throttle.py).
 
 Reading is open unless protect_api = 1; every change needs the token. It does not serve the pages.
 """
@@ -11,7 +12,9 @@ import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from loguru import logger
 
+from huixiangdou.primitive.failure_throttle import FailureThrottle, retry_after_header
 from huixiangdou.web.api_error import ApiError, read_json
 
 COOKIE = 'hxd_session'
@@ -22,6 +25,11 @@ CHANGING_METHODS = frozenset({'POST', 'PUT', 'DELETE', 'PATCH'})
 NOT_A_CHANGE = frozenset({'/api/login', '/api/logout', '/api/ask'})
 READ_ONLY_MESSAGE = ('the console is read-only: set [web] admin_token in config.ini or the environment '
                      'variable HUIXIANGDOU_ADMIN_TOKEN, then restart it')
+
+
+def _raw(text: str) -> bytes:
+    # aiohttp keeps undecodable header bytes as lone surrogates, which plain UTF-8 refuses to encode.
+    return text.encode('utf-8', 'surrogatepass')
 
 
 @dataclass
@@ -43,7 +51,7 @@ class Sessions:
 
     def token_matches(self, given: str) -> bool:
         # Constant time, so the token cannot be guessed byte by byte from response times.
-        return self.token_configured and hmac.compare_digest(given.encode(), self.admin_token.encode())
+        return self.token_configured and hmac.compare_digest(_raw(given), _raw(self.admin_token))
 
     def open(self) -> tuple[str, LoginSession]:
         self._forget_expired()
@@ -70,6 +78,28 @@ class Sessions:
 
 SESSIONS = web.AppKey('sessions', Sessions)
 PROTECT_API = web.AppKey('protect_api', bool)
+THROTTLE = web.AppKey('token_throttle', FailureThrottle)
+
+
+def token_accepted(request: web.Request, given: str) -> bool:
+    """Whether `given` is the admin token, counting a wrong one against the client's address; a client
+    locked out by earlier failures gets 429 with Retry-After whatever it sends (else the lockout would not
+    slow the guessing down)."""
+    sessions, throttle, address = request.app[SESSIONS], request.app[THROTTLE], request.remote
+    if not sessions.token_configured:
+        return False  # nothing to guess
+    wait = throttle.retry_after(address)
+    if wait:
+        raise ApiError(429, 'too_many_attempts', f'too many wrong admin tokens from {address}: try again in '
+                       f'{retry_after_header(wait)} s', headers={'Retry-After': retry_after_header(wait)})
+    if sessions.token_matches(given):
+        throttle.succeeded(address)
+        return True
+    lockout = throttle.failed(address)
+    # Never the token itself: a near miss in the log would help whoever reads it.
+    logger.warning('web console: wrong admin token from {} on {} {} ({} in a row{})', address, request.method,
+                   request.path, throttle.failures(address), f'; locked out for {lockout:g} s' if lockout else '')
+    return False
 
 
 def bearer(request: web.Request) -> str | None:
@@ -104,14 +134,14 @@ async def require_admin(request: web.Request, handler):
         return await handler(request)  # protect_api without a token would lock everyone out: reads stay open
     given = bearer(request)
     if given is not None:
-        if not sessions.token_matches(given):
+        if not token_accepted(request, given):
             raise ApiError(401, 'unauthorized', 'wrong admin token in the Authorization header')
         return await handler(request)
     session = login_session(request)
     if session is None:
         raise ApiError(401, 'unauthorized', 'log in with the admin token ([web] admin_token), or send '
                                             '"Authorization: Bearer <token>"')
-    if changing and not hmac.compare_digest(request.headers.get(CSRF_HEADER, '').encode(), session.csrf.encode()):
+    if changing and not hmac.compare_digest(_raw(request.headers.get(CSRF_HEADER, '')), _raw(session.csrf)):
         raise ApiError(403, 'csrf', f'the {CSRF_HEADER} header is missing or wrong: reload the page and try again')
     return await handler(request)
 
@@ -120,7 +150,7 @@ def is_admin(request: web.Request) -> bool:
     sessions = request.app[SESSIONS]
     given = bearer(request)
     if given is not None:
-        return sessions.token_matches(given)
+        return token_accepted(request, given)
     return sessions.token_configured and login_session(request) is not None
 
 
@@ -137,7 +167,7 @@ async def login(request: web.Request) -> web.Response:
     if not sessions.token_configured:
         raise ApiError(403, 'read_only', READ_ONLY_MESSAGE)
     token = (await read_json(request)).get('token')
-    if not isinstance(token, str) or not sessions.token_matches(token):
+    if not isinstance(token, str) or not token_accepted(request, token):
         raise ApiError(401, 'unauthorized', 'wrong admin token: it is [web] admin_token in config.ini '
                                             '(or HUIXIANGDOU_ADMIN_TOKEN)')
     sessions.close(request.cookies.get(COOKIE))

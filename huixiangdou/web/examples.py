@@ -13,6 +13,8 @@ from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
+from huixiangdou.primitive.json_input import InvalidJson, parse_json
+from huixiangdou.primitive.request_body import reading_multipart
 from huixiangdou.web.api_error import ApiError, read_json, text_field
 from huixiangdou.web.console import Console, console_of
 
@@ -71,8 +73,8 @@ def parse_questions(text: str, where: str) -> list[str]:
     stripped = text.strip()
     if stripped.startswith('['):
         try:
-            data = json.loads(stripped)
-        except ValueError as exc:
+            data = parse_json(stripped)  # bounded nesting: a file of `[` × 100,000 is a 400
+        except InvalidJson as exc:
             raise ApiError(400, 'bad_examples', f'{where} looks like JSON but does not parse: {exc}') from None
         if not isinstance(data, list):
             raise ApiError(400, 'bad_examples', f'{where} must be a JSON list of strings')
@@ -86,7 +88,7 @@ def example_files(console: Console) -> ExampleFiles:
 
 
 def _kind(value) -> str:
-    if value not in KINDS:
+    if not isinstance(value, str) or value not in KINDS:
         raise ApiError(400, 'bad_kind', 'kind must be "good" (on-topic) or "bad" (chatter)')
     return value
 
@@ -145,26 +147,27 @@ async def import_examples(request: web.Request) -> web.Response:
     """Part `kind` (good|bad), then part `file`: a JSON list of strings or one question per line."""
     if not request.content_type.startswith('multipart/'):
         raise ApiError(415, 'unsupported_type', 'send multipart/form-data with parts "kind" and "file"')
-    reader = await request.multipart()
     kind, text = None, None
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            raise ApiError(400, 'bad_multipart', 'nested multipart bodies are not accepted')
-        if part.name == 'kind':
-            kind = _kind((await part.text()).strip())
-        elif part.name == 'file':
-            data = bytearray()
-            while chunk := await part.read_chunk():
-                data += chunk
-                if len(data) > MAX_IMPORT_BYTES:
-                    raise ApiError(413, 'too_large',
-                                   f'an example file may hold {MAX_IMPORT_BYTES // 1024 // 1024} MB')
-            try:
-                text = bytes(data).decode('utf-8-sig')
-            except UnicodeDecodeError:
-                raise ApiError(400, 'bad_examples', 'the example file must be UTF-8 text') from None
-        else:
-            await part.release()
+    with reading_multipart(request):  # a boundary that does not match, a part header aiohttp refuses: 400
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise ApiError(400, 'bad_multipart', 'nested multipart bodies are not accepted')
+            if part.name == 'kind':
+                kind = _kind((await part.text()).strip())
+            elif part.name == 'file':
+                data = bytearray()
+                while chunk := await part.read_chunk():
+                    data += chunk
+                    if len(data) > MAX_IMPORT_BYTES:
+                        raise ApiError(413, 'too_large',
+                                       f'an example file may hold {MAX_IMPORT_BYTES // 1024 // 1024} MB')
+                try:
+                    text = bytes(data).decode('utf-8-sig')
+                except UnicodeDecodeError:
+                    raise ApiError(400, 'bad_examples', 'the example file must be UTF-8 text') from None
+            else:
+                await part.release()
     if kind is None or text is None:
         raise ApiError(400, 'missing_field', 'send both parts: "kind" (good or bad) and "file"')
     questions = [q for q in parse_questions(text, 'the file') if len(q) <= MAX_EXAMPLE_CHARS]

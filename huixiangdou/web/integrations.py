@@ -142,6 +142,8 @@ async def test_llm(config: Config) -> tuple[bool, str]:
 async def run_test(request: web.Request) -> web.Response:
     target = (await read_json(request)).get('target')
     config = console_of(request).config
+    if not isinstance(target, str):
+        raise ApiError(400, 'bad_target', 'target must be "frontend" or "llm"')
     if target == 'frontend':
         ok, detail = await test_frontend(config)
     elif target == 'llm':

@@ -116,7 +116,7 @@ async def label_message(request: web.Request) -> web.Response:
     """Add the message's question to the examples the label calls for; the latest label wins."""
     console = console_of(request)
     label = (await read_json(request)).get('label')
-    if label not in LABELS:
+    if not isinstance(label, str) or label not in LABELS:
         raise ApiError(400, 'bad_label', 'label must be "should_answer" or "should_ignore"')
     message_id = request.match_info['id']
     saved = await asyncio.to_thread(read_saved, console.save_path)

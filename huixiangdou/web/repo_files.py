@@ -18,10 +18,14 @@ from aiohttp import BodyPartReader, web
 from loguru import logger
 
 from huixiangdou.primitive.documents.dispatch import SUPPORTED_SUFFIXES
+from huixiangdou.primitive.request_body import reading_multipart
 from huixiangdou.web.api_error import ApiError
 from huixiangdou.web.console import console_of
 
 _MAX_NAME_CHARS = 200
+# What the file system takes: a name of 255 bytes (100 CJK characters are 300), a path of 4096 with repo_dir.
+_MAX_NAME_BYTES = 255
+_MAX_RELATIVE_BYTES = 1024
 _CHUNK = 1 << 16
 
 
@@ -40,6 +44,8 @@ def clean_component(name: str, what: str = 'name') -> str:
         raise NameRefused(f'hidden {what}s (starting with ".") are not indexed')
     if len(name) > _MAX_NAME_CHARS:
         raise NameRefused(f'the {what} is longer than {_MAX_NAME_CHARS} characters')
+    if len(name.encode('utf-8', 'surrogatepass')) > _MAX_NAME_BYTES:
+        raise NameRefused(f'the {what} is longer than {_MAX_NAME_BYTES} bytes in UTF-8 (about 85 CJK characters)')
     return name
 
 
@@ -62,6 +68,8 @@ def clean_relative(raw: str, what: str = 'path') -> PurePosixPath:
     if text.startswith('/') or (len(text) > 1 and text[1] == ':'):
         raise NameRefused(f'the {what} must be relative to repo_dir, got an absolute path')
     parts = [p for p in text.split('/') if p not in ('', '.')]
+    if len('/'.join(parts).encode('utf-8', 'surrogatepass')) > _MAX_RELATIVE_BYTES:
+        raise NameRefused(f'the {what} is longer than {_MAX_RELATIVE_BYTES} bytes in UTF-8')
     return PurePosixPath(*[clean_component(p, what) for p in parts]) if parts else PurePosixPath()
 
 
@@ -121,49 +129,50 @@ async def upload_files(request: web.Request) -> web.Response:
     if not request.content_type.startswith('multipart/'):
         raise ApiError(415, 'unsupported_type', 'send the files as multipart/form-data, in parts named "file"')
     repo_dir.mkdir(parents=True, exist_ok=True)
-    reader = await request.multipart()
     folder = PurePosixPath()
     staged: list[_Staged] = []
     refused: list[dict] = []
     try:
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise ApiError(400, 'bad_multipart', 'nested multipart bodies are not accepted')
-            if part.name == 'folder':
-                if staged or refused:
-                    raise ApiError(400, 'bad_multipart', 'send the "folder" part before the "file" parts')
+        with reading_multipart(request):  # a boundary that does not match, a part header aiohttp refuses: 400
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader):
+                    raise ApiError(400, 'bad_multipart', 'nested multipart bodies are not accepted')
+                if part.name == 'folder':
+                    if staged or refused:
+                        raise ApiError(400, 'bad_multipart', 'send the "folder" part before the "file" parts')
+                    try:
+                        folder = clean_relative(await part.text(), 'folder')
+                    except NameRefused as exc:
+                        raise ApiError(400, 'bad_folder', f'{exc}: give a sub-folder of repo_dir such as "zh/faq"')
+                    if not inside(repo_dir, repo_dir / folder):
+                        raise ApiError(400, 'bad_folder', 'the folder leads outside repo_dir (a symlink?)')
+                    if any(repo_dir.joinpath(*folder.parts[:i + 1]).is_file()
+                           for i in range(len(folder.parts))):
+                        raise ApiError(400, 'bad_folder', f'{folder} names a file in repo_dir, not a folder')
+                    continue
+                if part.name != 'file':
+                    await part.release()
+                    continue
+                raw = part.filename or ''
                 try:
-                    folder = clean_relative(await part.text(), 'folder')
+                    name = clean_filename(raw)
                 except NameRefused as exc:
-                    raise ApiError(400, 'bad_folder', f'{exc}: give a sub-folder of repo_dir such as "zh/faq"')
-                if not inside(repo_dir, repo_dir / folder):
-                    raise ApiError(400, 'bad_folder', 'the folder leads outside repo_dir (a symlink?)')
-                if any(repo_dir.joinpath(*folder.parts[:i + 1]).is_file()
-                       for i in range(len(folder.parts))):
-                    raise ApiError(400, 'bad_folder', f'{folder} names a file in repo_dir, not a folder')
-                continue
-            if part.name != 'file':
-                await part.release()
-                continue
-            raw = part.filename or ''
-            try:
-                name = clean_filename(raw)
-            except NameRefused as exc:
-                refused.append({'name': raw, 'reason': str(exc)})
-                await part.release()
-                continue
-            target = repo_dir / folder / name
-            reason = unsupported_reason(name)
-            if not reason and (target.is_symlink() or target.is_dir() or not inside(repo_dir, target)):
-                reason = 'a folder or link of that name is in the way inside repo_dir'
-            if not reason and any(s.target == target for s in staged):
-                reason = 'the same name twice in one upload'
-            if reason:
-                refused.append({'name': raw, 'reason': reason})
-                await part.release()
-                continue
-            # One allowance for the whole request: several files together may not pass max_upload_mb.
-            staged.append(await _stage(part, repo_dir / folder, name, limit - sum(s.size for s in staged)))
+                    refused.append({'name': raw, 'reason': str(exc)})
+                    await part.release()
+                    continue
+                target = repo_dir / folder / name
+                reason = unsupported_reason(name)
+                if not reason and (target.is_symlink() or target.is_dir() or not inside(repo_dir, target)):
+                    reason = 'a folder or link of that name is in the way inside repo_dir'
+                if not reason and any(s.target == target for s in staged):
+                    reason = 'the same name twice in one upload'
+                if reason:
+                    refused.append({'name': raw, 'reason': reason})
+                    await part.release()
+                    continue
+                # One allowance for the whole request: several files together may not pass max_upload_mb.
+                staged.append(await _stage(part, repo_dir / folder, name, limit - sum(s.size for s in staged)))
     except BaseException:
         for item in staged:
             item.temp.unlink(missing_ok=True)

@@ -272,3 +272,101 @@ async def test_cli_help_names_the_config_option():
         stdout=asyncio.subprocess.PIPE)
     out, _ = await process.communicate()
     assert process.returncode == 0 and b'--config' in out
+
+
+async def get(url: str, headers: dict | None = None) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers=headers) as response:
+            return response.status, await response.json(content_type=None)
+
+
+async def test_a_foreign_host_header_is_refused(fake_openai):
+    """DNS rebinding: a page at evil.example whose name now points at 127.0.0.1 must not use the server."""
+    config = remote_config(fake_openai.base_url, allowed_hosts=['llm.example.com'])
+    async with serve(create_app(config)) as url:
+        port = url.rsplit(':', 1)[1]
+        evil = {'Host': f'evil.example:{port}'}
+        async with aiohttp.ClientSession() as http:
+            for path, body in (('/inference', {'prompt': 'x'}),
+                               ('/v1/chat/completions', {'model': 'auto', 'messages': [{'role': 'user', 'content': 'x'}]})):
+                async with http.post(url + path, json=body, headers=evil) as r:
+                    assert r.status == 421, path
+                    error = (await r.json())['error']
+                    assert error['code'] == 'unknown_host' and '[llm.server] allowed_hosts' in error['message']
+        for path in ('/v1/models', '/health'):
+            assert (await get(url + path, evil))[0] == 421
+        for host in ('llm.example.com', f'localhost:{port}', f'[::1]:{port}', f'127.0.0.1:{port}'):
+            assert (await get(f'{url}/v1/models', {'Host': host}))[0] == 200, host
+        status, _ = await post(f'{url}/inference', {'prompt': 'x'})
+        assert status == 200
+    assert len(chat_calls(fake_openai)) == 1  # the refused requests never reached the upstream
+
+
+async def test_the_client_url_host_is_allowed_and_star_turns_the_check_off(fake_openai):
+    # A compose service name in [llm] client_url is a name this server answers to.
+    config = remote_config(fake_openai.base_url)
+    config.client_url = 'http://llm-server:8888/inference'
+    async with serve(create_app(config)) as url:
+        assert (await get(f'{url}/v1/models', {'Host': 'llm-server:8888'}))[0] == 200
+        assert (await get(f'{url}/v1/models', {'Host': 'other-name:8888'}))[0] == 421
+    async with serve(create_app(remote_config(fake_openai.base_url, allowed_hosts=['*']))) as url:
+        assert (await get(f'{url}/v1/models', {'Host': 'other-name:8888'}))[0] == 200
+
+
+def test_allowed_hosts_must_be_host_names():
+    from huixiangdou.config import ConfigError
+    for bad in ('http://llm.example.com', 'llm.example.com:8888', ''):
+        with pytest.raises(ConfigError, match=r'\[llm.server\] allowed_hosts\[0\]'):
+            LLMServerConfig(allowed_hosts=[bad]).validate()
+
+
+async def test_wrong_api_keys_are_throttled_and_never_logged(fake_openai):
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level='DEBUG')
+    config = remote_config(fake_openai.base_url, api_key='the-right-key-0123456789')
+    try:
+        async with serve(create_app(config)) as url, aiohttp.ClientSession() as http:
+            async def attempt(key: str):
+                async with http.get(f'{url}/v1/models', headers={'Authorization': f'Bearer {key}'}) as r:
+                    return r.status, r.headers.get('Retry-After'), await r.json()
+            # Without any key nothing is guessed: not counted.
+            for _ in range(10):
+                async with http.get(f'{url}/v1/models') as r:
+                    assert r.status == 401
+            assert [(await attempt(f'guess-{i}'))[0] for i in range(6)] == [401] * 6
+            answers = [await attempt(f'fast-{i}') for i in range(200)]
+            assert {status for status, _, _ in answers} == {429}
+            assert answers[0][1] == '1' and answers[0][2]['error']['code'] == 'too_many_attempts'
+            # The right key during the lockout waits too; once it is over it works and resets the count.
+            assert (await attempt('the-right-key-0123456789'))[0] == 429
+            for _ in range(400):
+                status, retry_after, _ = await attempt('the-right-key-0123456789')
+                if status != 429:
+                    break
+                await asyncio.sleep(0.25)
+            assert status == 200
+            assert (await attempt('typo'))[0] == 401
+    finally:
+        logger.remove(sink)
+    warnings = [line for line in lines if 'wrong API key from 127.0.0.1' in line]
+    assert len(warnings) == 7 and 'locked out for 1 s' in warnings[5]
+    assert not [line for line in lines if 'guess-' in line or 'the-right-key' in line]
+
+
+async def test_a_body_that_is_not_what_its_content_encoding_says_is_a_400(fake_openai):
+    async with serve(create_app(remote_config(fake_openai.base_url))) as url:
+        async with aiohttp.ClientSession() as http:
+            for path in ('/inference', '/v1/chat/completions'):
+                async with http.post(url + path, data=b'{"prompt": "not gzip"}',
+                                     headers={'Content-Type': 'application/json', 'Content-Encoding': 'gzip'}) as r:
+                    body = await r.json()
+                    assert r.status == 400 and body['error']['code'] == 'bad_body'
+                    assert 'gzip' in body['error']['message'] and r.headers['Connection'] == 'close'
+        import gzip
+        status, body = await post(f'{url}/inference', data=gzip.compress(b'{"prompt": "x"}'))
+    assert status == 400  # no Content-Encoding header: the gzip bytes are not JSON
+    async with serve(create_app(remote_config(fake_openai.base_url))) as url:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f'{url}/inference', data=gzip.compress(b'{"prompt": "x"}'),
+                                 headers={'Content-Type': 'application/json', 'Content-Encoding': 'gzip'}) as r:
+                assert r.status == 200  # real gzip still works

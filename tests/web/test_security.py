@@ -7,6 +7,7 @@ import pytest
 
 from huixiangdou.config import ConfigError, load_config
 from tests.conftest import write_config
+from tests.web.conftest import ADMIN_TOKEN
 
 NEW_EXAMPLE = {'kind': 'good', 'text': '控制台登录后能添加示例吗？'}
 
@@ -149,3 +150,107 @@ def test_a_public_address_without_a_token_is_refused(tmp_path, monkeypatch, caps
     assert main(['--config', str(path), '--host', '::']) == 1
     monkeypatch.setenv('HUIXIANGDOU_ADMIN_TOKEN', 'from-the-environment')
     check_bind(load_config(path), '0.0.0.0')
+
+
+# ---- Host header (DNS rebinding) and throttled token guessing ---------------------------------------
+
+READS = ('/', '/static/app.js', '/api/messages', '/api/kb', '/api/examples', '/api/chunks?path=a.md',
+         '/api/integrations', '/api/session', '/v1/models')
+
+
+async def test_a_foreign_host_header_is_refused_everywhere(bare_console):
+    # What a page at evil.example sends once it has rebound its name to 127.0.0.1.
+    url = await bare_console(web={'allowed_hosts': ['console.example.com']})
+    port = url.rsplit(':', 1)[1]
+    async with aiohttp.ClientSession() as http:
+        for path in READS:
+            async with http.get(f'{url}{path}', headers={'Host': f'evil.example:{port}'}) as r:
+                assert r.status == 421, path
+                error = (await r.json())['error']
+                assert error['code'] == 'unknown_host' and 'allowed_hosts' in error['message'], path
+        for path, body in (('/api/ask', {'query': '安装需要什么？'}), ('/api/login', {'token': 'x'}),
+                           ('/v1/chat/completions', {'model': 'huixiangdou',
+                                                     'messages': [{'role': 'user', 'content': 'hi'}]})):
+            async with http.post(f'{url}{path}', json=body, headers={'Host': f'evil.example:{port}'}) as r:
+                assert r.status == 421, path
+        # The names of this server: localhost, IP addresses, the configured name (any port: a proxy's).
+        for host in (f'localhost:{port}', f'127.0.0.1:{port}', f'[::1]:{port}', 'console.example.com',
+                     'Console.Example.com:443', f'LOCALHOST.:{port}'):
+            async with http.get(f'{url}/api/messages', headers={'Host': host}) as r:
+                assert r.status == 200, host
+        async with http.get(f'{url}/api/kb', headers={'Host': 'sub.console.example.com'}) as r:
+            assert r.status == 421
+
+
+async def test_allowed_hosts_star_turns_the_check_off(bare_console):
+    url = await bare_console(web={'allowed_hosts': ['*']})
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f'{url}/api/messages', headers={'Host': 'anything.example'}) as r:
+            assert r.status == 200
+
+
+def test_allowed_hosts_must_be_host_names(tmp_path):
+    for bad in ('https://console.example.com', 'console.example.com:8080', 'a/b', ''):
+        path = write_config(tmp_path / 'config.ini', web={'allowed_hosts': [bad]})
+        with pytest.raises(ConfigError, match=r'\[web\] allowed_hosts\[0\]'):
+            load_config(path)
+
+
+async def attempt(http: aiohttp.ClientSession, url: str, token: str, via: str) -> aiohttp.ClientResponse:
+    if via == 'bearer':
+        response = await http.post(f'{url}/api/examples', json=NEW_EXAMPLE, headers={'Authorization': f'Bearer {token}'})
+    else:
+        response = await http.post(f'{url}/api/login', json={'token': token})
+    await response.read()
+    return response
+
+
+async def retry_after_lockout(http, url: str, token: str, via: str, deadline: float = 120) -> aiohttp.ClientResponse:
+    """Keep trying (as a client obeying Retry-After would) until the answer is not 429."""
+    import asyncio
+    import time
+
+    end = time.monotonic() + deadline
+    while True:
+        response = await attempt(http, url, token, via)
+        if response.status != 429 or time.monotonic() > end:
+            return response
+        await asyncio.sleep(min(float(response.headers['Retry-After']), 1.0) / 4)
+
+
+@pytest.mark.parametrize('via', ['bearer', 'login'])
+async def test_wrong_tokens_are_throttled_with_a_growing_delay(bare_console, via):
+    from loguru import logger
+
+    url = await bare_console()
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level='DEBUG')
+    try:
+        async with aiohttp.ClientSession() as http:
+            statuses = [(await attempt(http, url, f'guess-{i}', via)).status for i in range(5)]
+            assert statuses == [401] * 5
+            # The sixth wrong token starts a lockout; every attempt during it, however fast, is a 429.
+            assert (await attempt(http, url, 'guess-5', via)).status == 401
+            waits = []
+            for i in range(50):
+                r = await attempt(http, url, f'fast-{i}', via)
+                assert r.status == 429
+                waits.append(int(r.headers['Retry-After']))
+            assert waits[0] == 1 and (await r.json())['error']['code'] == 'too_many_attempts'
+            # Once it is over the next wrong token locks the address out twice as long, then four times.
+            for lockout in (2, 4):
+                assert (await retry_after_lockout(http, url, 'guess-again', via)).status == 401
+                r = await attempt(http, url, 'guess-again', via)
+                assert r.status == 429 and 1 <= int(r.headers['Retry-After']) <= lockout
+            # Even the right token waits out the lockout (else it would not slow guessing); then it works,
+            # and a success starts the count again.
+            r = await attempt(http, url, ADMIN_TOKEN, via)
+            assert r.status == 429
+            assert (await retry_after_lockout(http, url, ADMIN_TOKEN, via)).status in (200, 201)
+            assert (await attempt(http, url, 'one-more-typo', via)).status == 401
+    finally:
+        logger.remove(sink)
+    warnings = [line for line in lines if 'wrong admin token from 127.0.0.1' in line]
+    lockouts = [line.rsplit('locked out for ', 1)[1].split(')')[0] for line in warnings if 'locked out' in line]
+    assert len(warnings) == 9 and lockouts == ['1 s', '2 s', '4 s']  # 5 free, then doubling
+    assert not [line for line in lines if 'guess' in line or ADMIN_TOKEN in line]
