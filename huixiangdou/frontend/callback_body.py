@@ -12,6 +12,7 @@ from aiohttp import web
 
 from huixiangdou.frontend.errors import CallbackRejected
 from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
+from huixiangdou.primitive.request_body import reading_body
 
 
 async def read_json_body(request: web.Request, max_size: int, timeout: float) -> tuple[bytes, dict]:
@@ -32,7 +33,7 @@ async def read_json_body(request: web.Request, max_size: int, timeout: float) ->
             if size > max_size:
                 raise CallbackRejected(413, f'body exceeds {max_size} bytes')
             chunks.append(chunk)
-    raw = await _within(timeout, read())
+    raw = await _within(request, timeout, read())
     try:
         body = parse_json_object(raw)
     except InvalidJson as exc:
@@ -46,16 +47,19 @@ async def read_raw_body(request: web.Request, max_size: int, timeout: float) -> 
     if request.content_length is not None and request.content_length > max_size:
         raise CallbackRejected(413, f'body of {request.content_length} bytes exceeds {max_size}')
     try:
-        return await _within(timeout, request.read())
+        return await _within(request, timeout, request.read())
     except web.HTTPRequestEntityTooLarge:
         raise CallbackRejected(413, f'body exceeds {max_size} bytes') from None
 
 
-async def _within(timeout: float, reading):
-    """Await `reading`; 408 past `timeout` seconds (a body that never completes must not hold the connection)."""
+async def _within(request: web.Request, timeout: float, reading):
+    """Await `reading`; 408 past `timeout` seconds (a body that never completes must not hold the connection).
+    A body that does not decode as its Content-Encoding says raises MalformedBody (400, answered by the
+    app's refuse_malformed_bodies middleware, which also closes the connection)."""
     try:
-        async with asyncio.timeout(timeout):
-            return await reading
+        with reading_body(request):
+            async with asyncio.timeout(timeout):
+                return await reading
     except TimeoutError:
         raise CallbackRejected(408, f'request body not received within {timeout:g} s') from None
 

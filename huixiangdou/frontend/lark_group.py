@@ -30,6 +30,7 @@ from huixiangdou.frontend.lark_event import (MESSAGE_EVENT, LarkTextMessage, fie
 from huixiangdou.frontend.lark_open_api import LarkOpenApi
 from huixiangdou.frontend.lark_post import answer_post
 from huixiangdou.frontend.message_images import ImageLimits, fetch_images
+from huixiangdou.primitive.request_body import refuse_malformed_bodies
 
 REPLIES_REMEMBERED = 10000
 INBOX_FILE = 'lark_group_inbox.sqlite'
@@ -100,7 +101,7 @@ class LarkGroupServer(CallbackServer):
         return await super().start()
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.frontend.max_body_size)
+        app = web.Application(client_max_size=self.frontend.max_body_size, middlewares=[refuse_malformed_bodies])
         app.router.add_post(self.config.path, self.handle)
         return app
 

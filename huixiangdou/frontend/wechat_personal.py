@@ -28,6 +28,7 @@ from huixiangdou.frontend.polled_answers import PolledAnswers
 from huixiangdou.frontend.wechat_app_protocol import (POLL, AppRequest, PolledItem, answer_for, app_body,
                                                        is_app_body, parse_app_request)
 from huixiangdou.frontend.wechat_mention import strip_mentions
+from huixiangdou.primitive.request_body import refuse_malformed_bodies
 
 SECTION = 'frontend.wechat_personal'
 # Outcomes kept per group between polls. Rejections (queue_full, rate_limited) arrive at once, so
@@ -72,7 +73,7 @@ class WechatPersonalServer(CallbackServer):
         self._app_posts: dict[str, AppRequest] = {}  # our message id -> the app's post, until its outcome
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.frontend.max_body_size)
+        app = web.Application(client_max_size=self.frontend.max_body_size, middlewares=[refuse_malformed_bodies])
         app.router.add_post(self.config.path, self.handle)
         return app
 

@@ -25,6 +25,7 @@ from huixiangdou.frontend.message_images import ImageLimits, fetch_images
 from huixiangdou.frontend.wkteam_api import SentMessage, WkteamApi
 from huixiangdou.frontend.wkteam_event import WkteamGroupMessage, parse_callback
 from huixiangdou.service.worker.citation import numbered
+from huixiangdou.primitive.request_body import refuse_malformed_bodies
 
 SENT_REMEMBERED = 10000
 INBOX_FILE = 'wkteam_inbox.sqlite'
@@ -86,7 +87,7 @@ class WechatWkteamServer(CallbackServer):
         return await super().start()
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.frontend.max_body_size)
+        app = web.Application(client_max_size=self.frontend.max_body_size, middlewares=[refuse_malformed_bodies])
         app.router.add_post(self.config.callback_path, self.handle)
         return app
 
