@@ -12,16 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from huixiangdou.frontend.wechat_personal import WechatPersonalServer
-from huixiangdou.frontend.wechat_wkteam import WechatWkteamServer
-from huixiangdou.frontend.wkteam_api import WkteamApi
-from tests.conftest import free_port
-from tests.fakes.fake_lark import FakeLark
-from tests.fakes.fake_wkteam import FakeWkteam
 from tests.frontend.callback_fuzz import LogWatch, ServerThread
 from tests.frontend.conftest import ScriptedResponder, frontend_config
 from tests.frontend.lark_events import message_event
-from tests.frontend.lark_events import start_lark_server
-from tests.frontend.test_wechat_wkteam import WID, push
+from tests.frontend.test_lark_group_fuzz import lark_server
+from tests.frontend.test_wechat_wkteam import push
+from tests.frontend.test_wkteam_fuzz import wkteam_server
 from tests.web.test_fuzz import encodings, shaped, shapes
 
 FUZZ = settings(max_examples=100, deadline=None, database=None, derandomize=True,
@@ -30,37 +26,13 @@ PERSONAL_PATH = '/huixiangdou/Zq3vX9kLm2Tr8WbYc4Hd'
 
 
 def lark(tmp_path) -> tuple[ServerThread, str, bytes]:
-    fake = FakeLark()
-
-    async def start():
-        await fake.start(free_port())
-        driver = await start_lark_server(fake, ScriptedResponder(), state_dir=tmp_path, encrypt_key='')
-
-        async def stop():
-            await driver.server.stop()
-            await fake.stop()
-        return driver.server.port, stop
-    return ServerThread(start), '/event', json.dumps(message_event('how to install?')).encode()
+    server, _fake = lark_server(tmp_path, encrypt_key='')
+    return server, '/event', json.dumps(message_event('how to install?')).encode()
 
 
 def wkteam(tmp_path) -> tuple[ServerThread, str, bytes]:
-    fake = FakeWkteam()
-
-    async def start():
-        await fake.start(free_port())
-        frontend = frontend_config(type='wechat_wkteam', max_body_size=4096)
-        config = frontend.wechat_wkteam
-        config.base_url, config.wid, config.callback_host = fake.base_url, WID, '127.0.0.1'
-        server = WechatWkteamServer(frontend, ScriptedResponder(), history_path=tmp_path / 'wkteam.sqlite',
-                                    api=WkteamApi(fake.base_url, api_token=fake.token), port=free_port())
-        await server.warm_up()
-        await server.start()
-
-        async def stop():
-            await server.stop()
-            await fake.stop()
-        return server.port, stop
-    return ServerThread(start), '/callback', json.dumps(push('how to install?')).encode()
+    server, _fake = wkteam_server(tmp_path, ScriptedResponder())
+    return server, '/callback', json.dumps(push('how to install?')).encode()
 
 
 def personal(tmp_path) -> tuple[ServerThread, str, bytes]:

@@ -28,7 +28,7 @@ KEYWORD = 'zzfuzzvalid'   # never generated, so only the final valid question is
 events = mutated(lambda: message_event('fuzz question'), EVENT_PATHS)
 
 
-def _server(tmp_path, **settings) -> tuple[ServerThread, FakeLark]:
+def lark_server(tmp_path, **settings) -> tuple[ServerThread, FakeLark]:
     fake = FakeLark()
 
     async def start():
@@ -50,7 +50,7 @@ def _answers_a_valid_event_afterwards(server: ServerThread, fake: FakeLark, body
 
 
 def test_token_mode_callback_survives_hostile_bodies(tmp_path):
-    server, fake = _server(tmp_path, encrypt_key='')
+    server, fake = lark_server(tmp_path, encrypt_key='')
     statuses: Counter[int] = Counter()
     with LogWatch() as log, server:
         @FUZZ
@@ -70,7 +70,7 @@ def test_token_mode_callback_survives_hostile_bodies(tmp_path):
 
 
 def test_encrypted_callback_survives_hostile_bodies_even_when_signed(tmp_path):
-    server, fake = _server(tmp_path)
+    server, fake = lark_server(tmp_path)
 
     def encrypted(event: dict) -> bytes:
         return json.dumps({'encrypt': encrypt_payload(ENCRYPT_KEY, event)}).encode()

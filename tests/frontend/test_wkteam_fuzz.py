@@ -25,7 +25,8 @@ pushes = mutated(lambda: push('fuzz question'), PUSH_PATHS) | mutated(
     lambda: quote('fuzz &#xd800; <b>', 123, 'quoted \ud800'), PUSH_PATHS)
 
 
-def test_wkteam_callback_survives_hostile_bodies(tmp_path):
+def wkteam_server(tmp_path, responder) -> tuple[ServerThread, FakeWkteam]:
+    """A wkteam callback server (and the fake wkteam API it sends to) on their own loop thread."""
     fake = FakeWkteam()
 
     async def start():
@@ -33,8 +34,7 @@ def test_wkteam_callback_survives_hostile_bodies(tmp_path):
         frontend = frontend_config(type='wechat_wkteam', max_body_size=4096)
         config = frontend.wechat_wkteam
         config.base_url, config.wid, config.callback_host = fake.base_url, WID, '127.0.0.1'
-        server = WechatWkteamServer(frontend, ScriptedResponder(keywords=(KEYWORD,)),
-                                    history_path=tmp_path / 'wkteam.sqlite',
+        server = WechatWkteamServer(frontend, responder, history_path=tmp_path / 'wkteam.sqlite',
                                     api=WkteamApi(fake.base_url, api_token=fake.token), port=free_port())
         await server.warm_up()
         await server.start()
@@ -43,8 +43,11 @@ def test_wkteam_callback_survives_hostile_bodies(tmp_path):
             await server.stop()
             await fake.stop()
         return server.port, stop
+    return ServerThread(start), fake
 
-    server = ServerThread(start)
+
+def test_wkteam_callback_survives_hostile_bodies(tmp_path):
+    server, fake = wkteam_server(tmp_path, ScriptedResponder(keywords=(KEYWORD,)))
     statuses: Counter[int] = Counter()
     with LogWatch() as log, server:
         @FUZZ
