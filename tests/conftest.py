@@ -5,6 +5,7 @@ import contextlib
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # here, children start with the default disposition again (exec resets handled signals, not ignored ones).
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def wait_for(condition, timeout: float = 180.0, what: str = 'condition'):
+    """Poll `condition()` every 0.1 s until it returns something true (returned) or `timeout` seconds
+    pass (AssertionError naming `what`). Generous timeouts: a loaded machine must not fail a test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f'timed out waiting for {what}')
 
 
 def free_port() -> int:

@@ -7,29 +7,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 import aiohttp
 import psutil
 
-from tests.conftest import REPO_ROOT, free_port, write_config
+from tests.conftest import REPO_ROOT, free_port, wait_for, write_config
 from tests.crafted_files import crafted_docx, parse_workers
 from tests.web.conftest import ADMIN_TOKEN, copy_knowledge_base, start_console
 
 # Never finishes within a test: python-docx walks 600,000 paragraphs; the deadline is far away.
 SLOW = {'parse_timeout_s': 300, 'max_expanded_mb': 1000}
 
-
-def _wait_for(condition, timeout: float = 180.0, what: str = 'condition'):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f'timed out waiting for {what}')
 
 
 async def test_cancel_stops_the_build_mid_parse_and_the_old_store_stays(tmp_path, sample_store, embedder):
@@ -43,12 +33,12 @@ async def test_cancel_stops_the_build_mid_parse_and_the_old_store_stays(tmp_path
                 assert r.status == 409  # nothing to cancel yet
             async with http.post(f'{server.base_url}/api/rebuild', json={}) as r:
                 assert r.status == 202
-            _wait_for(lambda: parse_workers(os.getpid()), what='the docx being parsed')
+            wait_for(lambda: parse_workers(os.getpid()), what='the docx being parsed')
             async with http.post(f'{server.base_url}/api/rebuild/cancel') as r:
                 assert r.status == 202
             status = server.wait_for_build(timeout=60)
             assert status['state'] == 'cancelled', status
-            _wait_for(lambda: not parse_workers(os.getpid()), timeout=10, what='the parse workers to be killed')
+            wait_for(lambda: not parse_workers(os.getpid()), timeout=10, what='the parse workers to be killed')
             # Nothing was published; the store answering is the old one.
             assert json.loads((server.work_dir / 'report.json').read_text(encoding='utf-8')) == built_before
             async with http.get(f'{server.base_url}/api/chunks', params={'path': 'README.md'}) as r:
@@ -87,13 +77,13 @@ def test_sigterm_stops_the_console_mid_build_within_10_s(tmp_path, sample_store)
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     base = f'http://127.0.0.1:{port}'
     try:
-        _wait_for(lambda: _get(f'{base}/api/rebuild') or proc.poll() is not None, what='the console')
+        wait_for(lambda: _get(f'{base}/api/rebuild') or proc.poll() is not None, what='the console')
         assert proc.poll() is None, proc.stderr.read().decode()
         request = urllib.request.Request(f'{base}/api/rebuild', data=b'{}', method='POST', headers={
             'Authorization': f'Bearer {ADMIN_TOKEN}', 'Content-Type': 'application/json'})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 202
-        _wait_for(lambda: parse_workers(proc.pid), what='the docx being parsed')
+        wait_for(lambda: parse_workers(proc.pid), what='the docx being parsed')
         tree = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)

@@ -7,27 +7,16 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 
 from huixiangdou.config import FeatureStoreConfig
 from huixiangdou.service.feature_store.builder import FeatureStoreBuilder
-from tests.conftest import REPO_ROOT, write_config
+from tests.conftest import REPO_ROOT, wait_for, write_config
 from tests.crafted_files import crafted_docx, parse_workers
 
 GOOD = '# 部署\n\n茴香豆的配置文件是 config.ini，修改后重启服务即可生效。\n'
-
-
-def _wait_for(condition, timeout: float = 120.0, what: str = 'condition'):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f'timed out waiting for {what}')
 
 
 def test_crafted_docx_is_refused_by_size_or_memory_and_the_build_goes_on(tmp_path, embedder):
@@ -74,7 +63,7 @@ def test_cli_build_stops_on_sigterm_or_ctrl_c_and_leaves_no_parse_process(tmp_pa
     proc = subprocess.Popen([sys.executable, '-m', 'huixiangdou.service.feature_store', '--config', str(config),
                              '--quiet'], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait_for(lambda: parse_workers(proc.pid) or proc.poll() is not None, what='a parse worker')
+        wait_for(lambda: parse_workers(proc.pid) or proc.poll() is not None, what='a parse worker')
         assert proc.poll() is None, proc.stderr.read().decode()
         tree = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signum)
