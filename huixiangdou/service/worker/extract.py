@@ -28,6 +28,17 @@ MIN_CHARS = 6
 SHORT_CHARS = 40     # a quote shorter than this (CJK counted twice) brings the sentence before it along
 INTRO_LINES = 6      # at most this many code lines or list items join the sentence that introduces them
 MAX_CHARS = 300     # a longer "sentence" (a run-on table row, minified code) is cut at a word boundary
+INTRO_MAX_CHARS = 600   # a sentence with the list or commands it introduces: cut later, not mid-list
+TITLE_SHARE = 0.9   # a sentence under a heading or FAQ entry scores at least this share of that title's score
+# A FAQ entry's title: a list item or line that is all bold or all quoted ("- **RuntimeError: ...**",
+# '- "No module named ..."'), or one that asks a question. Its answer is what follows it.
+_TITLE = re.compile(r'^(?:\*\*[^*].*\*\*|"[^"].*"|“.*”)[:：]?$|[?？]$')
+_IMAGE = re.compile(r'!\[[^\]]*\]\([^)]*\)')
+_LINK = re.compile(r'\[[^\]]*\]\([^)]*\)')
+_TAG = re.compile(r'<[^>]+>')
+_DIRECTIVE = re.compile(r'^:\w[\w-]*:')     # a MyST code-block option line (":caption: 安装依赖")
+ECHO_SHARE = 0.6    # a piece whose words are mostly the question's repeats the user's error: a title, not an answer
+CODE_AFTER_LINES = 3   # a quoted sentence brings this many lines of the code block right after it
 
 
 @dataclass
@@ -38,6 +49,8 @@ class Sentence:
     position: int         # order inside the passage
     code: bool = False
     score: float = 0.0
+    title: int = -1       # position of the heading or FAQ title it sits under (-1: the passage's anchor)
+    is_title: bool = False   # a heading or FAQ title: scored, so its answer below inherits it; not quoted
 
 
 @dataclass
@@ -48,13 +61,41 @@ class ExtractedAnswer:
 
 
 def split_sentences(text: str) -> list[tuple[str, bool]]:
-    """(sentence, is_code) pieces of a passage: prose split at sentence ends, code and table rows by line.
+    """(sentence, is_code) pieces of a passage that may be quoted (see split_pieces)."""
+    return [(piece.text, piece.code) for piece in split_pieces(text) if not piece.is_title]
 
-    Hard-wrapped lines of one paragraph or list item are joined first; headings, table rules and table
-    header rows are dropped, list bullets stripped. A sentence ending in a colon is joined with the
-    code lines or list items it introduces ("Rebuild with: `... --rebuild`"), since neither answers alone.
+
+@dataclass
+class Piece:
+    text: str
+    code: bool = False
+    title: int = -1          # index of the heading / FAQ title piece it sits under, -1 for none
+    is_title: bool = False
+
+
+def _noise(line: str) -> bool:
+    """A README navigation line ("[🛠️安装](…) | [👀模型库](…)"), an image or a bare HTML tag: no words
+    of its own once links, images and tags are taken out."""
+    if not (_IMAGE.search(line) or _LINK.search(line) or _TAG.search(line)):
+        return False
+    rest = _TAG.sub('', _LINK.sub('', _IMAGE.sub('', line)))
+    return len(_WORDY.findall(rest)) < 2
+
+
+def _title_text(line: str) -> str:
+    return line.strip().strip('*"“”`').rstrip(':：').strip()
+
+
+def split_pieces(text: str) -> list[Piece]:
+    """The pieces of a passage: prose split at sentence ends, code and table rows by line, headings and
+    FAQ titles ("- **RuntimeError: ...**") as title pieces that the pieces below them belong to.
+
+    Hard-wrapped lines of one paragraph or list item are joined first; table rules, table header rows,
+    navigation lines, images and bare HTML tags are dropped, list bullets stripped. A sentence ending in a
+    colon is joined with the code lines or list items it introduces ("Rebuild with: `... --rebuild`"),
+    since neither answers alone.
     """
-    pieces: list[tuple[str, str]] = []   # (text, kind): prose | item | code | row
+    pieces: list[tuple[str, str]] = []   # (text, kind): prose | item | code | row | title
     paragraph: list[str] = []
     kind = 'prose'
 
@@ -74,10 +115,16 @@ def split_sentences(text: str) -> list[tuple[str, bool]]:
             continue
         line = raw.strip()
         if in_code:
-            if line:
+            if line and not _DIRECTIVE.match(line):
                 pieces.append((line, 'code'))
             continue
-        if not line or _HEADING.match(line) or _TABLE_RULE.match(line) or line.startswith('|'):
+        if _HEADING.match(line):
+            flush()
+            title = _title_text(line.lstrip('#'))
+            if title:
+                pieces.append((title, 'title'))
+            continue
+        if not line or _TABLE_RULE.match(line) or line.startswith('|') or _noise(line):
             flush()
             if _TABLE_RULE.match(line) and line and pieces and pieces[-1][1] == 'row':
                 pieces.pop()   # the header row above a rule names columns; it answers nothing
@@ -89,10 +136,16 @@ def split_sentences(text: str) -> list[tuple[str, bool]]:
             flush()
             pieces.append((line, 'row'))
             continue
-        if _BULLET.match(line):
+        bullet = _BULLET.match(line)
+        content = _BULLET.sub('', line) if bullet else line
+        if _TITLE.search(content) and (bullet or content.startswith(('**', '"', '“'))):
+            flush()
+            pieces.append((_title_text(content), 'title'))
+            continue
+        if bullet:
             flush()
             kind = 'item'
-            line = _BULLET.sub('', line)
+            line = content
         elif not paragraph:
             kind = 'prose'
         paragraph.append(line)
@@ -111,19 +164,28 @@ def split_sentences(text: str) -> list[tuple[str, bool]]:
         else:
             merged.append([piece, kind])
             joined = 0
-    return [(_shorten(s), kind == 'code') for s, kind in merged if len(s) >= MIN_CHARS and _WORDY.search(s)]
+    out: list[Piece] = []
+    title = -1
+    for piece, kind in merged:
+        if kind == 'title':
+            title = len(out)
+            out.append(Piece(piece, is_title=True))
+        elif len(piece) >= MIN_CHARS and _WORDY.search(piece):
+            out.append(Piece(_shorten(piece, INTRO_MAX_CHARS if kind == 'intro' else MAX_CHARS), kind == 'code',
+                             title))
+    return out
 
 
 def _is_cjk(ch: str) -> bool:
     return '\u3000' <= ch <= '\u9fff' or '\uff00' <= ch <= '\uffef'
 
 
-def _shorten(text: str) -> str:
-    if len(text) <= MAX_CHARS:
+def _shorten(text: str, limit: int = MAX_CHARS) -> str:
+    if len(text) <= limit:
         return text
-    cut = text[:MAX_CHARS]
+    cut = text[:limit]
     space = cut.rfind(' ')
-    return (cut[:space] if space > MAX_CHARS // 2 else cut).rstrip() + '…'
+    return (cut[:space] if space > limit // 2 else cut).rstrip() + '…'
 
 
 def _char_grams(text: str, n: int = 3) -> set[str]:
@@ -150,7 +212,7 @@ class Extract:
     """
 
     def __init__(self, embedder=None, max_sentences: int = 3, lexical_weight: float = 0.6,
-                 top_passage_bonus: float = 0.15, keep_ratio: float = 0.6):
+                 top_passage_bonus: float = 0.15, keep_ratio: float = 0.6, dense_limit: int = 16):
         if not 1 <= max_sentences <= 5:
             raise ValueError(f'max_sentences must be 1 to 5, got {max_sentences}')
         if not 0.0 <= lexical_weight <= 1.0:
@@ -162,28 +224,61 @@ class Extract:
         self.lexical_weight = lexical_weight if embedder is not None else 1.0
         self.top_passage_bonus = top_passage_bonus
         self.keep_ratio = keep_ratio
+        if dense_limit < 1:
+            raise ValueError(f'dense_limit must be >= 1, got {dense_limit}')
+        self.dense_limit = dense_limit
 
     def candidates(self, passages: list[Passage]) -> list[Sentence]:
-        return [Sentence(text, i, j, code) for i, p in enumerate(passages)
-                for j, (text, code) in enumerate(split_sentences(p.text))]
+        """Every piece of every passage, titles included; a passage whose first pieces sit under no heading
+        of its own gets its anchor's last heading as their title (position -1)."""
+        out = []
+        for i, p in enumerate(passages):
+            pieces = split_pieces(p.text)
+            anchor = p.reference.split('#', 1)[1].rsplit('/', 1)[-1] if '#' in p.reference else ''
+            if anchor and any(x.title == -1 and not x.is_title for x in pieces):
+                out.append(Sentence(anchor, i, -1, is_title=True))
+            out += [Sentence(x.text, i, j, x.code, title=x.title, is_title=x.is_title) for j, x in enumerate(pieces)]
+        return out
 
-    def score(self, query: str, sentences: list[Sentence], n_passages: int) -> None:
-        """Set each sentence's score: shared words (idf-weighted), cosine, and a bonus for higher passages."""
+    def score(self, query: str, sentences: list[Sentence], n_passages: int, query_vector=None) -> None:
+        """Set each sentence's score: shared words (idf-weighted), cosine, at least TITLE_SHARE of the score of
+        the heading or FAQ title it sits under (the answer below "### 找不到 libGL.so.1" names no error), and a
+        bonus for higher passages."""
         words = [set(tokenize(s.text)) for s in sentences]
         asked = set(tokenize(query))
         df = {w: sum(1 for ws in words if w in ws) for w in asked}
         idf = {w: math.log(1 + len(sentences) / df[w]) for w in asked if df[w]}
         total = sum(idf.values()) or 1.0
         lexical = [sum(idf.get(w, 0.0) for w in asked & ws) / total for ws in words]
-        dense = [0.0] * len(sentences)
-        if self.embedder is not None and sentences:
-            encode_query = getattr(self.embedder, 'encode_queries', None) or self.embedder.encode
-            q = np.asarray(encode_query([query]))[0]
-            vectors = np.asarray(self.embedder.encode([s.text for s in sentences]))
-            dense = [float(v) for v in vectors @ q]
-        for s, lex, cos in zip(sentences, lexical, dense):
+        dense = self._dense(query, sentences, lexical, n_passages, query_vector)
+        own = [self.lexical_weight * lex + (1 - self.lexical_weight) * cos for lex, cos in zip(lexical, dense)]
+        titles = {(s.passage, s.position): score for s, score in zip(sentences, own) if s.is_title}
+        for s, mine in zip(sentences, own):
+            title = titles.get((s.passage, s.title), 0.0) if not s.is_title else 0.0
+            inherited = TITLE_SHARE * title + (1 - TITLE_SHARE) * mine
             rank_bonus = self.top_passage_bonus * (1 - s.passage / max(1, n_passages))
-            s.score = self.lexical_weight * lex + (1 - self.lexical_weight) * cos + rank_bonus
+            s.score = max(mine, inherited) + rank_bonus
+
+    def _dense(self, query: str, sentences: list[Sentence], lexical: list[float], n_passages: int,
+               query_vector=None) -> list[float]:
+        """Cosine of each piece to the query; only the `dense_limit` pieces that share most words with it (or
+        sit highest) are embedded, the rest get the lowest cosine seen: embedding every sentence of five
+        passages costs more than the rest of the answer together."""
+        if self.embedder is None or not sentences:
+            return [0.0] * len(sentences)
+        prior = [lex + self.top_passage_bonus * (1 - s.passage / max(1, n_passages))
+                 for s, lex in zip(sentences, lexical)]
+        keep = sorted(range(len(sentences)), key=lambda i: -prior[i])[:self.dense_limit]
+        if query_vector is None:
+            encode_query = getattr(self.embedder, 'encode_queries', None) or self.embedder.encode
+            query_vector = np.asarray(encode_query([query]))[0]
+        q = np.asarray(query_vector)
+        vectors = np.asarray(self.embedder.encode([sentences[i].text for i in keep]))
+        cosines = vectors @ q
+        dense = [float(cosines.min())] * len(sentences)
+        for i, cos in zip(keep, cosines):
+            dense[i] = float(cos)
+        return dense
 
     @staticmethod
     def _with_lead_in(s: Sentence, sentences: list[Sentence], chosen: list[Sentence]) -> Sentence:
@@ -193,24 +288,65 @@ class Extract:
         if len(s.text) + sum(map(_is_cjk, s.text)) >= SHORT_CHARS or s.code:
             return s
         before = [c for c in sentences if c.passage == s.passage and c.position == s.position - 1
-                  and not c.code and c not in chosen]
+                  and not c.code and not c.is_title and c not in chosen]
         if not before:
             return s
         return Sentence(f'{before[0].text} {s.text}', s.passage, s.position, False, s.score)
 
-    def answer(self, query: str, passages: list[Passage]) -> ExtractedAnswer:
+    @staticmethod
+    def mark_echoes(query: str, sentences: list[Sentence]) -> None:
+        """A piece that mostly repeats the question (the error the user pasted, as a FAQ entry or a log line
+        in the docs states it) becomes the title of the pieces after it in its section: they hold the fix."""
+        asked = _char_grams(query)
+        current: dict[tuple[int, int], int] = {}   # (passage, original title) -> echo position now in force
+        for s in sentences:
+            if s.is_title:
+                continue
+            key = (s.passage, s.title)
+            grams = _char_grams(s.text)
+            if len(s.text) >= 15 and len(grams & asked) / max(1, len(grams)) >= ECHO_SHARE:
+                s.is_title = True
+                current[key] = s.position
+                continue
+            if key in current:
+                s.title = current[key]
+
+    @staticmethod
+    def _with_code_after(s: Sentence, sentences: list[Sentence], chosen: list[Sentence]) -> Sentence:
+        """A prose sentence followed by a code block ("如果想体验 RL，执行下述命令安装依赖。") quoted with the
+        block's first lines: the command is the answer, the sentence says what it is for."""
+        if s.code:
+            return s
+        lines = []
+        for c in sentences:
+            if c.passage != s.passage or c.position <= s.position or c.is_title:
+                continue
+            if not c.code or c.position != s.position + 1 + len(lines) or c in chosen:
+                break
+            lines.append(c.text)
+            if len(lines) == CODE_AFTER_LINES:
+                break
+        if not lines:
+            return s
+        code = '; '.join(f'`{line}`' for line in lines)
+        return Sentence(f'{s.text} {code}', s.passage, s.position, False, s.score, s.title)
+
+    def answer(self, query: str, passages: list[Passage], query_vector=None) -> ExtractedAnswer:
+        """`query_vector`: the query's embedding when the caller has it (the reject stage computed it)."""
         sentences = self.candidates(passages)
-        if not sentences:
+        self.mark_echoes(query, sentences)
+        if not any(not s.is_title for s in sentences):
             return ExtractedAnswer('')
-        self.score(query, sentences, len(passages))
-        ranked = sorted(sentences, key=lambda s: s.score, reverse=True)
+        self.score(query, sentences, len(passages), query_vector)
+        ranked = sorted((s for s in sentences if not s.is_title), key=lambda s: s.score, reverse=True)
         chosen = [ranked[0]]
         for s in ranked[1:]:
             if len(chosen) >= self.max_sentences or s.score < ranked[0].score * self.keep_ratio:
                 break
             if not any(near_duplicate(s.text, c.text) for c in chosen):
                 chosen.append(s)
-        chosen = [self._with_lead_in(s, sentences, chosen) for s in chosen]
+        chosen = [self._with_code_after(self._with_lead_in(s, sentences, chosen), sentences, chosen)
+                  for s in chosen]
         # Read in document order: passage by passage, sentence by sentence.
         chosen.sort(key=lambda s: (s.passage, s.position))
         lines, references = [], []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from huixiangdou.service.worker.extract import Extract, near_duplicate, split_sentences
+from huixiangdou.service.worker.extract import Extract, near_duplicate, split_pieces, split_sentences
 from huixiangdou.service.worker.session import Passage
 
 
@@ -106,3 +106,65 @@ def test_the_quoted_sentences_hold_the_fact(sample_feature_store, query, fact, s
     quoting = [s for s in answer.sentences if fact.lower() in s.text.lower()]
     assert passages[quoting[0].passage].reference in answer.references
     assert source in passages[quoting[0].passage].reference
+
+
+# -- real-KB failure classes (issue 20): FAQ titles, noise lines, long lists -------------------------
+
+FAQ = ('## 安装问题\n\n'
+       '- "RuntimeError: frobnicate is not compiled with GPU support"\n'
+       '  这个错误说明编译时没有找到 CUDA。\n'
+       '  请先确认 nvcc 可用，然后删除 build 目录并执行 `FORCE_CUDA=1 pip install -e .` 重新编译。\n'
+       '- **ImportError: libfoo.so.1: cannot open shared object file**\n'
+       '  1. 卸载 foo-python，改装 foo-python-headless。\n'
+       '  2. 或者用 apt 安装 libfoo1。\n')
+
+
+def test_faq_titles_are_not_quoted_and_their_answers_are():
+    pieces = split_pieces(FAQ)
+    titles = [p.text for p in pieces if p.is_title]
+    assert titles == ['安装问题', 'RuntimeError: frobnicate is not compiled with GPU support',
+                      'ImportError: libfoo.so.1: cannot open shared object file']
+    # The answer lines belong to the title above them.
+    body = [p for p in pieces if 'foo-python-headless' in p.text][0]
+    assert pieces[body.title].text.startswith('ImportError: libfoo.so.1')
+    assert all('cannot open shared object file' not in s for s in texts(FAQ))
+
+
+@pytest.mark.parametrize('query,fact', [
+    ('RuntimeError: frobnicate is not compiled with GPU support 咋办', 'FORCE_CUDA=1'),
+    ('ImportError: libfoo.so.1: cannot open shared object file 怎么解决', 'foo-python-headless'),
+])
+def test_the_error_question_gets_the_fix_under_its_faq_title_not_the_error(query, fact):
+    # A second passage repeats the error string in prose, as a changelog or an issue excerpt would.
+    noise = Passage(f'v2.1 修复了 {query.split(" 咋办")[0].split(" 怎么")[0]} 的问题。', 'changelog.md#v2.1')
+    answer = Extract().answer(query, [Passage(FAQ, 'docs/faq.md#常见问题'), noise])
+    assert fact in answer.text, answer.text
+    assert answer.references[0] == 'docs/faq.md#常见问题'
+
+
+def test_a_heading_that_names_the_error_lends_its_score_to_the_answer_below_it():
+    text = ('### 找不到 `libfoo.so.1`\n\nfoo-python 依赖系统里的动态库，最简单的办法是卸载 foo-python 再安装 '
+            'foo-python-headless。\n\n### 其他问题\n\n欢迎提 issue。')
+    answer = Extract().answer('import 时报错找不到 libfoo.so.1', [Passage(text, 'docs/faq.md#常见问题')])
+    assert 'foo-python-headless' in answer.text and '欢迎提 issue' not in answer.text
+
+
+def test_a_passage_cut_below_its_heading_uses_its_anchor_as_the_title():
+    passages = [Passage('卸载 foo-python 再安装 foo-python-headless 即可。', 'docs/faq.md#常见问题/找不到 libfoo.so.1'),
+                Passage('本项目使用 Apache 2.0 协议发布。', 'README.md#协议')]
+    answer = Extract().answer('报错找不到 libfoo.so.1', passages)
+    assert 'foo-python-headless' in answer.text and 'Apache' not in answer.text
+
+
+def test_navigation_lines_images_and_bare_tags_are_not_quoted():
+    text = ('<div align="center">\n\n![logo](https://x.org/logo.png)\n\n'
+            '[🛠️安装](https://x.org/install) | [👀模型库](https://x.org/zoo) | [🆕更新日志](https://x.org/log)\n\n'
+            '</div>\n\n请先阅读[安装文档](https://x.org/install)再开始训练。')
+    assert texts(text) == ['请先阅读[安装文档](https://x.org/install)再开始训练。']
+
+
+def test_a_list_introduced_by_a_sentence_is_quoted_whole_past_300_characters():
+    items = [f'- 第 {i} 步：设置环境变量 `FOO_OPTION_{i}=1` 并确认对应的依赖库已经正确安装在当前的 conda 环境里面' for i in range(6)]
+    text = '按下面的步骤操作：\n\n' + '\n'.join(items)
+    (quote,) = texts(text)
+    assert len(quote) > 300 and 'FOO_OPTION_5=1' in quote and not quote.endswith('…')
