@@ -201,7 +201,10 @@ class Generate:
     async def _answer_by_extract(self, session: Session, debug: dict) -> None:
         # The screenshot's error scores the sentences too: "这个报错怎么办？" alone names no error.
         asked = '\n'.join(part for part in (session.query, error_lines(session.image_text)) if part)
-        answer = await run_cpu(self.extract.answer, asked, session.passages)
+        # The reject stage embedded the question already: the quote scores sentences against that vector.
+        features = session.features
+        vector = features.vector if features is not None and features.text == asked else None
+        answer = await run_cpu(self.extract.answer, asked, session.passages, vector)
         session.debug[self.name] = debug
         debug['quoted'] = [{'passage': s.passage + 1, 'score': round(s.score, 3)} for s in answer.sentences]
         if not answer.text:

@@ -1,27 +1,55 @@
-"""Retrieve stage: dense + BM25 search of the feature store, scores fused with the calibrated weight.
+"""Retrieve stage: dense + BM25 search of the feature store, scores fused with the calibrated weight; of a
+wider pool, a chunk whose path names the question's language (docs/zh_cn/ for a Chinese question) goes first
+among near-equals, since most projects keep the same page in two languages.
 
 It searches with the features the reject stage left on the session (computed only if it ran alone).
 """
 from __future__ import annotations
 
+import re
+
 from huixiangdou.service.feature_store import FeatureStore
 from huixiangdou.service.worker.session import Passage, Session
 from huixiangdou.service.worker.stage import query_features, run_cpu
+
+# Where a path says which language a page is in: a folder (docs/zh_cn/, docs/en/) or a suffix (README_zh-CN.md).
+_PATH_LANGUAGE = {
+    'zh': re.compile(r'(^|/)(zh|zh[_-]cn|cn|chinese)(/|$)|[_-](zh|cn|zh[_-]cn)\.\w+$', re.I),
+    'en': re.compile(r'(^|/)(en|en[_-]us|english)(/|$)|[_-]en\.\w+$', re.I),
+}
+
+
+def path_language(source: str) -> str:
+    """'zh', 'en' or '' (the path does not say)."""
+    return next((lang for lang, pattern in _PATH_LANGUAGE.items() if pattern.search(source)), '')
+
+
+def prefer_language(found: list, language: str, factor: float) -> list:
+    """`found` (ScoredChunks, best first) re-sorted with the fused score of chunks whose path names
+    `language` multiplied by `factor`; the others keep theirs."""
+    if factor == 1.0 or language not in _PATH_LANGUAGE:
+        return list(found)
+    return sorted(found, key=lambda s: s.fused * (factor if path_language(s.chunk.source) == language else 1.0),
+                  reverse=True)
 
 
 class Retrieve:
     name = 'retrieve'
 
-    def __init__(self, store: FeatureStore, top_k: int = 5, candidates: int = 20):
+    def __init__(self, store: FeatureStore, top_k: int = 5, candidates: int = 20, language_factor: float = 1.3):
         if top_k < 1:
             raise ValueError(f'top_k must be >= 1, got {top_k}')
+        if language_factor < 1.0:
+            raise ValueError(f'language_factor must be >= 1, got {language_factor}')
         self.store = store
         self.top_k = top_k
         self.candidates = max(candidates, top_k)
+        self.language_factor = language_factor
 
     async def run(self, session: Session) -> None:
         features = await query_features(self.store, session)
-        found = await run_cpu(self.store.search, features, self.top_k, self.candidates)
+        pool = await run_cpu(self.store.search, features, self.candidates, self.candidates)
+        found = prefer_language(pool, session.language, self.language_factor)[:self.top_k]
         session.passages = [Passage(s.chunk.text, s.chunk.reference, s.fused, s.cosine) for s in found]
         session.debug[self.name] = [{'reference': s.chunk.reference, 'cosine': round(s.cosine, 4),
                                      'bm25': round(s.bm25, 3), 'fused': round(s.fused, 4)} for s in found]

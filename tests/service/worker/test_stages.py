@@ -79,3 +79,18 @@ def test_context_is_trimmed_to_budget_and_numbered():
 def test_intention_verdict_parsing():
     assert parse_intention('sure: {"is_question": false, "kind": "greeting"} ok')['kind'] == 'greeting'
     assert parse_intention('no json at all') == {}
+
+
+def test_retrieval_puts_the_page_in_the_questions_language_first_among_near_equals():
+    from huixiangdou.primitive.chunk import Chunk
+    from huixiangdou.service.feature_store.store import ScoredChunk
+    from huixiangdou.service.worker.retrieve import path_language, prefer_language
+
+    assert [path_language(p) for p in ('mmpose/docs/zh_cn/faq.md', 'lmdeploy/docs/en/faq.md', 'README_zh-CN.md',
+                                       'zh/特征库.md', 'README.md', 'docs/encoding.md')] == ['zh', 'en', 'zh', 'zh', '', '']
+    found = [ScoredChunk(Chunk('FAQ in English', 'p/docs/en/faq.md'), 0, fused=1.0),
+             ScoredChunk(Chunk('同一页的中文版', 'p/docs/zh_cn/faq.md'), 1, fused=0.9),
+             ScoredChunk(Chunk('其他页面', 'p/docs/zh_cn/other.md'), 2, fused=0.5)]
+    assert [s.row for s in prefer_language(found, 'zh', 1.3)] == [1, 0, 2]
+    assert [s.row for s in prefer_language(found, 'en', 1.3)] == [0, 1, 2]
+    assert [s.row for s in prefer_language(found, 'zh', 1.0)] == [0, 1, 2]
