@@ -168,3 +168,17 @@ def test_a_list_introduced_by_a_sentence_is_quoted_whole_past_300_characters():
     text = '按下面的步骤操作：\n\n' + '\n'.join(items)
     (quote,) = texts(text)
     assert len(quote) > 300 and 'FOO_OPTION_5=1' in quote and not quote.endswith('…')
+
+
+def test_a_sentence_that_repeats_the_pasted_error_gives_way_to_the_fix_after_it():
+    text = ('Error: similar like this `OSError: [WinError 1455] The paging file is too small for this operation`.\n'
+            'Solution: enlarge the paging file, or run `python fixPage.py --input=torch/lib` once.')
+    answer = Extract().answer('OSError: [WinError 1455] The paging file is too small for this operation',
+                              [Passage(text, 'docs/faq.md#Windows')])
+    assert 'fixPage.py' in answer.text and 'similar like this' not in answer.text, answer.text
+
+
+def test_a_sentence_brings_the_code_block_after_it_without_its_options():
+    text = '想体验 RL 功能需要执行下述命令安装依赖。\n\n```{code-block} shell\n:caption: 安装依赖\npip install -r requirements/rl.txt\n```'
+    answer = Extract().answer('RL 功能要装什么依赖', [Passage(text, 'docs/install.md#安装')])
+    assert 'pip install -r requirements/rl.txt' in answer.text and 'caption' not in answer.text, answer.text
