@@ -14,6 +14,7 @@ from aiohttp import web
 from loguru import logger
 
 from huixiangdou.frontend.errors import FrontendError
+from huixiangdou.primitive.protocol_log import quiet_protocol_errors
 
 # A slow client must not hold a connection open for ever (slowloris). Headers: the request line and
 # headers must arrive within HEADER_TIMEOUT of the connection opening (or of the previous response on a
@@ -93,6 +94,7 @@ class CallbackServer:
         """Serve on host:port and return the bound port (a configured 0 picks a free one)."""
         # aiohttp arms keepalive_timeout when a connection opens and re-arms it after each response, and
         # closes the connection if no complete request head arrived by then: a header deadline.
+        quiet_protocol_errors()
         self._runner = web.AppRunner(self.build_app(), access_log=None, keepalive_timeout=self.header_timeout)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)

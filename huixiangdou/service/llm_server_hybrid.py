@@ -23,6 +23,7 @@ from loguru import logger
 
 from huixiangdou.config import Config, ConfigError, LLMConfig, LLMServerConfig, load_config
 from huixiangdou.primitive.failure_throttle import FailureThrottle
+from huixiangdou.primitive.protocol_log import quiet_protocol_errors
 from huixiangdou.primitive.host_allowlist import HostAllowList
 from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
 from huixiangdou.primitive.request_body import MalformedBody, finish_malformed, reading_body
@@ -209,6 +210,7 @@ def create_app(config: LLMConfig, router: Router | None = None) -> web.Applicati
     Usage (tests pass an already warmed router to share one loaded model):
         runner = web.AppRunner(create_app(config.llm)); await runner.setup()
     """
+    quiet_protocol_errors()
     app = web.Application(client_max_size=config.server.max_body_size,
                           middlewares=[errors_as_json, refuse_foreign_host, require_api_key])
     app[MAX_BODY_KEY] = config.server.max_body_size
