@@ -6,13 +6,11 @@ read_json_body or read_raw_body); authentication is each server's own job.
 """
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from huixiangdou.frontend.errors import CallbackRejected
 from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
-from huixiangdou.primitive.request_body import reading_body
+from huixiangdou.primitive.request_body import body_deadline, reading_body
 
 
 async def read_json_body(request: web.Request, max_size: int, timeout: float) -> tuple[bytes, dict]:
@@ -53,15 +51,12 @@ async def read_raw_body(request: web.Request, max_size: int, timeout: float) -> 
 
 
 async def _within(request: web.Request, timeout: float, reading):
-    """Await `reading`; 408 past `timeout` seconds (a body that never completes must not hold the connection).
-    A body that does not decode as its Content-Encoding says raises MalformedBody (400, answered by the
-    app's refuse_malformed_bodies middleware, which also closes the connection)."""
-    try:
+    """Await `reading`; a body not in within `timeout` seconds (one that never completes must not hold the
+    connection) raises MalformedBody 408, one that does not decode as its Content-Encoding says 400: both
+    answered by the app's refuse_malformed_bodies middleware, which also closes the connection."""
+    async with body_deadline(timeout):
         with reading_body(request):
-            async with asyncio.timeout(timeout):
-                return await reading
-    except TimeoutError:
-        raise CallbackRejected(408, f'request body not received within {timeout:g} s') from None
+            return await reading
 
 
 def parse_object_body(raw: bytes) -> dict:

@@ -15,13 +15,14 @@ from loguru import logger
 
 from huixiangdou.frontend.errors import FrontendError
 from huixiangdou.primitive.protocol_log import quiet_protocol_errors
+from huixiangdou.primitive.request_body import BODY_TIMEOUT as REQUEST_BODY_TIMEOUT
 
 # A slow client must not hold a connection open for ever (slowloris). Headers: the request line and
 # headers must arrive within HEADER_TIMEOUT of the connection opening (or of the previous response on a
 # kept-alive connection), which is also how long an idle connection is kept. Body: once the headers are
-# in, the whole body must arrive within BODY_TIMEOUT (else 408). The console and the LLM server use 75 s.
+# in, the whole body must arrive within BODY_TIMEOUT (else 408), as on the console and the LLM server.
 HEADER_TIMEOUT = 75.0
-BODY_TIMEOUT = 75.0
+BODY_TIMEOUT = REQUEST_BODY_TIMEOUT
 # A path segment that works as a shared secret: long, URL-safe, and not a word someone would guess.
 SECRET_SEGMENT_MIN_LENGTH = 16
 _URL_SAFE = re.compile(r'[A-Za-z0-9_-]+')

@@ -26,7 +26,7 @@ from huixiangdou.primitive.failure_throttle import FailureThrottle
 from huixiangdou.primitive.protocol_log import quiet_protocol_errors
 from huixiangdou.primitive.host_allowlist import HostAllowList
 from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
-from huixiangdou.primitive.request_body import MalformedBody, finish_malformed, reading_body
+from huixiangdou.primitive.request_body import MalformedBody, body_deadline, finish_malformed, reading_body
 from huixiangdou.service.llm import openai_api
 from huixiangdou.service.llm.backend import (BadRequest, ChatMessage, GenerationParams, LLMBackend, LLMError,
                                              RateLimited, Unauthorized)
@@ -151,8 +151,9 @@ def key_accepted(request: web.Request, matches: bool) -> bool:
 
 
 async def read_json(request: web.Request) -> dict:
-    with reading_body(request):
-        raw = await request.read()  # raises 413 past client_max_size
+    async with body_deadline():  # a body that never completes: 408, not a connection held for ever
+        with reading_body(request):
+            raw = await request.read()  # raises 413 past client_max_size
     try:
         return parse_json_object(raw)
     except InvalidJson as exc:

@@ -137,7 +137,7 @@ async def upload_files(request: web.Request) -> web.Response:
     staged: list[_Staged] = []
     refused: list[dict] = []
     try:
-        with reading_multipart(request):  # a boundary that does not match, a part header aiohttp refuses: 400
+        async with reading_multipart(request, limit):  # bad boundary or part header: 400; too slow: 408
             reader = await request.multipart()
             while (part := await reader.next()) is not None:
                 if not isinstance(part, BodyPartReader):

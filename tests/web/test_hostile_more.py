@@ -1,6 +1,7 @@
 """Hostile requests found by an outside test of the console: each got past the first hardening. An upload
 whose file name is not UTF-8 is refused (it was stored under a name no later request or build could handle);
-a request aiohttp refuses before any handler (no Host, a bad header, bad deflate) is logged without a traceback."""
+a request aiohttp refuses before any handler (no Host, a bad header, bad deflate) is logged without a traceback;
+a body that never completes gets 408 instead of holding the connection for ever."""
 from __future__ import annotations
 
 import asyncio
@@ -78,8 +79,7 @@ async def test_a_request_aiohttp_refuses_is_logged_on_one_line_by_the_console(ba
     await _refused_without_traceback(int(url.rsplit(':', 1)[1]))
 
 
-@pytest.mark.usefixtures('fake_openai')
-async def test_a_request_aiohttp_refuses_is_logged_on_one_line_by_the_llm_server(fake_openai):
+async def _start_llm_server(fake_openai) -> tuple[int, web.AppRunner]:
     from huixiangdou.config import LLMConfig, LLMServerConfig
     from huixiangdou.service.llm_server_hybrid import create_app
 
@@ -90,7 +90,59 @@ async def test_a_request_aiohttp_refuses_is_logged_on_one_line_by_the_llm_server
     runner = web.AppRunner(create_app(config))
     await runner.setup()
     await web.TCPSite(runner, '127.0.0.1', port).start()
+    return port, runner
+
+
+async def test_a_request_aiohttp_refuses_is_logged_on_one_line_by_the_llm_server(fake_openai):
+    port, runner = await _start_llm_server(fake_openai)
     try:
         await _refused_without_traceback(port)
+    finally:
+        await runner.cleanup()
+
+
+# A body announced and never completed: the server must answer 408 and close, not wait for ever. The
+# deadline is shortened for the test (75 s in production); the client never sends the rest.
+UNFINISHED = {
+    'json': (b'POST /api/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n'
+             b'Content-Length: 100\r\n\r\n{"question": '),
+    'chunked': (b'POST /api/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n'
+                b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"que\r\n'),
+    'upload': (b'POST /api/files HTTP/1.1\r\nHost: 127.0.0.1\r\n' + f'Authorization: Bearer {ADMIN_TOKEN}'.encode()
+               + b'\r\nContent-Type: multipart/form-data; boundary=abc\r\nContent-Length: 100000\r\n\r\n'
+               b'--abc\r\nContent-Disposition: form-data; name="file"; filename="a.md"\r\n\r\n# hello'),
+}
+
+
+async def _times_out_with_408(port: int, request: bytes) -> None:
+    reader, writer = await asyncio.open_connection('127.0.0.1', port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 120)  # the server closes after answering
+    finally:
+        writer.close()
+    assert answer.split(b' ', 2)[1] == b'408', answer[:300]
+    assert b'did not arrive within' in answer, answer[:300]
+
+
+@pytest.mark.parametrize('kind', list(UNFINISHED))
+async def test_a_body_that_never_completes_gets_408_from_the_console(bare_console, monkeypatch, kind):
+    from huixiangdou.primitive import request_body
+
+    monkeypatch.setattr(request_body, 'BODY_TIMEOUT', 1.0)
+    monkeypatch.setattr(request_body, 'MIN_UPLOAD_RATE', 1 << 40)  # the upload's allowance: BODY_TIMEOUT too
+    url = await bare_console()
+    await _times_out_with_408(int(url.rsplit(':', 1)[1]), UNFINISHED[kind])
+
+
+async def test_a_body_that_never_completes_gets_408_from_the_llm_server(fake_openai, monkeypatch):
+    from huixiangdou.primitive import request_body
+
+    monkeypatch.setattr(request_body, 'BODY_TIMEOUT', 1.0)
+    port, runner = await _start_llm_server(fake_openai)
+    try:
+        await _times_out_with_408(port, b'POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+                                        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"mo')
     finally:
         await runner.cleanup()
