@@ -145,7 +145,8 @@ def key_accepted(request: web.Request, matches: bool) -> bool:
         return True
     lockout = throttle.failed(address)
     # Never the key itself: a near miss in the log would help whoever reads it.
-    logger.warning('wrong API key from {} on {} {} ({} in a row{})', address, request.method, request.path,
+    # The raw (still percent-encoded) path: a decoded %0A would let a client forge log lines.
+    logger.warning('wrong API key from {} on {} {} ({} in a row{})', address, request.method, request.raw_path[:200],
                    throttle.failures(address), f'; locked out for {lockout:g} s' if lockout else '')
     return False
 
