@@ -69,6 +69,11 @@ def serve(config: Config, host: str, port: int) -> None:
     app = create_app(config, bind_host=host)
     logger.info('web console on http://{}:{}/ (assistant API: http://{}:{}/v1)', shown, port, shown, port)
     web.run_app(app, host=host, port=port, print=None, handle_signals=False)
+    # run_app returns only when interrupted, and swallows the interruption: say which, so SIGTERM exits
+    # 143 and Ctrl-C 130, as main does.
+    from huixiangdou.main import received_stop
+
+    raise received_stop() or KeyboardInterrupt()
 
 
 if __name__ == '__main__':
