@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import stat
 from pathlib import Path
 
 import xxhash
@@ -38,9 +39,10 @@ def file_digest(path: Path) -> str:
 
 
 def version_files(folder: Path) -> dict[str, Path]:
-    """Every file under `folder` but the checksums themselves, by its path relative to it (posix)."""
+    """Every entry under `folder` but its folders and the checksums themselves, by its path relative to it
+    (posix). A FIFO, socket or link is listed too: a build writes none, so it is reported, never opened."""
     return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob('*'))
-            if p.is_file() and p.name != CHECKSUMS_FILE}
+            if (p.is_symlink() or not p.is_dir()) and p.name != CHECKSUMS_FILE}
 
 
 def record_checksums(folder: Path) -> dict:
@@ -74,10 +76,18 @@ def find_damage(folder: Path) -> str | None:
     for name in sorted(present.keys() - expected.keys()):
         return f'{name} was not written by the build'
     for name, (size, _) in expected.items():
-        actual = present[name].stat().st_size
-        if actual != size:
-            return f'{name} is {actual} bytes, the build wrote {size}'
+        try:
+            st = present[name].stat()
+        except OSError as exc:  # a link that loops or leads nowhere
+            return f'{name} is unreadable ({exc.strerror or exc})'
+        if not stat.S_ISREG(st.st_mode):
+            return f'{name} is not a regular file'  # a FIFO would block the read below
+        if st.st_size != size:
+            return f'{name} is {st.st_size} bytes, the build wrote {size}'
     for name, (_, digest) in expected.items():
-        if file_digest(present[name]) != digest:
-            return f'{name} does not match the checksum recorded when it was built'
+        try:
+            if file_digest(present[name]) != digest:
+                return f'{name} does not match the checksum recorded when it was built'
+        except OSError as exc:
+            return f'{name} is unreadable ({exc.strerror or exc})'
     return None
