@@ -6,7 +6,6 @@ Subclasses build the aiohttp app and own the dispatcher; this module only checks
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
 import secrets
 
@@ -16,6 +15,7 @@ from loguru import logger
 from huixiangdou.frontend.errors import FrontendError
 from huixiangdou.primitive.protocol_log import quiet_protocol_errors
 from huixiangdou.primitive.request_body import BODY_TIMEOUT as REQUEST_BODY_TIMEOUT
+from huixiangdou.primitive.host_allowlist import is_loopback
 
 # A slow client must not hold a connection open for ever (slowloris). Headers: the request line and
 # headers must arrive within HEADER_TIMEOUT of the connection opening (or of the previous response on a
@@ -26,16 +26,6 @@ BODY_TIMEOUT = REQUEST_BODY_TIMEOUT
 # A path segment that works as a shared secret: long, URL-safe, and not a word someone would guess.
 SECRET_SEGMENT_MIN_LENGTH = 16
 _URL_SAFE = re.compile(r'[A-Za-z0-9_-]+')
-
-
-def is_loopback(host: str) -> bool:
-    """True for hosts only this machine can reach: localhost, 127.0.0.0/8, ::1."""
-    if host.strip().lower() == 'localhost':
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip('[]')).is_loopback
-    except ValueError:
-        return False  # another host name: it may resolve to a public address
 
 
 def is_secret_path(path: str) -> bool:

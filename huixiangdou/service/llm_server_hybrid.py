@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
-import ipaddress
 import os
 import secrets
 import signal
@@ -33,6 +32,7 @@ from huixiangdou.service.llm.backend import (BadRequest, ChatMessage, Generation
 from huixiangdou.service.llm.openai_api import (BACKEND_HEADER, ROUTER_KEY, SERVICE_NAME, error_response,
                                                 parse_message, positive_int)
 from huixiangdou.service.llm.router import BACKEND_CHOICES, Router
+from huixiangdou.primitive.host_allowlist import is_loopback
 
 MAX_BODY_KEY = web.AppKey('max_body_size', int)
 API_KEY_KEY = web.AppKey('api_key', str)
@@ -56,15 +56,6 @@ def build_backends(config: LLMConfig) -> dict[str, LLMBackend]:
         from huixiangdou.service.llm.openai_compatible import OpenAICompatibleBackend
         backends['remote'] = OpenAICompatibleBackend(config.server)
     return backends
-
-
-def is_loopback(host: str) -> bool:
-    if host == 'localhost':
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(config: LLMServerConfig) -> None:

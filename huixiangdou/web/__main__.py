@@ -6,12 +6,12 @@ the same process. Thin: it checks, builds the store if missing, starts the LLM s
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 
 from loguru import logger
 
 from huixiangdou.config import Config, ConfigError
+from huixiangdou.primitive.host_allowlist import is_loopback
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,15 +27,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--port', type=int, help='port to bind (default: [web] port)')
     parser.add_argument('--verbose', action='store_true', help='debug logs')
     return parser.parse_args(argv)
-
-
-def is_loopback(host: str) -> bool:
-    if host == 'localhost':
-        return True
-    try:
-        return ipaddress.ip_address(host.strip('[]')).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve to anything
 
 
 def check_bind(config: Config, host: str) -> None:
