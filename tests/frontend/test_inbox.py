@@ -2,6 +2,7 @@
 crash-looping messages are given up, settled ones pruned; polled answers settle their message atomically."""
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import pytest
@@ -170,4 +171,31 @@ async def test_a_payload_that_cannot_be_read_back_is_skipped_not_fatal(tmp_path)
     reopened = await opened(path)
     assert await reopened.replay_as(build) == [('om_ok', 'hi')]
     assert await reopened.state('om_old') == SKIPPED
+    await reopened.close()
+
+
+async def test_concurrent_deliveries_are_committed_together_and_each_is_on_disk_when_accepted(tmp_path):
+    """Group commit: 200 deliveries at once (with 20 redelivered inside the same burst) share commits, yet
+    each accept() returns only once its row can be read by another connection."""
+    path = tmp_path / 'inbox.sqlite'
+    inbox = await opened(path)
+    other = sqlite3.connect(path)
+    seen_on_disk = []
+
+    async def deliver(message_id: str) -> Acceptance:
+        result = await inbox.accept(message_id, {'text': message_id})
+        row = other.execute('SELECT state FROM inbox WHERE message_id = ?', (message_id,)).fetchone()
+        seen_on_disk.append(row is not None and row[0] == PENDING)
+        return result
+
+    ids = [f'om_{i}' for i in range(200)]
+    results = await asyncio.gather(*(deliver(m) for m in ids + ids[:20]))
+    assert results[:200] == [Acceptance.NEW] * 200
+    assert results[200:] == [Acceptance.PENDING] * 20  # the burst's redeliveries are not dispatched twice
+    assert all(seen_on_disk)
+    assert other.execute('SELECT count(*) FROM inbox').fetchone()[0] == 200
+    await inbox.close()
+    other.close()
+    reopened = await opened(path)
+    assert sorted(e.message_id for e in await reopened.replay()) == sorted(ids)
     await reopened.close()
