@@ -9,7 +9,6 @@ import asyncio
 import json
 import sqlite3
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -162,14 +161,18 @@ class Inbox:
     async def accept(self, message_id: str, payload: dict) -> Acceptance:
         """Commit a newly delivered message (call before acknowledging it); a known id is not stored again.
 
-        An empty id cannot be recognised when redelivered: it is stored under a fresh one and always NEW.
+        An empty id can be neither recognised when redelivered nor settled once answered (the reply names
+        no id): such a message is answered once, as it arrives, and not stored — replaying it at every
+        start would answer it again each time.
         Messages that arrive while a commit is on disk are committed together in the next one (group
         commit): each caller still returns only once its own message is on disk, for one fsync per batch.
         """
-        key = clean_text(message_id) if message_id else f'anonymous:{uuid.uuid4().hex}'
-        text = json.dumps(payload)  # ASCII escapes: a lone surrogate cannot fail the insert
         if self._thread is None:
             raise RuntimeError('Inbox.open() must be called before use')
+        if not message_id:
+            return Acceptance.NEW
+        key = clean_text(message_id)
+        text = json.dumps(payload)  # ASCII escapes: a lone surrogate cannot fail the insert
         future: asyncio.Future[Acceptance] = asyncio.get_running_loop().create_future()
         self._waiting.append((key, text, future))
         if self._committer is None:
