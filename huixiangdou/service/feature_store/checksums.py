@@ -13,10 +13,11 @@ from pathlib import Path
 import xxhash
 
 CHECKSUMS_FILE = 'checksums.json'
-# xxh3-128 rather than hashlib's blake2b or sha256: ~10x faster (11 GB/s in memory against 0.9-1.1 GB/s
-# on one core, bench/bench_verify.py), so verifying a 1M-chunk store at every load costs about a second.
-# Read in pieces of this size into one buffer.
+# xxh3-128 rather than hashlib's blake2b or sha256: ~5x faster (4.4 GB/s read into a buffer against
+# 0.8-1.4 GB/s on one core, bench/bench_verify.py), so verifying a 1M-chunk store at every load costs about
+# a second.
 ALGORITHM = 'xxh3_128'
+# Files are read in pieces of this size into one buffer.
 _STEP = 8 << 20
 
 
