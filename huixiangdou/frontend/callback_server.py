@@ -118,8 +118,10 @@ class CallbackServer:
     async def serve_forever(self) -> None:
         """warm_up, start, and serve until cancelled; always stops cleanly."""
         await self.warm_up()
-        await self.start()
         try:
+            # Inside: a start that fails (the port is taken) must still stop what it began, such as the
+            # replayed messages already queued and the inbox's thread.
+            await self.start()
             await asyncio.Event().wait()
         finally:
             await self.stop()
