@@ -149,11 +149,21 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+_received: list[Stopped] = []
+
+
+def received_stop() -> Stopped | None:
+    """The Stopped a termination signal raised, for a caller whose library swallowed it (aiohttp's run_app
+    treats every KeyboardInterrupt as a normal end)."""
+    return _received[-1] if _received else None
+
+
 def stop_on_termination_signals() -> None:
     """What systemd, docker and process managers send must stop the process tree, not orphan the child."""
 
     def handler(signum, _frame):
-        raise Stopped(signum)
+        _received.append(Stopped(signum))
+        raise _received[-1]
 
     for name in ('SIGTERM', 'SIGHUP'):
         if hasattr(signal, name):

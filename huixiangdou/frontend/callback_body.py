@@ -6,13 +6,11 @@ read_json_body or read_raw_body); authentication is each server's own job.
 """
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from huixiangdou.frontend.errors import CallbackRejected
 from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
-from huixiangdou.primitive.request_body import reading_body
+from huixiangdou.primitive.request_body import body_deadline, reading_body
 
 
 async def read_json_body(request: web.Request, max_size: int, timeout: float) -> tuple[bytes, dict]:
@@ -33,7 +31,7 @@ async def read_json_body(request: web.Request, max_size: int, timeout: float) ->
             if size > max_size:
                 raise CallbackRejected(413, f'body exceeds {max_size} bytes')
             chunks.append(chunk)
-    raw = await _within(request, timeout, read())
+    raw = await _within(request, timeout, read)
     try:
         body = parse_json_object(raw)
     except InvalidJson as exc:
@@ -47,21 +45,19 @@ async def read_raw_body(request: web.Request, max_size: int, timeout: float) -> 
     if request.content_length is not None and request.content_length > max_size:
         raise CallbackRejected(413, f'body of {request.content_length} bytes exceeds {max_size}')
     try:
-        return await _within(request, timeout, request.read())
+        return await _within(request, timeout, request.read)
     except web.HTTPRequestEntityTooLarge:
         raise CallbackRejected(413, f'body exceeds {max_size} bytes') from None
 
 
 async def _within(request: web.Request, timeout: float, reading):
-    """Await `reading`; 408 past `timeout` seconds (a body that never completes must not hold the connection).
-    A body that does not decode as its Content-Encoding says raises MalformedBody (400, answered by the
-    app's refuse_malformed_bodies middleware, which also closes the connection)."""
-    try:
+    """Await `reading()`, called only once the encoding is accepted (a refused request leaves no coroutine
+    never awaited). A body not in within `timeout` seconds (one that never completes must not hold the
+    connection) raises MalformedBody 408, one that does not decode as its Content-Encoding says 400: both
+    answered by the app's refuse_malformed_bodies middleware, which also closes the connection."""
+    async with body_deadline(timeout):
         with reading_body(request):
-            async with asyncio.timeout(timeout):
-                return await reading
-    except TimeoutError:
-        raise CallbackRejected(408, f'request body not received within {timeout:g} s') from None
+            return await reading()
 
 
 def parse_object_body(raw: bytes) -> dict:

@@ -6,7 +6,6 @@ Subclasses build the aiohttp app and own the dispatcher; this module only checks
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
 import secrets
 
@@ -14,26 +13,19 @@ from aiohttp import web
 from loguru import logger
 
 from huixiangdou.frontend.errors import FrontendError
+from huixiangdou.primitive.protocol_log import quiet_protocol_errors
+from huixiangdou.primitive.request_body import BODY_TIMEOUT as REQUEST_BODY_TIMEOUT
+from huixiangdou.primitive.host_allowlist import is_loopback
 
 # A slow client must not hold a connection open for ever (slowloris). Headers: the request line and
 # headers must arrive within HEADER_TIMEOUT of the connection opening (or of the previous response on a
 # kept-alive connection), which is also how long an idle connection is kept. Body: once the headers are
-# in, the whole body must arrive within BODY_TIMEOUT (else 408). The console and the LLM server use 75 s.
+# in, the whole body must arrive within BODY_TIMEOUT (else 408), as on the console and the LLM server.
 HEADER_TIMEOUT = 75.0
-BODY_TIMEOUT = 75.0
+BODY_TIMEOUT = REQUEST_BODY_TIMEOUT
 # A path segment that works as a shared secret: long, URL-safe, and not a word someone would guess.
 SECRET_SEGMENT_MIN_LENGTH = 16
 _URL_SAFE = re.compile(r'[A-Za-z0-9_-]+')
-
-
-def is_loopback(host: str) -> bool:
-    """True for hosts only this machine can reach: localhost, 127.0.0.0/8, ::1."""
-    if host.strip().lower() == 'localhost':
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip('[]')).is_loopback
-    except ValueError:
-        return False  # another host name: it may resolve to a public address
 
 
 def is_secret_path(path: str) -> bool:
@@ -93,6 +85,7 @@ class CallbackServer:
         """Serve on host:port and return the bound port (a configured 0 picks a free one)."""
         # aiohttp arms keepalive_timeout when a connection opens and re-arms it after each response, and
         # closes the connection if no complete request head arrived by then: a header deadline.
+        quiet_protocol_errors()
         self._runner = web.AppRunner(self.build_app(), access_log=None, keepalive_timeout=self.header_timeout)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -125,8 +118,10 @@ class CallbackServer:
     async def serve_forever(self) -> None:
         """warm_up, start, and serve until cancelled; always stops cleanly."""
         await self.warm_up()
-        await self.start()
         try:
+            # Inside: a start that fails (the port is taken) must still stop what it began, such as the
+            # replayed messages already queued and the inbox's thread.
+            await self.start()
             await asyncio.Event().wait()
         finally:
             await self.stop()

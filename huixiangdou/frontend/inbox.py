@@ -9,7 +9,6 @@ import asyncio
 import json
 import sqlite3
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -104,6 +103,9 @@ class Inbox:
         self._db: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._inserts = 0
+        # accept() calls waiting for the next group commit, and the task committing them (None when idle).
+        self._waiting: list[tuple[str, str, asyncio.Future]] = []
+        self._committer: asyncio.Task | None = None
 
     @property
     def durable(self) -> bool:
@@ -159,23 +161,63 @@ class Inbox:
     async def accept(self, message_id: str, payload: dict) -> Acceptance:
         """Commit a newly delivered message (call before acknowledging it); a known id is not stored again.
 
-        An empty id cannot be recognised when redelivered: it is stored under a fresh one and always NEW.
+        An empty id can be neither recognised when redelivered nor settled once answered (the reply names
+        no id): such a message is answered once, as it arrives, and not stored — replaying it at every
+        start would answer it again each time.
+        Messages that arrive while a commit is on disk are committed together in the next one (group
+        commit): each caller still returns only once its own message is on disk, for one fsync per batch.
         """
-        key = clean_text(message_id) if message_id else f'anonymous:{uuid.uuid4().hex}'
+        if self._thread is None:
+            raise RuntimeError('Inbox.open() must be called before use')
+        if not message_id:
+            return Acceptance.NEW
+        key = clean_text(message_id)
         text = json.dumps(payload)  # ASCII escapes: a lone surrogate cannot fail the insert
+        future: asyncio.Future[Acceptance] = asyncio.get_running_loop().create_future()
+        self._waiting.append((key, text, future))
+        if self._committer is None:
+            self._committer = asyncio.get_running_loop().create_task(self._commit_waiting())
+        return await future
 
-        def insert() -> Acceptance:
-            db = self._require_db()
-            inserted = db.execute('INSERT OR IGNORE INTO inbox (message_id, payload, state, accepted_at) '
-                                  "VALUES (?, ?, 'pending', ?)", (key, text, self.clock())).rowcount
-            if inserted:
-                self._inserts += 1
-                if self._inserts % PRUNE_EVERY == 0:
-                    self._prune(db)
-                return Acceptance.NEW
-            row = db.execute('SELECT state FROM inbox WHERE message_id = ?', (key,)).fetchone()
-            return Acceptance.PENDING if row and row[0] == PENDING else Acceptance.SETTLED
-        return await self._call(insert)
+    async def _commit_waiting(self) -> None:
+        """Commit what accept() queued, batch after batch, until nothing waits."""
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    results = await self._call(self._insert_batch, [(key, text) for key, text, _ in batch])
+                except Exception as exc:  # InboxError (disk) or a closed inbox: every caller of the batch hears it
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, _, future), result in zip(batch, results):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._committer = None
+
+    def _insert_batch(self, items: list[tuple[str, str]]) -> list[Acceptance]:
+        db = self._require_db()
+        db.execute('BEGIN IMMEDIATE')
+        try:
+            results = [self._insert(db, key, text) for key, text in items]
+        except BaseException:
+            db.execute('ROLLBACK')
+            raise
+        db.execute('COMMIT')
+        return results
+
+    def _insert(self, db: sqlite3.Connection, key: str, text: str) -> Acceptance:
+        inserted = db.execute('INSERT OR IGNORE INTO inbox (message_id, payload, state, accepted_at) '
+                              "VALUES (?, ?, 'pending', ?)", (key, text, self.clock())).rowcount
+        if inserted:
+            self._inserts += 1
+            if self._inserts % PRUNE_EVERY == 0:
+                self._prune(db)
+            return Acceptance.NEW
+        row = db.execute('SELECT state FROM inbox WHERE message_id = ?', (key,)).fetchone()
+        return Acceptance.PENDING if row and row[0] == PENDING else Acceptance.SETTLED
 
     async def replay(self) -> list[InboxEntry]:
         """The messages a crash or shutdown left pending, oldest first, each counted as one more attempt.
@@ -253,6 +295,8 @@ class Inbox:
     async def close(self) -> None:
         if self._thread is None:
             return
+        if self._committer is not None:  # what was accepted is committed before the connection closes
+            await asyncio.shield(self._committer)
         def disconnect() -> None:
             if self._db is not None:
                 self._db.close()

@@ -73,14 +73,23 @@ class FailureThrottle:
         record.last = now
         self._by_client[key] = record
         self._by_client.move_to_end(key)
-        while len(self._by_client) > self.max_clients:
-            self._by_client.popitem(last=False)
+        if len(self._by_client) > self.max_clients:
+            self._forget_one(now)
         over = record.count - self.free_failures
         if over <= 0:
             return 0.0
         delay = min(self.max_delay, self.base_delay * 2 ** min(over - 1, 64))
         record.locked_until = now + delay
         return delay
+
+    def _forget_one(self, now: float) -> None:
+        """Make room: forget the least recently failing client that is not locked out (so an attacker
+        cycling through addresses cannot push its own lockouts out), or the oldest if every one is."""
+        for key, record in self._by_client.items():
+            if record.locked_until <= now:
+                del self._by_client[key]
+                return
+        self._by_client.popitem(last=False)
 
     def succeeded(self, address: str | None) -> None:
         self._by_client.pop(client_key(address), None)

@@ -18,6 +18,21 @@ LOOPBACK_NAMES = frozenset({'localhost'})
 WILDCARD_BINDS = frozenset({'', '0.0.0.0', '::', '[::]'})
 
 
+def is_loopback(host: str) -> bool:
+    """True for a bind address only this machine can reach: localhost, 127.0.0.0/8, ::1 (bracketed or not).
+
+    >>> is_loopback('127.0.0.1'), is_loopback('[::1]'), is_loopback('localhost'), is_loopback('0.0.0.0')
+    (True, True, True, False)
+    """
+    text = host.strip().lower()
+    if text in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(text.strip('[]')).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to a public address
+
+
 def host_name(header: str) -> str | None:
     """The name in a Host header, lower case, without port, brackets or a trailing dot; None if malformed.
 

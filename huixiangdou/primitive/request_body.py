@@ -7,13 +7,19 @@ It checks no content: JSON parsing is json_input.py's job, fields are each endpo
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 _CHUNK = 1 << 16
+# A slow client must not hold a connection for ever (slowloris): once the headers are in, a body must
+# arrive within BODY_TIMEOUT (aiohttp's own limit covers only the headers, through keepalive_timeout).
+BODY_TIMEOUT = 75.0
+# Uploads may be large: they get BODY_TIMEOUT plus the time their size limit takes at this slowest rate.
+MIN_UPLOAD_RATE = 64 * 1024
 # gzip is what clients send, and aiohttp decodes it safely. Its deflate decoder can leave a request waiting
 # forever for a body that fails only at its end (a stream with a byte after it); br and zstd it refuses itself,
 # and a name it does not know it passes through undecoded. So only these are read.
@@ -57,13 +63,31 @@ def reading_body(request: web.Request, what: str = 'body') -> Iterator[None]:
         raise MalformedBody(f'the connection closed before the whole request {what} arrived') from None
 
 
-@contextlib.contextmanager
-def reading_multipart(request: web.Request) -> Iterator[None]:
-    """reading_body, and also aiohttp's multipart reader's own refusals (a boundary that does not match,
-    a part header it will not parse, an unknown charset) as MalformedBody."""
+@contextlib.asynccontextmanager
+async def body_deadline(seconds: float | None = None) -> AsyncIterator[None]:
+    """Within the block the body must arrive within `seconds` (None: BODY_TIMEOUT), else MalformedBody 408."""
+    seconds = BODY_TIMEOUT if seconds is None else seconds
     try:
-        with reading_body(request, 'multipart body'):
+        async with asyncio.timeout(seconds):
             yield
+    except TimeoutError:
+        raise MalformedBody(f'the request body did not arrive within {seconds:g} s', status=408) from None
+
+
+def upload_deadline(max_bytes: int) -> float:
+    """Seconds an upload of at most `max_bytes` may take: BODY_TIMEOUT plus max_bytes at MIN_UPLOAD_RATE."""
+    return BODY_TIMEOUT + max_bytes / MIN_UPLOAD_RATE
+
+
+@contextlib.asynccontextmanager
+async def reading_multipart(request: web.Request, max_bytes: int) -> AsyncIterator[None]:
+    """reading_body, and also aiohttp's multipart reader's own refusals (a boundary that does not match,
+    a part header it will not parse, an unknown charset) as MalformedBody; and a body of at most
+    `max_bytes` must arrive within upload_deadline(max_bytes) (else 408)."""
+    try:
+        async with body_deadline(upload_deadline(max_bytes)):
+            with reading_body(request, 'multipart body'):
+                yield
     except (ValueError, LookupError) as exc:
         raise MalformedBody(f'the multipart body is malformed: {_reason(exc)} (send multipart/form-data '
                             'whose parts start with the boundary named in Content-Type)') from None
@@ -74,12 +98,13 @@ async def read_body(request: web.Request, max_size: int | None = None) -> bytes:
     if max_size is not None and request.content_length is not None and request.content_length > max_size:
         raise MalformedBody(f'the body of {request.content_length} bytes is larger than {max_size}', status=413)
     chunks, size = [], 0
-    with reading_body(request):
-        while chunk := await request.content.read(_CHUNK):
-            size += len(chunk)
-            if max_size is not None and size > max_size:
-                raise MalformedBody(f'the body is larger than {max_size} bytes', status=413)
-            chunks.append(chunk)
+    async with body_deadline():
+        with reading_body(request):
+            while chunk := await request.content.read(_CHUNK):
+                size += len(chunk)
+                if max_size is not None and size > max_size:
+                    raise MalformedBody(f'the body is larger than {max_size} bytes', status=413)
+                chunks.append(chunk)
     return b''.join(chunks)
 
 

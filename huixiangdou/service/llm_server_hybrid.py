@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
-import ipaddress
 import os
 import secrets
 import signal
@@ -23,15 +22,17 @@ from loguru import logger
 
 from huixiangdou.config import Config, ConfigError, LLMConfig, LLMServerConfig, load_config
 from huixiangdou.primitive.failure_throttle import FailureThrottle
+from huixiangdou.primitive.protocol_log import quiet_protocol_errors
 from huixiangdou.primitive.host_allowlist import HostAllowList
 from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
-from huixiangdou.primitive.request_body import MalformedBody, finish_malformed, reading_body
+from huixiangdou.primitive.request_body import MalformedBody, body_deadline, finish_malformed, reading_body
 from huixiangdou.service.llm import openai_api
 from huixiangdou.service.llm.backend import (BadRequest, ChatMessage, GenerationParams, LLMBackend, LLMError,
                                              RateLimited, Unauthorized)
 from huixiangdou.service.llm.openai_api import (BACKEND_HEADER, ROUTER_KEY, SERVICE_NAME, error_response,
                                                 parse_message, positive_int)
 from huixiangdou.service.llm.router import BACKEND_CHOICES, Router
+from huixiangdou.primitive.host_allowlist import is_loopback
 
 MAX_BODY_KEY = web.AppKey('max_body_size', int)
 API_KEY_KEY = web.AppKey('api_key', str)
@@ -55,15 +56,6 @@ def build_backends(config: LLMConfig) -> dict[str, LLMBackend]:
         from huixiangdou.service.llm.openai_compatible import OpenAICompatibleBackend
         backends['remote'] = OpenAICompatibleBackend(config.server)
     return backends
-
-
-def is_loopback(host: str) -> bool:
-    if host == 'localhost':
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(config: LLMServerConfig) -> None:
@@ -144,14 +136,16 @@ def key_accepted(request: web.Request, matches: bool) -> bool:
         return True
     lockout = throttle.failed(address)
     # Never the key itself: a near miss in the log would help whoever reads it.
-    logger.warning('wrong API key from {} on {} {} ({} in a row{})', address, request.method, request.path,
+    # The raw (still percent-encoded) path: a decoded %0A would let a client forge log lines.
+    logger.warning('wrong API key from {} on {} {} ({} in a row{})', address, request.method, request.raw_path[:200],
                    throttle.failures(address), f'; locked out for {lockout:g} s' if lockout else '')
     return False
 
 
 async def read_json(request: web.Request) -> dict:
-    with reading_body(request):
-        raw = await request.read()  # raises 413 past client_max_size
+    async with body_deadline():  # a body that never completes: 408, not a connection held for ever
+        with reading_body(request):
+            raw = await request.read()  # raises 413 past client_max_size
     try:
         return parse_json_object(raw)
     except InvalidJson as exc:
@@ -209,6 +203,7 @@ def create_app(config: LLMConfig, router: Router | None = None) -> web.Applicati
     Usage (tests pass an already warmed router to share one loaded model):
         runner = web.AppRunner(create_app(config.llm)); await runner.setup()
     """
+    quiet_protocol_errors()
     app = web.Application(client_max_size=config.server.max_body_size,
                           middlewares=[errors_as_json, refuse_foreign_host, require_api_key])
     app[MAX_BODY_KEY] = config.server.max_body_size

@@ -6,12 +6,12 @@ the same process. Thin: it checks, builds the store if missing, starts the LLM s
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 
 from loguru import logger
 
 from huixiangdou.config import Config, ConfigError
+from huixiangdou.primitive.host_allowlist import is_loopback
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,15 +27,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--port', type=int, help='port to bind (default: [web] port)')
     parser.add_argument('--verbose', action='store_true', help='debug logs')
     return parser.parse_args(argv)
-
-
-def is_loopback(host: str) -> bool:
-    if host == 'localhost':
-        return True
-    try:
-        return ipaddress.ip_address(host.strip('[]')).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve to anything
 
 
 def check_bind(config: Config, host: str) -> None:
@@ -69,6 +60,11 @@ def serve(config: Config, host: str, port: int) -> None:
     app = create_app(config, bind_host=host)
     logger.info('web console on http://{}:{}/ (assistant API: http://{}:{}/v1)', shown, port, shown, port)
     web.run_app(app, host=host, port=port, print=None, handle_signals=False)
+    # run_app returns only when interrupted, and swallows the interruption: say which, so SIGTERM exits
+    # 143 and Ctrl-C 130, as main does.
+    from huixiangdou.main import received_stop
+
+    raise received_stop() or KeyboardInterrupt()
 
 
 if __name__ == '__main__':

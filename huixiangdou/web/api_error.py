@@ -9,7 +9,7 @@ from aiohttp import web
 from loguru import logger
 
 from huixiangdou.primitive.json_input import InvalidJson, parse_json_object
-from huixiangdou.primitive.request_body import MalformedBody, finish_malformed, reading_body
+from huixiangdou.primitive.request_body import MalformedBody, body_deadline, finish_malformed, reading_body
 
 
 class ApiError(Exception):
@@ -67,8 +67,9 @@ async def read_json(request: web.Request) -> dict:
     content_type = request.content_type
     if content_type != 'application/json' and not content_type.endswith('+json'):
         raise ApiError(415, 'unsupported_type', 'send the body as JSON with "Content-Type: application/json"')
-    with reading_body(request):
-        raw = await request.read()  # 413 past client_max_size
+    async with body_deadline():  # a body that never completes: 408, not a connection held for ever
+        with reading_body(request):
+            raw = await request.read()  # 413 past client_max_size
     try:
         # Bounded nesting: `[` × 100,000 is a 400, not a RecursionError.
         return parse_json_object(raw)

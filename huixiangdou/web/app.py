@@ -16,6 +16,7 @@ from loguru import logger
 from huixiangdou.config import Config
 from huixiangdou.primitive.failure_throttle import FailureThrottle
 from huixiangdou.primitive.host_allowlist import HostAllowList
+from huixiangdou.primitive.protocol_log import quiet_protocol_errors
 from huixiangdou.web import auth
 from huixiangdou.web.api_error import ApiError, errors_as_json
 from huixiangdou.web.build_job import BuildJob
@@ -80,6 +81,7 @@ def create_app(config: Config, worker=None, embedder=None, bind_host: str | None
     the console up, read-only on answers, so it can be built from the Knowledge base page). `embedder`
     (already loaded) is shared by the builder and the workers it loads. `bind_host` (default [web] host)
     is the address it is served at, a name the Host header may carry."""
+    quiet_protocol_errors()
     app = web.Application(client_max_size=MAX_JSON_BODY,
                           middlewares=[security_headers, errors_as_json, refuse_foreign_host, static_names_fit,
                                        auth.require_admin])

@@ -97,8 +97,10 @@ def token_accepted(request: web.Request, given: str) -> bool:
         return True
     lockout = throttle.failed(address)
     # Never the token itself: a near miss in the log would help whoever reads it.
+    # The raw (still percent-encoded) path: a decoded %0A would let a client forge log lines.
     logger.warning('web console: wrong admin token from {} on {} {} ({} in a row{})', address, request.method,
-                   request.path, throttle.failures(address), f'; locked out for {lockout:g} s' if lockout else '')
+                   request.raw_path[:200], throttle.failures(address),
+                   f'; locked out for {lockout:g} s' if lockout else '')
     return False
 
 

@@ -48,6 +48,7 @@ class BuildJob:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _task: asyncio.Task | None = None
     _cancel: threading.Event = field(default_factory=threading.Event)
+    _stopping: bool = False
 
     def snapshot(self) -> dict:
         with self._lock:
@@ -80,6 +81,7 @@ class BuildJob:
 
     async def stop(self) -> None:
         """On shutdown: cancel a running build rather than wait for it, then wait for it to unwind."""
+        self._stopping = True
         self._cancel.set()
         await self.wait()
 
@@ -118,10 +120,12 @@ class BuildJob:
 
         try:
             report = await asyncio.to_thread(self._build, full)
-            if self._cancel.is_set():
-                # Published already: the new store is on disk and loads at the next start or rebuild.
-                raise BuildCancelled('cancelled after the new store was saved: it is not loaded yet (the old one '
-                                     'keeps answering until the next rebuild or restart)')
+            if self._stopping:
+                # Published already: the new store is on disk and loads at the next start.
+                raise BuildCancelled('the console stopped after the new store was saved: it loads at the next start')
+            # A cancel that came while the store was being saved is too late: it is published, so it is what
+            # must answer (else CURRENT names one version while the console answers from another, which the
+            # next build's clean-up may delete).
             self._progress('load', 0, 1)
             worker = await asyncio.to_thread(load_worker, self.config, self.shared_embedder())
             self.slot.swap(worker)

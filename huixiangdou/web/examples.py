@@ -148,7 +148,7 @@ async def import_examples(request: web.Request) -> web.Response:
     if not request.content_type.startswith('multipart/'):
         raise ApiError(415, 'unsupported_type', 'send multipart/form-data with parts "kind" and "file"')
     kind, text = None, None
-    with reading_multipart(request):  # a boundary that does not match, a part header aiohttp refuses: 400
+    async with reading_multipart(request, MAX_IMPORT_BYTES):  # bad boundary or part header: 400; too slow: 408
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):

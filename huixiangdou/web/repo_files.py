@@ -38,6 +38,10 @@ def clean_component(name: str, what: str = 'name') -> str:
     name = unicodedata.normalize('NFC', name).strip()
     if any(unicodedata.category(c) in ('Cc', 'Cf') for c in name):
         raise NameRefused(f'the {what} holds control characters')
+    if any(unicodedata.category(c) == 'Cs' for c in name):
+        # aiohttp keeps bytes that are not UTF-8 as lone surrogates: stored, such a name could not be deleted
+        # from the console nor written into the store's manifest (every later build would fail on it).
+        raise NameRefused(f'the {what} is not valid UTF-8: send file names as UTF-8')
     if name in ('', '.', '..'):
         raise NameRefused(f'empty {what}')
     if name.startswith('.'):
@@ -133,7 +137,7 @@ async def upload_files(request: web.Request) -> web.Response:
     staged: list[_Staged] = []
     refused: list[dict] = []
     try:
-        with reading_multipart(request):  # a boundary that does not match, a part header aiohttp refuses: 400
+        async with reading_multipart(request, limit):  # bad boundary or part header: 400; too slow: 408
             reader = await request.multipart()
             while (part := await reader.next()) is not None:
                 if not isinstance(part, BodyPartReader):

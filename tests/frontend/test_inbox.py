@@ -2,6 +2,7 @@
 crash-looping messages are given up, settled ones pruned; polled answers settle their message atomically."""
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import pytest
@@ -68,12 +69,17 @@ async def test_settling_does_not_reopen_or_overwrite_a_settled_message(tmp_path)
     await inbox.close()
 
 
-async def test_an_empty_id_is_stored_but_never_recognised(tmp_path):
-    inbox = await opened(tmp_path / 'inbox.sqlite')
+async def test_a_message_without_an_id_is_answered_once_and_never_replayed(tmp_path):
+    # Its reply could not settle it (the reply names no id): stored, it would be answered at every start.
+    path = tmp_path / 'inbox.sqlite'
+    inbox = await opened(path)
     assert await inbox.accept('', {'n': 1}) is Acceptance.NEW
     assert await inbox.accept('', {'n': 2}) is Acceptance.NEW
-    assert sorted(e.payload['n'] for e in await inbox.replay()) == [1, 2]
+    await inbox.answered([''])
     await inbox.close()
+    reopened = await opened(path)
+    assert await reopened.replay() == []
+    await reopened.close()
 
 
 async def test_stale_messages_are_skipped_not_answered_a_day_late(tmp_path):
@@ -170,4 +176,31 @@ async def test_a_payload_that_cannot_be_read_back_is_skipped_not_fatal(tmp_path)
     reopened = await opened(path)
     assert await reopened.replay_as(build) == [('om_ok', 'hi')]
     assert await reopened.state('om_old') == SKIPPED
+    await reopened.close()
+
+
+async def test_concurrent_deliveries_are_committed_together_and_each_is_on_disk_when_accepted(tmp_path):
+    """Group commit: 200 deliveries at once (with 20 redelivered inside the same burst) share commits, yet
+    each accept() returns only once its row can be read by another connection."""
+    path = tmp_path / 'inbox.sqlite'
+    inbox = await opened(path)
+    other = sqlite3.connect(path)
+    seen_on_disk = []
+
+    async def deliver(message_id: str) -> Acceptance:
+        result = await inbox.accept(message_id, {'text': message_id})
+        row = other.execute('SELECT state FROM inbox WHERE message_id = ?', (message_id,)).fetchone()
+        seen_on_disk.append(row is not None and row[0] == PENDING)
+        return result
+
+    ids = [f'om_{i}' for i in range(200)]
+    results = await asyncio.gather(*(deliver(m) for m in ids + ids[:20]))
+    assert results[:200] == [Acceptance.NEW] * 200
+    assert results[200:] == [Acceptance.PENDING] * 20  # the burst's redeliveries are not dispatched twice
+    assert all(seen_on_disk)
+    assert other.execute('SELECT count(*) FROM inbox').fetchone()[0] == 200
+    await inbox.close()
+    other.close()
+    reopened = await opened(path)
+    assert sorted(e.message_id for e in await reopened.replay()) == sorted(ids)
     await reopened.close()

@@ -459,3 +459,40 @@ def test_every_supported_suffix_turns_garbage_into_parse_error(tmp_path):
 def test_missing_file_is_a_parse_error(tmp_path):
     with pytest.raises(ParseError, match='could not read'):
         _parse(tmp_path / 'gone.md')
+
+
+def _xlsx_with_shared_strings(path: Path, part: str, megabytes: float) -> Path:
+    """An xlsx whose shared strings (`megabytes` MB of one-letter strings) sit in `part`, found by its
+    relationship and content type as Excel and openpyxl find them, whatever its name."""
+    base = path.with_suffix('.base.xlsx')
+    workbook = openpyxl.Workbook()
+    workbook.active['A1'] = 'hello'
+    workbook.save(base)
+    count = int(megabytes * 1024 * 1024 / 17)
+    strings = (b'<?xml version="1.0"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+               + b'<si><t>x</t></si>' * count + b'</sst>')
+    with zipfile.ZipFile(base) as src, zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as out:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == 'xl/_rels/workbook.xml.rels':
+                data = data.replace(b'</Relationships>', (
+                    '<Relationship Id="rIdSS" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+                    f'relationships/sharedStrings" Target="/{part}"/></Relationships>').encode())
+            elif item.filename == '[Content_Types].xml':
+                data = data.replace(b'</Types>', (
+                    f'<Override PartName="/{part}" ContentType="application/vnd.openxmlformats-officedocument.'
+                    'spreadsheetml.sharedStrings+xml"/></Types>').encode())
+            elif item.filename == 'xl/worksheets/sheet1.xml':
+                data = data.replace(b'</sheetData>', b'<row r="2"><c r="A2" t="s"><v>0</v></c></row></sheetData>')
+            out.writestr(item.filename, data)
+        out.writestr(part, strings)
+    base.unlink()
+    return path
+
+
+@pytest.mark.parametrize('part', ['xl/sharedStrings.xml', 'xl/strings.bin'])
+def test_max_expanded_mb_counts_xml_parts_by_content_type_not_only_by_name(tmp_path, part):
+    path = _xlsx_with_shared_strings(tmp_path / 'strings.xlsx', part, 3)
+    assert 'x' in parse_file(path, 'strings.xlsx').sections[0].text  # openpyxl reads the part, named either way
+    with pytest.raises(ParseError, match=r'its XML expands to \d+ MB, over max_expanded_mb = 2'):
+        parse_file(path, 'strings.xlsx', max_expanded_mb=2)

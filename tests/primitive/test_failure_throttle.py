@@ -48,6 +48,18 @@ def test_memory_is_bounded():
     assert len(throttle) == 100
 
 
+def test_a_locked_out_client_is_not_forgotten_to_make_room():
+    # An attacker cycling through more addresses than are remembered must not push its own lockout out.
+    throttle = FailureThrottle(free_failures=1, max_clients=50, clock=Clock())  # no time passes
+    for _ in range(3):
+        throttle.failed('192.0.2.1')
+    assert throttle.retry_after('192.0.2.1') > 0
+    for i in range(500):
+        throttle.failed(f'10.0.{i // 256}.{i % 256}')  # one free failure each: none of them locked
+    assert len(throttle) == 50
+    assert throttle.retry_after('192.0.2.1') > 0
+
+
 def test_an_ipv6_64_is_one_client():
     assert client_key('2001:db8::1') == client_key('2001:db8::ffff:1') == '2001:db8::/64'
     assert client_key('::ffff:10.0.0.1') == '10.0.0.1' and client_key(None) == 'unknown'

@@ -179,3 +179,17 @@ def test_unreadable_file_is_reported_when_root_drops_capabilities(tmp_path):
     files, skipped = json.loads(proc.stdout)
     assert files == ['ok.md']
     assert skipped == {'secret.md': 'permission denied'}
+
+
+def test_a_name_that_is_not_utf8_is_skipped_with_a_printable_reason(tmp_path):
+    _touch(tmp_path / 'good.md')
+    odd = os.fsdecode(b'odd\xff name.md')
+    _touch(tmp_path / odd)
+    (tmp_path / os.fsdecode(b'dir\xfe')).mkdir()
+    _touch(tmp_path / os.fsdecode(b'dir\xfe') / 'inside.md')
+    result = walk_repo(tmp_path, 10 * 1024 * 1024)
+    assert [f.source for f in result.files] == ['good.md']
+    reasons = _reasons(result)
+    assert reasons == {'odd\\xff name.md': 'its name is not valid UTF-8: rename it to index it',
+                       'dir\\xfe': 'its name is not valid UTF-8: rename it to index it'}
+    json.dumps(reasons, ensure_ascii=False).encode('utf-8')  # the report can be written

@@ -157,7 +157,7 @@ async def test_with_an_api_key_requests_without_it_get_401(fake_openai):
 async def test_an_undecodable_authorization_header_is_401_not_500(fake_openai, raw):
     async with serve(create_app(remote_config(fake_openai.base_url, api_key='s3cret-key'))) as url:
         reader, writer = await asyncio.open_connection('127.0.0.1', int(url.rsplit(':', 1)[1]))
-        writer.write(b'POST /inference HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n'
+        writer.write(b'POST /inference HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n'
                      b'Authorization: ' + raw + b'\r\n\r\n{}')
         await writer.drain()
         status_line = (await reader.readline()).decode()

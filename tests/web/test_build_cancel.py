@@ -86,7 +86,7 @@ def test_sigterm_stops_the_console_mid_build_within_10_s(tmp_path, sample_store)
         wait_for(lambda: parse_workers(proc.pid), what='the docx being parsed')
         tree = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+        assert proc.wait(timeout=10) == 128 + signal.SIGTERM  # as main exits on SIGTERM
         _, alive = psutil.wait_procs(tree, timeout=10)
         assert alive == []
     finally:

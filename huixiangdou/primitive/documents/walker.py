@@ -80,6 +80,20 @@ def _hidden_reason(entry: os.DirEntry) -> str:
     return 'hidden file, not indexed'
 
 
+def _is_utf8(name: str) -> bool:
+    """False for a name whose bytes are not UTF-8 (os gives them to us as lone surrogates)."""
+    try:
+        name.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(source: str) -> str:
+    """`source` with each undecodable byte shown as \\xNN."""
+    return os.fsencode(source).decode('utf-8', errors='backslashreplace')
+
+
 def _readable(path: Path) -> str:
     """'' when `path` can be opened for reading, else the reason it cannot."""
     # os.access answers for the real uid; opening catches ACLs and other cases it cannot see.
@@ -133,6 +147,12 @@ def walk_repo(repo_dir: Path, max_file_size: int) -> WalkResult:
             if entry.name.startswith('.'):
                 # .git, .github, .venv, .DS_Store: never documents, but say so in the report.
                 result.skipped.append(SkippedFile(source, _hidden_reason(entry)))
+                continue
+            if not _is_utf8(entry.name):
+                # Its citation, the manifest and the chunk table hold names as UTF-8: one such name
+                # would fail the whole build at save. Reported under a printable spelling.
+                result.skipped.append(SkippedFile(_printable(source), 'its name is not valid UTF-8: rename it '
+                                                                      'to index it'))
                 continue
             path = Path(entry.path)
             is_link = entry.is_symlink()

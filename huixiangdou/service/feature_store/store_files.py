@@ -146,7 +146,7 @@ def _save_locked(store, work_dir: Path, report: dict | None, started: float) -> 
     os.replace(tmp, folder)
     _fsync(work_dir)
     pointer = work_dir / CURRENT
-    replaced = pointer.read_text(encoding='utf-8').strip() if pointer.is_file() else ''
+    replaced = _pointer_name(pointer) if pointer.is_file() else ''
     _atomic_write_text(pointer, name + '\n')
     if report is not None:
         _atomic_write_text(work_dir / 'report.json', json.dumps(report, ensure_ascii=False, indent=1))
@@ -159,12 +159,25 @@ def _save_locked(store, work_dir: Path, report: dict | None, started: float) -> 
     return folder
 
 
+def _pointer_name(pointer: Path) -> str:
+    """The version folder CURRENT names: a `store-*` folder directly in the workdir, or '' when CURRENT holds
+    anything else (garbage bytes, a path that leads elsewhere such as `../other/store-x` or `/abs/store-x`)."""
+    try:
+        name = pointer.read_text(encoding='utf-8').strip()
+    except (UnicodeDecodeError, OSError):
+        return ''
+    return name if name.startswith('store-') and name == Path(name).name else ''
+
+
 def current_folder(work_dir: Path) -> Path:
     pointer = work_dir / CURRENT
     if not pointer.is_file():
         raise StoreError(f'no feature store in {work_dir}: build one with '
                          '`python -m huixiangdou.service.feature_store`')
-    folder = work_dir / pointer.read_text(encoding='utf-8').strip()
+    name = _pointer_name(pointer)
+    if not name:
+        raise StoreDamagedError(work_dir, f'{CURRENT} does not name a version folder of this workdir')
+    folder = work_dir / name
     if not (folder / 'manifest.json').is_file():
         raise StoreDamagedError(folder, 'it has no manifest.json')
     return folder
@@ -180,10 +193,15 @@ def read_manifest(work_dir: Path, folder: Path | None = None) -> Manifest:
     return Manifest.from_json(data, folder)
 
 
-def verify_version(folder: Path, manifest: Manifest) -> bool:
+def verify_version(folder: Path, manifest: Manifest | None = None) -> bool:
     """Check every file of a version folder against the checksums its build recorded: StoreDamagedError
-    naming the first file that differs. False (nothing checked) for a folder built before checksums."""
-    if not manifest.checksums and not (folder / CHECKSUMS_FILE).exists():
+    naming the first file that differs. False (nothing checked) for a folder built before checksums.
+
+    Without `manifest` it checks whatever checksums.json the folder holds, before the manifest is read: a
+    damaged manifest is then reported as damage, not as whatever its damaged fields seem to say (another
+    format, another embedding model)."""
+    recorded = manifest is not None and manifest.checksums
+    if not recorded and not os.path.lexists(folder / CHECKSUMS_FILE):
         return False
     damage = find_damage(folder)
     if damage is not None:
@@ -195,7 +213,9 @@ def verify_store(work_dir: Path) -> Path:
     """`--verify`: the published version's manifest and checksums, without loading it; its folder when
     good. StoreDamagedError when damaged, StoreError when it has no checksums to check."""
     folder = current_folder(work_dir)
-    if not verify_version(folder, read_manifest(work_dir, folder)):
+    verified = verify_version(folder)  # before the manifest is interpreted
+    manifest = read_manifest(work_dir, folder)
+    if not verified and not verify_version(folder, manifest):
         raise StoreError(f'feature store {folder} was built before checksums were recorded, so --verify cannot '
                          f'check it (it still loads); {REBUILD} to record them')
     return folder
@@ -234,10 +254,12 @@ def read_store(work_dir: Path, embedder=None, verify: bool = True) -> StoreFiles
     """The published version's files, checked against their checksums (StoreDamagedError if they differ;
     `verify=False` skips that, for benchmarks); with `embedder`, refuse a store built with another model."""
     folder = current_folder(work_dir)  # read CURRENT once: a build may publish meanwhile
+    # Checksums first: a damaged manifest must be reported as damage, not as another model or format.
+    verified = verify and verify_version(folder)
     manifest = read_manifest(work_dir, folder)
     if embedder is not None:
         check_compatible(manifest, embedder)
-    if verify and not verify_version(folder, manifest):
+    if verify and not verified and not verify_version(folder, manifest):
         logger.warning('feature store {} was built before checksums were recorded: it loads unchecked, and '
                        '--verify cannot check it; {} to record them', folder, REBUILD)
     try:

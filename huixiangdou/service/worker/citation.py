@@ -11,8 +11,9 @@ import re
 
 from huixiangdou.service.worker.session import Passage
 
-# A citation as the prompt asks for it and the extractive answer writes it: [1] … [99].
-_CITE = re.compile(r'\[(\d{1,2})\]')
+# A citation as the prompt asks for it and the extractive answer writes it: [1] … [99]; not an index
+# written against a name or a call (`arr[0]`, `f(x)[1]`), which is code even outside backticks.
+_CITE = re.compile(r'(?<![A-Za-z0-9_)])\[(\d{1,2})\]')
 # What may still grow into a citation at the end of a streamed piece: "[", "[1", "[12".
 _OPEN_CITE = re.compile(r'\[\d{0,2}$')
 
@@ -39,9 +40,12 @@ class CitationNumbering:
         numbering.text, numbering.references   # '… [1] … [2]', ['faq.md', 'guide.md']
     """
 
-    def __init__(self, passages: list[Passage], uncited_limit: int = 3):
+    def __init__(self, passages: list[Passage], uncited_limit: int = 3, markers_at_line_end: bool = False):
+        """`markers_at_line_end`: only a [n] ending a line is a citation (the extractive answer puts its
+        marker after each quote; a [1] inside the quoted document text is the document's own)."""
         self.passages = passages
         self.uncited_limit = uncited_limit
+        self.markers_at_line_end = markers_at_line_end
         self.references: list[str] = []
         self.text = ''          # everything emitted so far
         self._held = ''         # the end of the input that may be the start of a citation
@@ -79,15 +83,17 @@ class CitationNumbering:
             parts.append(before)
             self._track_code(before)
             last = match.end()
-            if self._in_code:
+            at_line_end = match.end() == len(text) or text[match.end()] == '\n'
+            if self._in_code or (self.markers_at_line_end and not at_line_end):
                 parts.append(match.group())
                 continue
             n = int(match.group(1))
             if not 1 <= n <= len(self.passages):
                 continue  # a number that points at nothing is dropped, never shown as a dead citation
             cite = f'[{self._number_of(self.passages[n - 1].reference)}]'
-            # "[1][3]" of two passages of one source reads "[1]", not "[1][1]".
-            if not (self.text + ''.join(parts)).rstrip().endswith(cite):
+            # "[1][3]" of two passages of one source reads "[1]", not "[1][1]" (on one line: a [1] that
+            # starts the next paragraph is a citation of its own).
+            if not (self.text + ''.join(parts)).rstrip(' ').endswith(cite):
                 parts.append(cite)
         rest = text[last:]
         self._track_code(rest)
@@ -115,9 +121,9 @@ class CitationNumbering:
         return numbers
 
 
-def number_citations(text: str, passages: list[Passage]) -> tuple[str, list[str]]:
+def number_citations(text: str, passages: list[Passage], markers_at_line_end: bool = False) -> tuple[str, list[str]]:
     """A whole answer renumbered: (text, references); the same as feeding it in pieces."""
-    numbering = CitationNumbering(passages)
+    numbering = CitationNumbering(passages, markers_at_line_end=markers_at_line_end)
     numbering.feed(text)
     numbering.finish()
     return numbering.text, numbering.references

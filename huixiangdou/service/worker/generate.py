@@ -210,5 +210,7 @@ class Generate:
         if not answer.text:
             session.finish(ErrorCode.BAD_ANSWER)
             return
-        # The quotes carry the numbers of `session.passages`; the reader sees them renumbered.
-        session.reply, session.references = number_citations(answer.text, session.passages)
+        # The quotes carry the numbers of `session.passages` at their line ends; the reader sees them
+        # renumbered. A [n] inside a quote is the document's own text and stays as it is.
+        session.reply, session.references = number_citations(answer.text, session.passages,
+                                                             markers_at_line_end=True)

@@ -98,3 +98,14 @@ def test_upstream_flag_spellings_build_a_store(tmp_path):
     report = json.loads((work / 'report.json').read_text(encoding='utf-8'))
     assert report['indexed'] == ['guide.md']
     assert report['examples'] == {'accepted': ['大模型服务监听哪个端口？'], 'rejected': ['今天中午吃什么？']}
+
+
+def test_a_file_name_that_is_not_utf8_does_not_fail_the_build(tmp_path, embedder):
+    repo = tmp_path / 'repo'
+    repo.mkdir()
+    (repo / 'good.md').write_text('# 部署\n\n茴香豆的配置文件是 config.ini，修改后重启服务即可生效。\n', encoding='utf-8')
+    (repo / os.fsdecode(b'odd\xff name.md')).write_text('deploy notes for the odd file\n', encoding='utf-8')
+    report = FeatureStoreBuilder(FeatureStoreConfig(), embedder, progress=False).build(repo, tmp_path / 'work')
+    assert report.indexed == ['good.md']
+    assert {'source': 'odd\\xff name.md', 'reason': 'its name is not valid UTF-8: rename it to index it'} \
+        in report.skipped

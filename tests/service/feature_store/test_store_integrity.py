@@ -3,6 +3,7 @@ recorded at build, the manifest checked by type, --verify, older stores without 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -15,9 +16,9 @@ from loguru import logger
 from huixiangdou.config import FeatureStoreConfig
 from huixiangdou.service.feature_store.__main__ import main as feature_store_main
 from huixiangdou.service.feature_store.builder import FeatureStoreBuilder
-from huixiangdou.service.feature_store.checksums import CHECKSUMS_FILE
+from huixiangdou.service.feature_store.checksums import CHECKSUMS_FILE, record_checksums
 from huixiangdou.service.feature_store.store import FeatureStore, StoreDamagedError, StoreError
-from huixiangdou.service.feature_store.store_files import current_folder
+from huixiangdou.service.feature_store.store_files import current_folder, verify_store
 from tests.conftest import REPO_ROOT, write_config
 from tests.service.feature_store.test_builder import DOCS, make_repo
 
@@ -90,7 +91,9 @@ def test_a_damaged_page_of_the_chunk_table_is_refused_at_load(work, embedder):
     ('files', {'a.md': 'x'}, "field files['a.md'] must be an object"),
 ])
 def test_a_manifest_field_of_the_wrong_type_is_named(work, embedder, field, value, message):
+    # Checksums recorded over the bad field (a hand-edited store): the check by type still names it.
     edit_manifest(current_folder(work), **{field: value})
+    record_checksums(current_folder(work))
     with pytest.raises(StoreDamagedError) as caught:
         FeatureStore.load(work, embedder)
     text = str(caught.value)
@@ -190,3 +193,57 @@ def test_a_build_does_not_reuse_rows_of_a_damaged_version(tmp_path, embedder):
     report = builder.build(repo, work)  # incremental: would copy the damaged rows of unchanged files
     assert report.reused == [] and sorted(report.indexed) == sorted(DOCS)
     np.testing.assert_allclose(FeatureStore.load(work, embedder).vectors, good, atol=1e-5)
+
+
+def _pointer_bytes(work, other_copy) -> dict[str, bytes]:
+    name = current_folder(work).name
+    return {'binary garbage': b'\xff\xfe\x00garbage',
+            'a relative path out of the workdir': f'../{other_copy.name}/{name}\n'.encode(),
+            'an absolute path': f'{other_copy / name}\n'.encode()}
+
+
+@pytest.mark.parametrize('what', ['binary garbage', 'a relative path out of the workdir', 'an absolute path'])
+def test_a_current_pointer_that_names_no_version_of_this_workdir_is_refused(work, tmp_path, embedder, what):
+    # A good store elsewhere: a CURRENT leading to it must not load it as this workdir's store.
+    other = tmp_path / 'other'
+    shutil.copytree(work, other)
+    (work / 'CURRENT').write_bytes(_pointer_bytes(work, other)[what])
+    for load in (lambda: FeatureStore.load(work, embedder), lambda: verify_store(work)):
+        with pytest.raises(StoreDamagedError, match='CURRENT does not name a version folder.*--rebuild'):
+            load()
+
+
+def test_a_build_over_a_garbage_current_publishes_a_new_version(tmp_path, embedder):
+    repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
+    builder = FeatureStoreBuilder(FeatureStoreConfig(chunk_size=128, chunk_overlap=16), embedder, progress=False)
+    builder.build(repo, work)
+    (work / 'CURRENT').write_bytes(b'\xff\xfe\x00garbage')
+    builder.build(repo, work)
+    assert FeatureStore.load(work, embedder).search(QUESTION, k=1)
+
+
+@pytest.mark.parametrize('old, new', [('"format_version": 2', '"format_version": 3'),
+                                      ('all-MiniLM-L6-v2', 'all-MiniLM-L7-v2'),
+                                      ('"dimension": 384', '"dimension": 385')])
+def test_one_changed_byte_of_the_manifest_is_damage_not_another_format_or_model(work, embedder, old, new):
+    path = current_folder(work) / 'manifest.json'
+    text = path.read_text(encoding='utf-8')
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding='utf-8')
+    for load in (lambda: FeatureStore.load(work, embedder), lambda: verify_store(work)):
+        with pytest.raises(StoreDamagedError, match=r'manifest\.json does not match the checksum'):
+            load()
+
+
+@pytest.mark.parametrize('damage, reason', [
+    (lambda f: os.mkfifo(f / 'stray'), 'stray was not written by the build'),
+    (lambda f: ((f / 'vectors.npy').unlink(), os.mkfifo(f / 'vectors.npy')), 'vectors.npy is not a regular file'),
+    (lambda f: ((f / 'vectors.npy').unlink(), os.symlink('vectors.npy', f / 'vectors.npy')),
+     'vectors.npy is unreadable'),
+])
+def test_a_fifo_or_a_looping_link_in_a_version_is_damage(work, embedder, damage, reason):
+    damage(current_folder(work))
+    for load in (lambda: FeatureStore.load(work, embedder), lambda: verify_store(work)):
+        with pytest.raises(StoreDamagedError, match='--rebuild') as caught:
+            load()
+        assert reason in str(caught.value)

@@ -85,3 +85,25 @@ async def test_a_streamed_llm_answer_is_numbered_as_cited_in_its_pieces(sample_f
     assert_numbered_as_cited(session.reply, session.references)
     # [2] was cited first, so its source is the first reference.
     assert session.references[0] == session.passages[1].reference and '[5]' not in session.reply
+
+
+def test_an_index_in_code_outside_backticks_is_not_a_citation():
+    # `arr[0]` and `f(x)[1]` are code an LLM may write without backticks: neither dropped nor renumbered.
+    reply, references = number_citations('Index it with arr[0] or f(x)[1], see the guide [2].', PASSAGES)
+    assert reply == 'Index it with arr[0] or f(x)[1], see the guide [1].'
+    assert references == ['faq.md#port']
+
+
+def test_a_citation_starting_the_next_paragraph_is_kept():
+    reply, references = number_citations('1. Install first [1]\n\n[1] says why.', PASSAGES)
+    assert reply == '1. Install first [1]\n\n[1] says why.'
+    assert references == ['install.md']
+
+
+def test_a_quote_whose_document_text_holds_brackets_cites_only_its_own_passage():
+    # The extractive answer marks each quote at its line end; "[1]" and "[3]" inside the quoted sentences are
+    # the documents' own text (a footnote, a list index) and must not add references or vanish.
+    quoted = '> 安装方法见文献[1]的第二节 [2]\n> 第 [3] 步之后重启服务 [4]'
+    reply, references = number_citations(quoted, PASSAGES, markers_at_line_end=True)
+    assert reply == '> 安装方法见文献[1]的第二节 [1]\n> 第 [3] 步之后重启服务 [2]'
+    assert references == ['faq.md#port', 'lark.md']
