@@ -476,10 +476,20 @@ class WebConfig:
     # Host names (besides localhost, IP addresses and host) requests may name in their Host header, e.g.
     # the reverse proxy's public name; ["*"] turns the check off. Against DNS rebinding.
     allowed_hosts: list[str] = field(default_factory=list)
+    # Addresses (or networks) of reverse proxies in front of the console: for a request from one, wrong-token
+    # throttling counts the client named in X-Forwarded-For instead of the proxy. Empty: the header is ignored.
+    trusted_proxies: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         _check_port('[web] port', self.port)
         _check_allowed_hosts('[web] allowed_hosts', self.allowed_hosts)
+        from huixiangdou.primitive.failure_throttle import parse_networks
+
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(f'[web] trusted_proxies: {exc}; give the proxy\'s address, e.g. ["127.0.0.1"] '
+                              'or ["10.0.0.0/8"]') from None
         if self.max_upload_mb <= 0:
             raise ConfigError(f'[web] max_upload_mb must be > 0, got {self.max_upload_mb}')
 

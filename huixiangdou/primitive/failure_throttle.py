@@ -10,13 +10,52 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 FREE_FAILURES = 5
 BASE_DELAY = 1.0        # seconds of the first lockout
 MAX_DELAY = 15 * 60.0   # a lockout never lasts longer
 FORGET_AFTER = 3600.0   # an address quiet this long (and not locked) starts again from zero
 MAX_CLIENTS = 10_000    # tracked addresses; the least recently failing one is forgotten first
+
+
+def parse_networks(entries: Sequence[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """IP addresses or networks ("10.0.0.5", "10.0.0.0/8", "::1"); ValueError naming a bad entry."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f'{entry!r} is not an IP address or network') from None
+    return networks
+
+
+def client_address(remote: str | None, forwarded_for: str,
+                   trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str | None:
+    """The address a request is counted against: `remote`, or, when `remote` is one of the `trusted`
+    reverse proxies, the right-most X-Forwarded-For address that is not one (each proxy appends the
+    address it received from, so addresses to the left of the last untrusted one may be forged).
+
+    >>> nets = parse_networks(['127.0.0.1'])
+    >>> client_address('127.0.0.1', '6.6.6.6, 203.0.113.9', nets), client_address('198.51.100.2', '1.2.3.4', nets)
+    ('203.0.113.9', '198.51.100.2')
+    """
+    if not trusted or not _within(remote, trusted):
+        return remote
+    for hop in reversed([part.strip() for part in forwarded_for.split(',') if part.strip()]):
+        if not _within(hop, trusted):
+            return hop
+    return remote
+
+
+def _within(address: str | None, networks) -> bool:
+    try:
+        ip = ipaddress.ip_address((address or '').split('%')[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from aiohttp import web
 from loguru import logger
 
 from huixiangdou.config import Config
-from huixiangdou.primitive.failure_throttle import FailureThrottle
+from huixiangdou.primitive.failure_throttle import FailureThrottle, parse_networks
 from huixiangdou.primitive.host_allowlist import HostAllowList
 from huixiangdou.primitive.protocol_log import quiet_protocol_errors
 from huixiangdou.web import auth
@@ -87,6 +87,7 @@ def create_app(config: Config, worker=None, embedder=None, bind_host: str | None
                                        auth.require_admin])
     app[ALLOWED_HOSTS] = HostAllowList.for_server(bind_host or config.web.host, config.web.allowed_hosts)
     app[auth.THROTTLE] = FailureThrottle()
+    app[auth.PROXIES] = parse_networks(config.web.trusted_proxies)
     slot = WorkerSlot(worker)
     console = Console(config, slot, BuildJob(config, slot, embedder))
     app[CONSOLE] = console

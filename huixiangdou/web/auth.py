@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from loguru import logger
 
-from huixiangdou.primitive.failure_throttle import FailureThrottle, retry_after_header
+from huixiangdou.primitive.failure_throttle import FailureThrottle, client_address, retry_after_header
 from huixiangdou.web.api_error import ApiError, read_json
 
 COOKIE = 'hxd_session'
@@ -79,13 +79,15 @@ class Sessions:
 SESSIONS = web.AppKey('sessions', Sessions)
 PROTECT_API = web.AppKey('protect_api', bool)
 THROTTLE = web.AppKey('token_throttle', FailureThrottle)
+PROXIES = web.AppKey('trusted_proxies', list)
 
 
 def token_accepted(request: web.Request, given: str) -> bool:
     """Whether `given` is the admin token, counting a wrong one against the client's address; a client
     locked out by earlier failures gets 429 with Retry-After whatever it sends (else the lockout would not
     slow the guessing down)."""
-    sessions, throttle, address = request.app[SESSIONS], request.app[THROTTLE], request.remote
+    sessions, throttle = request.app[SESSIONS], request.app[THROTTLE]
+    address = client_address(request.remote, request.headers.get('X-Forwarded-For', ''), request.app[PROXIES])
     if not sessions.token_configured:
         return False  # nothing to guess
     wait = throttle.retry_after(address)

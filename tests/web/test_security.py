@@ -254,3 +254,31 @@ async def test_wrong_tokens_are_throttled_with_a_growing_delay(bare_console, via
     lockouts = [line.rsplit('locked out for ', 1)[1].split(')')[0] for line in warnings if 'locked out' in line]
     assert len(warnings) == 9 and lockouts == ['1 s', '2 s', '4 s']  # 5 free, then doubling
     assert not [line for line in lines if 'guess' in line or ADMIN_TOKEN in line]
+
+
+async def test_behind_a_trusted_proxy_one_guesser_does_not_lock_other_clients_out(bare_console):
+    """With [web] trusted_proxies naming the proxy, wrong tokens count against the client X-Forwarded-For
+    names: a guesser locks itself out, another client behind the same proxy still logs in. Without it,
+    the header is ignored (a client could write any address there to escape its lockout)."""
+    async def login(http, url, token, client):
+        async with http.post(f'{url}/api/login', json={'token': token},
+                             headers={'X-Forwarded-For': f'6.6.6.6, {client}'}) as r:
+            return r.status
+
+    proxied = await bare_console(web={'trusted_proxies': ['127.0.0.1']})
+    direct = await bare_console()
+    async with aiohttp.ClientSession() as http:
+        for _ in range(6):
+            assert await login(http, proxied, 'guess', '203.0.113.7') == 401
+        assert await login(http, proxied, 'guess', '203.0.113.7') == 429        # the guesser is locked out
+        assert await login(http, proxied, ADMIN_TOKEN, '198.51.100.4') == 200   # another client is not
+        for i in range(6):
+            assert await login(http, direct, 'guess', f'203.0.113.{i}') == 401
+        # Untrusted: the header changed every time and still the one address (the proxy's) is locked out.
+        assert await login(http, direct, ADMIN_TOKEN, '198.51.100.4') == 429
+
+
+def test_trusted_proxies_must_be_addresses(tmp_path):
+    path = write_config(tmp_path / 'config.ini', web={'trusted_proxies': ['proxy.example.com']})
+    with pytest.raises(ConfigError, match=r'\[web\] trusted_proxies.*proxy.example.com'):
+        load_config(path)
