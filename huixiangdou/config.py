@@ -61,6 +61,9 @@ class FeatureStoreConfig:
     min_chunk_chars: int = 100
     max_file_size_mb: float = 50.0
     embedding_batch_size: int = 64
+    # Vectors by (model, chunk text), reused across builds: "" = work_dir/embedding_cache.sqlite; a path shared
+    # by several knowledge bases lets them share it; "off" embeds every new chunk.
+    embedding_cache: str = ''
     reject_dense_weight: float = -1.0
     reject_target: str = 'f1'
     good_questions: str = 'resource/good_questions.json'

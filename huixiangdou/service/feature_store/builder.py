@@ -23,6 +23,7 @@ from huixiangdou.primitive.chunk_table import ChunkTable
 from huixiangdou.primitive.documents.image import IMAGE_SUFFIXES
 from huixiangdou.primitive.documents.parse_pool import ParseCancelled, ParseLimits, ParsePool
 from huixiangdou.primitive.documents.walker import walk_repo
+from huixiangdou.primitive.embedding_cache import EmbeddingCache
 from huixiangdou.primitive.image_reader import ImageReader
 from huixiangdou.primitive.ocr import make_ocr
 from huixiangdou.primitive.sparse_index import SparseIndex
@@ -42,6 +43,8 @@ from huixiangdou.service.feature_store.store_files import (CURRENT, FORMAT_VERSI
 
 # Text read from images, by image content: a --rebuild or a changed docx with the same pictures costs no OCR.
 OCR_CACHE = 'ocr_cache'
+# Vectors by (model, chunk text): unchanged, duplicated or re-split text is never embedded twice.
+EMBEDDING_CACHE = 'embedding_cache.sqlite'
 # Files whose text depends on OCR: read again, even unchanged, when OCR is switched on or off or its engine changes.
 _READ_WITH_OCR = frozenset({'.pdf', '.docx', '.pptx', *IMAGE_SUFFIXES})
 
@@ -75,6 +78,7 @@ class BuildReport:
     ocr: dict = field(default_factory=dict)               # {"engine", "images", "cached", "seconds"}; {} when off
     # {"index": "flat" or "IVF<n>,Flat nprobe=<p>", "recall_at_10": against exact search, None when exact}
     dense_index: dict = field(default_factory=dict)
+    embedding_cache: dict = field(default_factory=dict)   # {"path", "hits", "embedded"}; {} when off or unused
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -331,7 +335,7 @@ class FeatureStoreBuilder:
         new_chunks = [c for p in plan if p[4] is None for c in p[3]]
         report.new_chunks = len(new_chunks)
         embed_start = time.perf_counter()
-        new_vectors = self._embed([embedding_text(c) for c in new_chunks])
+        new_vectors = self._embed([embedding_text(c) for c in new_chunks], work_dir, report)
         report.embed_seconds = time.perf_counter() - embed_start
         new_tokens = [chunk_tokens(c) for c in new_chunks]
 
@@ -388,23 +392,38 @@ class FeatureStoreBuilder:
         self.on_progress('save', 1, 1)
         return report
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed(self, texts: list[str], work_dir: Path, report: BuildReport) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.embedder.dimension), dtype=np.float32)
-        step = max(self.config.embedding_batch_size * 8, 256)
+        cache = self._embedding_cache(work_dir)
+        step = self.config.embedding_batch_size
         # Longest first across the whole set, so every batch holds texts of similar length and little
         # padding is computed (the model sorts only within one call); results go back in input order.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         vectors = np.zeros((len(texts), self.embedder.dimension), dtype=np.float32)
-        with tqdm(total=len(texts), desc='embed', unit='chunk', disable=not self.progress) as bar:
-            for i in range(0, len(texts), step):
-                self._check_cancel()
-                self.on_progress('embed', i, len(texts))
-                rows = order[i:i + step]
-                vectors[rows] = self.embedder.encode([texts[r] for r in rows])
-                bar.update(len(rows))
+        try:
+            with tqdm(total=len(texts), desc='embed', unit='chunk', disable=not self.progress) as bar:
+                for i in range(0, len(texts), step):
+                    self._check_cancel()
+                    self.on_progress('embed', i, len(texts))
+                    rows = order[i:i + step]
+                    batch = [texts[r] for r in rows]
+                    vectors[rows] = cache.embed(batch, self.embedder.encode) if cache else self.embedder.encode(batch)
+                    bar.update(len(rows))
+        finally:
+            if cache is not None:
+                report.embedding_cache = {'path': str(cache.path), 'hits': cache.hits, 'embedded': cache.misses}
+                cache.close()
         self.on_progress('embed', len(texts), len(texts))
         return vectors
+
+    def _embedding_cache(self, work_dir: Path) -> EmbeddingCache | None:
+        """The content-addressed cache ([feature_store] embedding_cache), or None when it is "off"."""
+        where = self.config.embedding_cache
+        if where == 'off':
+            return None
+        path = Path(where) if where else work_dir / EMBEDDING_CACHE
+        return EmbeddingCache(path, self.embedder.model_id, self.embedder.dimension)
 
     def _calibrate(self, store: FeatureStore, good_q: list[str], bad_q: list[str], report: BuildReport) -> None:
         """Fit the reject model on the examples and choose its threshold on cross-validated scores."""
