@@ -37,6 +37,9 @@ _IMAGE = re.compile(r'!\[[^\]]*\]\([^)]*\)')
 _LINK = re.compile(r'\[[^\]]*\]\([^)]*\)')
 _TAG = re.compile(r'<[^>]+>')
 _DIRECTIVE = re.compile(r'^:\w[\w-]*:')     # a MyST code-block option line (":caption: 安装依赖")
+# An error as a program prints it ("ImportError: libGL.so.1: cannot open …", "Traceback (most recent call …"):
+# in a document it states the problem of the section, never its fix.
+_ERROR_LINE = re.compile(r'^\W{0,3}(?:[\w.]*(?:Error|Exception)|Traceback|error|ERROR|fatal|FAILED)\b\s*[:：(]')
 ECHO_SHARE = 0.6    # a piece whose words are mostly the question's repeats the user's error: a title, not an answer
 CODE_AFTER_LINES = 3   # a quoted sentence brings this many lines of the code block right after it
 
@@ -296,7 +299,8 @@ class Extract:
     @staticmethod
     def mark_echoes(query: str, sentences: list[Sentence]) -> None:
         """A piece that mostly repeats the question (the error the user pasted, as a FAQ entry or a log line
-        in the docs states it) becomes the title of the pieces after it in its section: they hold the fix."""
+        in the docs states it), or any error line as a program prints it, becomes the title of the pieces
+        after it in its section: they hold the fix."""
         asked = _char_grams(query)
         current: dict[tuple[int, int], int] = {}   # (passage, original title) -> echo position now in force
         for s in sentences:
@@ -304,7 +308,8 @@ class Extract:
                 continue
             key = (s.passage, s.title)
             grams = _char_grams(s.text)
-            if len(s.text) >= 15 and len(grams & asked) / max(1, len(grams)) >= ECHO_SHARE:
+            echo = len(s.text) >= 15 and len(grams & asked) / max(1, len(grams)) >= ECHO_SHARE
+            if echo or _ERROR_LINE.match(s.text):
                 s.is_title = True
                 current[key] = s.position
                 continue

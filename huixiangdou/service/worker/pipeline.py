@@ -112,8 +112,11 @@ class Worker:
             stages.append(Rerank(kb.reranker, config.retrieve_top_k))
         if config.enable_web_search:
             stages.append(OnlineSearch(self.web_search))
+        # A capable model reads every retrieved passage, numbered as retrieved (the quotes and the check of its
+        # citations use the same numbers); the bundled tiny one copies more back the more it is given.
         stages.append(Generate(llm, config.context_max_length, answer_mode=config.answer_mode,
-                               embedder=getattr(kb.store, 'embedder', None), capable_llm=self.capable_llm))
+                               embedder=getattr(kb.store, 'embedder', None), capable_llm=self.capable_llm,
+                               max_passages=config.retrieve_top_k if self.capable_llm else 2))
         if config.enable_check:
             stages.append(Check(llm))
         return stages
