@@ -196,6 +196,21 @@ def _char_grams(text: str, n: int = 3) -> set[str]:
     return {text[i:i + n] for i in range(max(1, len(text) - n + 1))}
 
 
+def leading_code(text: str, seen: list[str]) -> list[str]:
+    """The first lines (at most CODE_AFTER_LINES) of the code block that `text` starts with, once the
+    pieces it repeats of `seen` (the chunk overlap) are skipped; [] when it starts with anything else."""
+    pieces = [p for p in split_pieces(text) if not p.is_title] if text else []
+    start = 0
+    while start < len(pieces) and any(near_duplicate(pieces[start].text, t) for t in seen[-4:]):
+        start += 1
+    lines = []
+    for piece in pieces[start:start + CODE_AFTER_LINES]:
+        if not piece.code:
+            break
+        lines.append(piece.text)
+    return lines
+
+
 def near_duplicate(a: str, b: str, threshold: float = 0.6) -> bool:
     ga, gb = _char_grams(a), _char_grams(b)
     return len(ga & gb) / max(1, min(len(ga), len(gb))) >= threshold
@@ -317,20 +332,27 @@ class Extract:
                 s.title = current[key]
 
     @staticmethod
-    def _with_code_after(s: Sentence, sentences: list[Sentence], chosen: list[Sentence]) -> Sentence:
+    def _with_code_after(s: Sentence, sentences: list[Sentence], chosen: list[Sentence],
+                         passages: list[Passage]) -> Sentence:
         """A prose sentence followed by a code block ("如果想体验 RL，执行下述命令安装依赖。") quoted with the
-        block's first lines: the command is the answer, the sentence says what it is for."""
+        block's first lines: the command is the answer, the sentence says what it is for. A sentence that
+        ends its passage takes them from the start of the next chunk of the file, where the block went."""
         if s.code:
             return s
         lines = []
+        later = False
         for c in sentences:
             if c.passage != s.passage or c.position <= s.position or c.is_title:
                 continue
+            later = True
             if not c.code or c.position != s.position + 1 + len(lines) or c in chosen:
                 break
             lines.append(c.text)
             if len(lines) == CODE_AFTER_LINES:
                 break
+        if not lines and not later and s.passage < len(passages):
+            own = [c.text for c in sentences if c.passage == s.passage]
+            lines = leading_code(passages[s.passage].following, own)
         if not lines:
             return s
         code = '; '.join(f'`{line}`' for line in lines)
@@ -350,7 +372,7 @@ class Extract:
                 break
             if not any(near_duplicate(s.text, c.text) for c in chosen):
                 chosen.append(s)
-        chosen = [self._with_code_after(self._with_lead_in(s, sentences, chosen), sentences, chosen)
+        chosen = [self._with_code_after(self._with_lead_in(s, sentences, chosen), sentences, chosen, passages)
                   for s in chosen]
         # Read in document order: passage by passage, sentence by sentence.
         chosen.sort(key=lambda s: (s.passage, s.position))

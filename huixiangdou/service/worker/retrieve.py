@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from huixiangdou.primitive.chunk_table import chunks_at
 from huixiangdou.service.feature_store import FeatureStore
 from huixiangdou.service.worker.session import Passage, Session
 from huixiangdou.service.worker.stage import query_features, run_cpu
@@ -46,10 +47,19 @@ class Retrieve:
         self.candidates = max(candidates, top_k)
         self.language_factor = language_factor
 
+    def _following(self, found: list) -> dict[int, str]:
+        """The text of the chunk after each found one, where it continues the same file."""
+        rows = [s.row + 1 for s in found if s.row + 1 < len(self.store.chunks)]
+        after = dict(zip(rows, chunks_at(self.store.chunks, rows)))
+        return {s.row: after[s.row + 1].text for s in found
+                if s.row + 1 in after and after[s.row + 1].source == s.chunk.source}
+
     async def run(self, session: Session) -> None:
         features = await query_features(self.store, session)
         pool = await run_cpu(self.store.search, features, self.candidates, self.candidates)
         found = prefer_language(pool, session.language, self.language_factor)[:self.top_k]
-        session.passages = [Passage(s.chunk.text, s.chunk.reference, s.fused, s.cosine) for s in found]
+        following = self._following(found)
+        session.passages = [Passage(s.chunk.text, s.chunk.reference, s.fused, s.cosine, following.get(s.row, ''))
+                            for s in found]
         session.debug[self.name] = [{'reference': s.chunk.reference, 'cosine': round(s.cosine, 4),
                                      'bm25': round(s.bm25, 3), 'fused': round(s.fused, 4)} for s in found]

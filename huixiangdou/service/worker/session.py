@@ -42,6 +42,9 @@ class Passage:
     reference: str
     score: float = 0.0   # the ranking score: retrieval's fused score, or the reranker's
     cosine: float = 0.0  # similarity to the query in the store's embedding space (0 for web pages)
+    # The next chunk of the same file, when retrieval has it: a sentence that ends its chunk ("执行下述命令：")
+    # is quoted with the command block the next chunk starts with. Never cited or sent to an LLM by itself.
+    following: str = ''
 
 
 @dataclass

@@ -182,3 +182,20 @@ def test_a_sentence_brings_the_code_block_after_it_without_its_options():
     text = '想体验 RL 功能需要执行下述命令安装依赖。\n\n```{code-block} shell\n:caption: 安装依赖\npip install -r requirements/rl.txt\n```'
     answer = Extract().answer('RL 功能要装什么依赖', [Passage(text, 'docs/install.md#安装')])
     assert 'pip install -r requirements/rl.txt' in answer.text and 'caption' not in answer.text, answer.text
+
+
+def test_a_sentence_ending_its_chunk_is_quoted_with_the_command_that_starts_the_next():
+    # The splitter keeps a fenced block whole, so "执行下述命令" often ends one chunk and the block starts the next.
+    first = Passage('## 安装\n如果想抢先体验 RL 相关功能，则需要执行下述命令来安装 RL 部分依赖。',
+                    'xtuner/docs/zh_cn/install.md#安装', following=
+                    '则需要执行下述命令来安装 RL 部分依赖。\n\n```bash\npip install -r requirements/rl.txt\n```\n\n其余步骤同上。')
+    other = Passage('XTuner 支持多种微调算法，例如 QLoRA 和全量微调。', 'xtuner/README.md#简介')
+    answer = Extract().answer('xtuner 想试 RL 功能要装啥依赖', [first, other])
+    assert 'requirements/rl.txt' in answer.text and answer.references[0] == first.reference
+
+
+def test_the_next_chunk_is_not_quoted_when_it_starts_with_prose():
+    first = Passage('如果想抢先体验 RL 相关功能，则需要执行下述命令来安装 RL 部分依赖。', 'a.md#安装',
+                    following='另一节讲的是评测，与安装无关。\n\n```bash\nrm -rf /\n```')
+    answer = Extract().answer('想试 RL 功能要装啥依赖', [first])
+    assert 'rm -rf' not in answer.text
