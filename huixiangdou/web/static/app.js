@@ -110,6 +110,7 @@ async function route() {
   if (stopPage) stopPage();
   stopPage = null;
   closeMenu();
+  showSwitcher();
   delete document.body.dataset.ready;
   for (const key of Object.keys(ROUTES)) {
     document.getElementById(`nav-${key}`)?.classList.toggle('active', key === name);

@@ -141,3 +141,8 @@ function blocks(source, options, depth) {
 export function renderMarkdown(source, options = {}) {
   return blocks(String(source || ''), options, 0);
 }
+
+// One line of plain words for a preview: the Markdown's text without its marks.
+export function plainText(source) {
+  return renderMarkdown(source).map((node) => node.textContent).join(' ').replace(/\s+/g, ' ').trim();
+}

@@ -6,7 +6,7 @@ import { api } from '../api.js';
 import { h, replace, badge, card, datum } from '../dom.js';
 import { t } from '../i18n.js';
 import { when } from '../format.js';
-import { renderMarkdown } from '../markdown.js';
+import { renderMarkdown, plainText } from '../markdown.js';
 import { outcomeName, reasonOf, scoresFromReason } from '../reject_explanation.js';
 
 const OUTCOMES = { answered: 'ok', ignored: 'warn', failed: 'error' };
@@ -66,6 +66,11 @@ export async function render(root, ctx) {
   await load();
 }
 
+function preview(reply) {
+  const text = plainText(reply);
+  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
+}
+
 function showGroups(select, groups) {
   const current = select.value;
   replace(select, h('option', { value: '' }, t('messages.allGroups')), groups.map((g) => datum('option', { value: g }, g)));
@@ -91,7 +96,7 @@ function showMessages(table, messages, mark) {
       h('td', { class: 'result', 'data-label': head[3] }, badge(outcomeName(m.outcome), OUTCOMES[m.outcome] || 'muted'),
         m.code ? h('div', { class: 'reason muted small' }, reason) : datum('div', { class: 'reason muted small' }, reason)),
       h('td', { class: 'reply', 'data-label': head[4] }, m.reply ? h('details', {},
-        datum('summary', {}, m.reply.slice(0, 60) + (m.reply.length > 60 ? '…' : '')),
+        datum('summary', {}, preview(m.reply)),
         datum('div', { class: 'reply-text markdown' }, renderMarkdown(m.reply)),
         m.references?.length ? h('div', { class: 'muted small' }, h('span', {}, t('messages.sources')), ' ',
           datum('span', {}, m.references.map((reference, i) => `[${i + 1}] ${reference}`).join(', '))) : null)
