@@ -10,7 +10,7 @@ import { knowledgeBases, chooseKnowledgeBase, groupBindings } from './knowledge_
 const NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 
 export function knowledgeBaseAdmin(ctx) {
-  const table = h('table', { id: 'kb-table', class: 'table stack' });
+  const table = h('table', { id: 'kb-table', class: 'table stacked' });
   const name = h('input', { id: 'new-kb-name', type: 'text', class: 'narrow', placeholder: t('kbAdmin.namePlaceholder'), autocomplete: 'off' });
   const password = h('input', { id: 'new-kb-password', type: 'password', class: 'narrow', placeholder: t('kbAdmin.passwordPlaceholder'), autocomplete: 'new-password' });
 

@@ -96,7 +96,7 @@ function groupsCard(ctx, frontend) {
   if (!ctx.knowledgeBases.available) return null;
   const bindings = groupBindings();
   const admin = ctx.role() === 'admin';
-  const table = h('table', { id: 'group-bindings', class: 'table stack' },
+  const table = h('table', { id: 'group-bindings', class: 'table stacked' },
     h('thead', {}, h('tr', {}, h('th', {}, t('groups.col.group')), h('th', {}, t('groups.col.kb')), h('th', {}, t('groups.col.frontend')))),
     h('tbody', {}, bindings.length ? bindings.map((b) => h('tr', { dataset: { group: b.group } },
       datum('td', { 'data-label': t('groups.col.group') }, b.group), datum('td', { 'data-label': t('groups.col.kb') }, b.kb),

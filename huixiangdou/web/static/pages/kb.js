@@ -14,7 +14,7 @@ const STATUS = { indexed: 'ok', pending: 'warn', skipped: 'error' };
 
 export async function render(root, ctx) {
   const storeFacts = h('div', { id: 'store-facts' });
-  const filesTable = h('table', { id: 'files-table', class: 'table stack' });
+  const filesTable = h('table', { id: 'files-table', class: 'table stacked' });
   const summary = h('span', { class: 'muted' });
   const chunkPanel = h('div', { id: 'chunk-panel', class: 'chunk-panel', hidden: true });
   const progressEl = h('div', { id: 'build-progress', class: 'progress' });
@@ -144,7 +144,7 @@ export async function render(root, ctx) {
             h('button', { id: 'rebuild-button', type: 'button', onclick: rebuild }, t('kb.rebuild')),
             h('span', { class: 'muted small' }, t('kb.rebuildHint'))),
           progressEl))),
-    card(null, h('div', { class: 'panel-head' }, h('h2', {}, t('kb.files')), summary), filesTable),
+    card(null, h('div', { class: 'panel-head' }, h('h2', {}, t('kb.files')), summary), h('div', { class: 'table-scroll' }, filesTable)),
     chunkPanel,
   );
   if (ctx.knowledgeBases.available && ctx.role() === 'admin') root.append(knowledgeBaseAdmin(ctx));

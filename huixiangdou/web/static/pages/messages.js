@@ -18,7 +18,7 @@ export async function render(root, ctx) {
   const outcomeFilter = h('select', { id: 'outcome-filter' },
     h('option', { value: '' }, t('messages.allOutcomes')),
     ['answered', 'ignored', 'failed'].map((o) => h('option', { value: o }, outcomeName(o))));
-  const table = h('table', { id: 'messages-table', class: 'table stack' });
+  const table = h('table', { id: 'messages-table', class: 'table stacked' });
   const pager = h('div', { class: 'pager' });
   let offset = 0;
 
@@ -61,7 +61,7 @@ export async function render(root, ctx) {
       h('p', { class: 'lead' }, t('messages.lead'))),
     card(null, h('div', { class: 'row filters' },
       h('label', {}, h('span', {}, t('messages.group')), groupFilter),
-      h('label', {}, h('span', {}, t('messages.outcome')), outcomeFilter), pager), table),
+      h('label', {}, h('span', {}, t('messages.outcome')), outcomeFilter), pager), h('div', { class: 'table-scroll' }, table)),
   );
   await load();
 }
