@@ -46,7 +46,8 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    """A fresh browser profile per test: no cookie, so no login, carries over."""
+    """A fresh browser profile per test: no cookie, so no login, carries over. English (en-US): these
+    tests read the English catalogue's words; tests/web/test_browser_console.py covers Chinese."""
     context = browser.new_context(viewport=VIEWPORT, locale='en-US')
     page = context.new_page()
     errors = []
