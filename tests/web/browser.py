@@ -34,11 +34,11 @@ def open_page(page, base_url: str, route: str, timeout: float = 30_000) -> None:
 
 
 def login(page, base_url: str, token: str) -> None:
-    """Log in through the top bar's form, as an admin would."""
-    open_page(page, base_url, 'kb')
+    """Log in on the Log in page with the admin token, as an admin would; back on the Knowledge base page."""
+    open_page(page, base_url, 'login')
     page.fill('#login-token', token)
     page.click('#login-button')
-    page.wait_for_selector('#admin-state:text("admin")')
+    page.wait_for_selector('body[data-role="admin"]')
     page.wait_for_selector('body[data-ready="kb"]')
 
 

@@ -27,7 +27,7 @@ def test_cancel_button_stops_the_running_build(console):
     with sync_playwright() as playwright:
         browser = launch(playwright)
         try:
-            page = browser.new_context(viewport=VIEWPORT, locale='zh-CN').new_page()
+            page = browser.new_context(viewport=VIEWPORT, locale='en-US').new_page()
             errors = []
             page.on('pageerror', lambda exc: errors.append(str(exc)))
             login(page, console.base_url, console.admin_token)

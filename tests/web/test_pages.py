@@ -46,8 +46,9 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    """A fresh browser profile per test: no cookie, so no login, carries over."""
-    context = browser.new_context(viewport=VIEWPORT, locale='zh-CN')
+    """A fresh browser profile per test: no cookie, so no login, carries over. English (en-US): these
+    tests read the English catalogue's words; tests/web/test_browser_console.py covers Chinese."""
+    context = browser.new_context(viewport=VIEWPORT, locale='en-US')
     page = context.new_page()
     errors = []
     page.on('pageerror', lambda exc: errors.append(str(exc)))
@@ -222,5 +223,5 @@ def test_integrations_page_shows_the_backends_and_tests_the_llm(admin, web_serve
     expect(page.locator('#callback-url')).to_contain_text(':6666/event')
     expect(page.locator('#llm-backends tbody tr').first).to_be_visible()
     page.click('#test-llm')
-    expect(page.locator('#test-result')).to_have_attribute('data-ok', 'true', timeout=30_000)
+    expect(page.locator('#test-llm-result')).to_have_attribute('data-ok', 'true', timeout=30_000)
     screenshot(page, 'integrations')

@@ -1,10 +1,32 @@
-// The console's one way to talk to the server: JSON requests carrying the session's CSRF token,
-// errors turned into ApiError with a message an admin can act on, and SSE read from a fetch stream.
+// The console's one way to talk to the server: JSON requests carrying the session's CSRF token and
+// the chosen knowledge base (?kb=), errors turned into ApiError with a message an admin can act on,
+// and SSE read from a fetch stream.
+
+import { t } from './i18n.js';
 
 let csrfToken = null;
+let knowledgeBase = 'default';
+
+// The endpoints that answer for one knowledge base: each gets ?kb=<the chosen one>, here and only here.
+const KB_SCOPED = ['/api/kb', '/api/chunks', '/api/rebuild', '/api/files', '/api/examples', '/api/calibrate',
+  '/api/calibration', '/api/ask', '/api/messages', '/api/integrations'];
 
 export function setCsrf(token) {
   csrfToken = token || null;
+}
+
+export function setKnowledgeBase(name) {
+  knowledgeBase = name || 'default';
+}
+
+export function currentKnowledgeBase() {
+  return knowledgeBase;
+}
+
+export function withKb(path) {
+  const bare = path.split('?')[0];
+  if (!KB_SCOPED.some((prefix) => bare === prefix || bare.startsWith(`${prefix}/`))) return path;
+  return `${path}${path.includes('?') ? '&' : '?'}kb=${encodeURIComponent(knowledgeBase)}`;
 }
 
 export class ApiError extends Error {
@@ -17,10 +39,12 @@ export class ApiError extends Error {
 
 // What the admin should do, for the refusals the contract names; the server's own message otherwise.
 function explain(status, code, message) {
-  if (code === 'unauthorized' || status === 401) return `Needs the admin token — log in (top right). ${message || ''}`.trim();
-  if (code === 'csrf') return 'Your login has expired for this page — log in again.';
-  if (code === 'read_only') return message || 'The console is read-only: set [web] admin_token or HUIXIANGDOU_ADMIN_TOKEN.';
-  return message || `The server answered ${status}.`;
+  if (code === 'unauthorized' || status === 401) return t('error.unauthorized');
+  if (code === 'csrf') return t('error.csrf');
+  if (code === 'read_only') return t('error.readOnly');
+  if (code === 'forbidden_knowledge_base') return t('error.forbiddenKb', { kb: knowledgeBase });
+  if (code === 'unknown_knowledge_base') return t('error.unknownKb', { kb: knowledgeBase });
+  return message || t('error.status', { status });
 }
 
 async function failure(res) {
@@ -46,14 +70,14 @@ function headersFor(method, json) {
 export async function request(method, path, { json, form } = {}) {
   let res;
   try {
-    res = await fetch(path, {
+    res = await fetch(withKb(path), {
       method,
       headers: headersFor(method, json !== undefined),
       body: form ?? (json !== undefined ? JSON.stringify(json) : undefined),
       credentials: 'same-origin',
     });
   } catch (err) {
-    throw new ApiError(0, 'network', `Cannot reach the console server (${err.message}). Is it still running?`);
+    throw new ApiError(0, 'network', t('error.network', { detail: err.message }));
   }
   if (!res.ok) throw await failure(res);
   const type = res.headers.get('content-type') || '';
@@ -64,7 +88,7 @@ export const api = {
   get: (path) => request('GET', path),
   post: (path, json = {}) => request('POST', path, { json }),
   put: (path, json = {}) => request('PUT', path, { json }),
-  del: (path) => request('DELETE', path),
+  del: (path, json) => request('DELETE', path, { json }),
   upload: (path, form) => request('POST', path, { form }),
 };
 
@@ -72,14 +96,14 @@ export const api = {
 export async function* streamEvents(path, json) {
   let res;
   try {
-    res = await fetch(path, {
+    res = await fetch(withKb(path), {
       method: 'POST',
       headers: { ...headersFor('POST', true), Accept: 'text/event-stream' },
       body: JSON.stringify(json),
       credentials: 'same-origin',
     });
   } catch (err) {
-    throw new ApiError(0, 'network', `Cannot reach the console server (${err.message}).`);
+    throw new ApiError(0, 'network', t('error.network', { detail: err.message }));
   }
   if (!res.ok) throw await failure(res);
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();

@@ -1,6 +1,8 @@
 // The calibration picture: histograms of P(on-topic) for the on-topic and the chatter examples on
 // one 0–1 axis, with the threshold as a vertical line, drawn as SVG (no chart library to ship).
 
+import { t } from './i18n.js';
+
 const NS = 'http://www.w3.org/2000/svg';
 const W = 640;
 const H = 280;
@@ -24,7 +26,7 @@ export function drawHistogram(svg, { good = [], bad = [], threshold = null }) {
   svg.replaceChildren();
   svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
   svg.setAttribute('role', 'img');
-  svg.setAttribute('aria-label', `Scores of ${good.length} on-topic and ${bad.length} chatter examples`);
+  svg.setAttribute('aria-label', t('chart.aria', { good: good.length, bad: bad.length }));
   const g = counts(good);
   const b = counts(bad);
   const top = Math.max(1, ...g, ...b);
@@ -44,19 +46,19 @@ export function drawHistogram(svg, { good = [], bad = [], threshold = null }) {
     svg.append(el('text', { x: x(v), y: H - PAD.bottom + 16, class: 'tick', 'text-anchor': 'middle' }, v.toFixed(2)));
   }
   svg.append(el('text', { x: PAD.left + plotW / 2, y: H - 6, class: 'axis-label', 'text-anchor': 'middle' },
-    'P(on-topic), cross-validated'));
+    t('chart.axis')));
 
   // Side by side within each bin, so neither class hides the other.
   const binW = plotW / BINS;
   const barW = binW / 2 - 1;
   for (let i = 0; i < BINS; i += 1) {
-    if (g[i]) svg.append(bar(x(i / BINS) + 1, y(g[i]), barW, y(0) - y(g[i]), 'bar-good', `${g[i]} on-topic in ${(i / BINS).toFixed(2)}–${((i + 1) / BINS).toFixed(2)}`));
-    if (b[i]) svg.append(bar(x(i / BINS) + 1 + barW, y(b[i]), barW, y(0) - y(b[i]), 'bar-bad', `${b[i]} chatter in ${(i / BINS).toFixed(2)}–${((i + 1) / BINS).toFixed(2)}`));
+    if (g[i]) svg.append(bar(x(i / BINS) + 1, y(g[i]), barW, y(0) - y(g[i]), 'bar-good', t('chart.barGood', { n: g[i], from: (i / BINS).toFixed(2), to: ((i + 1) / BINS).toFixed(2) })));
+    if (b[i]) svg.append(bar(x(i / BINS) + 1 + barW, y(b[i]), barW, y(0) - y(b[i]), 'bar-bad', t('chart.barBad', { n: b[i], from: (i / BINS).toFixed(2), to: ((i + 1) / BINS).toFixed(2) })));
   }
   svg.append(el('line', { x1: PAD.left, x2: W - PAD.right, y1: y(0), y2: y(0), class: 'axis' }));
   if (!good.length && !bad.length) {
     svg.append(el('text', { x: PAD.left + plotW / 2, y: PAD.top + plotH / 2, class: 'axis-label', 'text-anchor': 'middle' },
-      'No scores yet: build or recalibrate the store to see how the examples separate.'));
+      t('chart.empty')));
   }
 
   if (typeof threshold === 'number') {
@@ -64,15 +66,15 @@ export function drawHistogram(svg, { good = [], bad = [], threshold = null }) {
     svg.append(el('line', { x1: tx, x2: tx, y1: PAD.top - 16, y2: y(0), class: 'threshold' }));
     const right = threshold > 0.75;
     svg.append(el('text', { x: tx + (right ? -6 : 6), y: PAD.top - 6, class: 'threshold-label', 'text-anchor': right ? 'end' : 'start' },
-      `threshold ${threshold.toFixed(3)}`));
+      t('chart.threshold', { n: threshold.toFixed(3) })));
   }
 
   // Legend, top left.
   const legend = el('g', { transform: `translate(${PAD.left}, 6)` });
   legend.append(el('rect', { x: 0, y: 0, width: 12, height: 12, class: 'bar-good' }));
-  legend.append(el('text', { x: 18, y: 10, class: 'legend' }, `on-topic (${good.length})`));
-  legend.append(el('rect', { x: 130, y: 0, width: 12, height: 12, class: 'bar-bad' }));
-  legend.append(el('text', { x: 148, y: 10, class: 'legend' }, `chatter (${bad.length})`));
+  legend.append(el('text', { x: 18, y: 10, class: 'legend' }, t('chart.legendGood', { n: good.length })));
+  legend.append(el('rect', { x: 150, y: 0, width: 12, height: 12, class: 'bar-bad' }));
+  legend.append(el('text', { x: 168, y: 10, class: 'legend' }, t('chart.legendBad', { n: bad.length })));
   svg.append(legend);
 }
 

@@ -3,22 +3,19 @@
 
 import { api } from '../api.js';
 import { BuildProgress } from '../build_progress.js';
-import { h, replace, badge, card, facts } from '../dom.js';
-import { when, num, pct } from '../format.js';
+import { h, replace, badge, card, facts, datum } from '../dom.js';
+import { t } from '../i18n.js';
+import { when, num, pct, NONE } from '../format.js';
 import { drawHistogram } from '../histogram.js';
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
-const KINDS = {
-  good: { title: 'On-topic', hint: 'Questions the bot should answer', list: 'good-list' },
-  bad: { title: 'Chatter', hint: 'Messages the bot should ignore', list: 'bad-list' },
-};
 
 export async function render(root, ctx) {
   const lists = { good: h('ul', { id: 'good-list', class: 'examples' }), bad: h('ul', { id: 'bad-list', class: 'examples' }) };
   const heads = { good: h('h2', {}), bad: h('h2', {}) };
   const filters = {};
-  const text = h('textarea', { id: 'example-text', rows: 2, placeholder: '一个群里会问的问题，或一句闲聊…  (a question the group asks, or a chatter line)' });
-  const importKind = h('select', { id: 'import-kind' }, h('option', { value: 'good' }, 'as on-topic'), h('option', { value: 'bad' }, 'as chatter'));
+  const text = h('textarea', { id: 'example-text', rows: 2, placeholder: t('examples.placeholder') });
+  const importKind = h('select', { id: 'import-kind' }, h('option', { value: 'good' }, t('examples.asGood')), h('option', { value: 'bad' }, t('examples.asBad')));
   const importFile = h('input', { id: 'import-file', type: 'file', accept: '.json,.txt,.csv,text/plain,application/json' });
   const chart = document.createElementNS(SVG_NS, 'svg');
   chart.id = 'calibration-chart';
@@ -36,19 +33,21 @@ export async function render(root, ctx) {
     const cal = await api.get('/api/calibration');
     drawHistogram(chart, { good: cal.good_scores || [], bad: cal.bad_scores || [], threshold: cal.threshold });
     showMetrics(metrics, cal);
+    progress.setLastBuilt(cal.calibrated_at);
+    return cal;
   };
 
   const progress = new BuildProgress(progressEl, {
     report: ctx.report,
     onFinish: async (status) => {
-      if (status.state === 'done') ctx.toast('Recalibrated: the bot uses the new threshold now.', 'ok');
-      else if (status.state === 'failed') ctx.toast(status.message || 'Calibration failed.', 'error');
+      if (status.state === 'done') ctx.toast(t('examples.recalibrated'), 'ok');
+      else if (status.state === 'failed') ctx.toast(status.message || t('examples.calibrationFailed'), 'error', { data: Boolean(status.message) });
       await loadCalibration().catch(ctx.report);
     },
   });
 
   function showList(kind, items) {
-    heads[kind].replaceChildren(`${KINDS[kind].title} `, h('span', { class: 'count' }, String(items.length)));
+    heads[kind].replaceChildren(h('span', {}, t(`examples.${kind}.title`)), ' ', h('span', { class: 'count' }, String(items.length)));
     heads[kind].title = files[kind];
     replace(lists[kind], items.map((item) => exampleItem(kind, item)));
     applyFilter(kind);
@@ -62,11 +61,11 @@ export async function render(root, ctx) {
   }
 
   function exampleItem(kind, item) {
-    const span = h('span', { class: 'example-text' }, item.text);
+    const span = datum('span', { class: 'example-text' }, item.text);
     const li = h('li', { dataset: { id: String(item.id), text: item.text } }, span,
       h('span', { class: 'item-actions' },
-        h('button', { type: 'button', class: 'edit ghost', onclick: () => edit(), title: 'Edit' }, 'Edit'),
-        h('button', { type: 'button', class: 'delete ghost danger', onclick: () => remove(), title: 'Delete' }, 'Delete')));
+        h('button', { type: 'button', class: 'edit ghost', onclick: () => edit() }, t('common.edit')),
+        h('button', { type: 'button', class: 'delete ghost danger', onclick: () => remove() }, t('common.delete'))));
 
     function edit() {
       const input = h('input', { type: 'text', class: 'edit-input', value: item.text });
@@ -85,8 +84,8 @@ export async function render(root, ctx) {
         if (e.key === 'Escape') loadExamples().catch(ctx.report);
       });
       replace(li, input, h('span', { class: 'item-actions' },
-        h('button', { type: 'button', class: 'save', onclick: save }, 'Save'),
-        h('button', { type: 'button', class: 'ghost', onclick: () => loadExamples().catch(ctx.report) }, 'Cancel')));
+        h('button', { type: 'button', class: 'save', onclick: save }, t('common.save')),
+        h('button', { type: 'button', class: 'ghost', onclick: () => loadExamples().catch(ctx.report) }, t('common.cancel'))));
       input.focus();
     }
 
@@ -104,16 +103,16 @@ export async function render(root, ctx) {
   async function add(kind) {
     const value = text.value.trim();
     if (!value) {
-      ctx.toast('Type an example first.', 'error');
+      ctx.toast(t('examples.typeFirst'), 'error');
       return;
     }
     try {
       await api.post('/api/examples', { kind, text: value });
       text.value = '';
-      ctx.toast(`Added to ${KINDS[kind].title.toLowerCase()} examples. Recalibrate to use it.`, 'ok');
+      ctx.toast(t(`examples.${kind}.added`), 'ok');
       await loadExamples();
     } catch (err) {
-      ctx.report(err.code === 'duplicate' ? new Error('That example is already in the list.') : err);
+      ctx.report(err.code === 'duplicate' ? new Error(t('examples.duplicate')) : err);
     }
   }
 
@@ -125,7 +124,7 @@ export async function render(root, ctx) {
     form.append('file', file, file.name);
     try {
       const res = await api.upload('/api/examples/import', form);
-      ctx.toast(`Imported ${res.added} example(s); ${res.duplicates} already there.`, 'ok');
+      ctx.toast(t('examples.imported', { added: res.added, duplicates: res.duplicates }), 'ok');
       await loadExamples();
     } catch (err) {
       ctx.report(err);
@@ -142,34 +141,35 @@ export async function render(root, ctx) {
   }
 
   const column = (kind) => {
-    filters[kind] = h('input', { type: 'search', class: 'filter', placeholder: 'Filter…', oninput: () => applyFilter(kind) });
+    filters[kind] = h('input', { type: 'search', class: 'filter', placeholder: t('examples.filter'), oninput: () => applyFilter(kind) });
     return card(null, h('div', { class: 'panel-head' }, heads[kind], filters[kind]),
-      h('p', { class: 'muted small' }, KINDS[kind].hint), lists[kind]);
+      h('p', { class: 'muted small' }, t(`examples.${kind}.hint`)), lists[kind]);
   };
 
   root.append(
-    h('div', { class: 'page-head' }, h('h1', {}, 'Examples & calibration'),
-      h('p', { class: 'lead' }, 'The reject model learns from these two lists which group messages deserve an answer. Recalibrate after changing them.')),
+    h('div', { class: 'page-head' }, h('h1', {}, t('title.examples'), ' ', datum('span', { class: 'kb-name' }, ctx.kb)),
+      h('p', { class: 'lead' }, t('examples.lead'))),
     h('div', { class: 'grid-2 wide-left' },
-      card('Calibration', chart, metrics),
-      card('Change the examples',
+      card(t('examples.calibration'), chart, metrics),
+      card(t('examples.change'),
         text,
         h('div', { class: 'row' },
-          h('button', { id: 'add-good', type: 'button', onclick: () => add('good') }, '+ On-topic'),
-          h('button', { id: 'add-bad', type: 'button', class: 'secondary', onclick: () => add('bad') }, '+ Chatter')),
+          h('button', { id: 'add-good', type: 'button', onclick: () => add('good') }, t('examples.addGood')),
+          h('button', { id: 'add-bad', type: 'button', class: 'secondary', onclick: () => add('bad') }, t('examples.addBad'))),
         h('div', { class: 'import' },
-          h('h3', {}, 'Import a file'),
-          h('p', { class: 'muted small' }, 'A JSON list of strings, or one message per line.'),
-          h('div', { class: 'row' }, importKind, h('label', { class: 'file-label' }, importFile, 'Choose file…'))),
+          h('h3', {}, t('examples.import')),
+          h('p', { class: 'muted small' }, t('examples.importHint')),
+          h('div', { class: 'row' }, importKind, h('label', { class: 'file-label' }, importFile, t('examples.chooseFile')))),
         h('div', { class: 'import' },
-          h('h3', {}, 'Recalibrate'),
-          h('p', { class: 'muted small' }, 'Refits the reject model on the current examples; documents are reused.'),
-          h('button', { id: 'calibrate-button', type: 'button', onclick: calibrate }, 'Recalibrate'),
+          h('h3', {}, t('examples.recalibrate')),
+          h('p', { class: 'muted small' }, t('examples.recalibrateHint')),
+          h('button', { id: 'calibrate-button', type: 'button', onclick: calibrate }, t('examples.recalibrate')),
           progressEl))),
     h('div', { class: 'grid-2' }, column('good'), column('bad')),
   );
 
-  const [, , status] = await Promise.all([loadExamples(), loadCalibration(), api.get('/api/rebuild')]);
+  const [, cal, status] = await Promise.all([loadExamples(), loadCalibration(), api.get('/api/rebuild')]);
+  progress.setLastBuilt(cal?.calibrated_at);
   progress.show(status, status.state === 'running');
   return () => progress.stop();
 }
@@ -177,18 +177,17 @@ export async function render(root, ctx) {
 function showMetrics(el, cal) {
   const m = cal.metrics;
   const tiles = h('div', { class: 'tiles' },
-    tile('Threshold', num(cal.threshold)),
-    tile('Precision', m ? pct(m.precision) : '—'),
-    tile('Recall', m ? pct(m.recall) : '—'),
-    tile('F1', m ? num(m.f1) : '—'));
+    tile(t('examples.threshold'), num(cal.threshold)),
+    tile(t('examples.precision'), m ? pct(m.precision) : NONE),
+    tile(t('examples.recall'), m ? pct(m.recall) : NONE),
+    tile(t('examples.f1'), m ? num(m.f1) : NONE));
   replace(el, tiles,
     facts([
-      ['Operating point', cal.target || '—'],
-      ['Calibrated', cal.calibrated_at ? h('span', { class: 'calibrated-at' }, when(cal.calibrated_at)) : 'not calibrated'],
-      ['Examples', `${cal.examples?.good ?? 0} on-topic, ${cal.examples?.bad ?? 0} chatter`],
+      [t('examples.target'), cal.target ? datum('code', {}, cal.target) : NONE],
+      [t('examples.calibrated'), cal.calibrated_at ? h('span', { class: 'calibrated-at' }, when(cal.calibrated_at)) : t('kb.notCalibrated')],
+      [t('examples.examples'), t('examples.counts', { good: cal.examples?.good ?? 0, bad: cal.examples?.bad ?? 0 })],
     ]),
-    cal.rule ? h('p', { class: 'note' }, badge('rule', 'warn'),
-      ' Too few examples to learn from: the bot answers only messages with enough words specific to the knowledge base. Add examples and recalibrate.') : null);
+    cal.rule ? h('p', { class: 'note' }, badge(t('reject.rule'), 'warn'), ' ', h('span', {}, t('examples.ruleNote'))) : null);
   el.dataset.calibratedAt = cal.calibrated_at || '';
 }
 
