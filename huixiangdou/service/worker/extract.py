@@ -54,6 +54,8 @@ class Sentence:
     score: float = 0.0
     title: int = -1       # position of the heading or FAQ title it sits under (-1: the passage's anchor)
     is_title: bool = False   # a heading or FAQ title: scored, so its answer below inherits it; not quoted
+    lexical: float = 0.0     # share of the question's (idf-weighted) words it holds
+    cosine: float = 0.0      # cosine to the question (0 when not embedded)
 
 
 @dataclass
@@ -271,7 +273,8 @@ class Extract:
         dense = self._dense(query, sentences, lexical, n_passages, query_vector)
         own = [self.lexical_weight * lex + (1 - self.lexical_weight) * cos for lex, cos in zip(lexical, dense)]
         titles = {(s.passage, s.position): score for s, score in zip(sentences, own) if s.is_title}
-        for s, mine in zip(sentences, own):
+        for s, mine, lex, cos in zip(sentences, own, lexical, dense):
+            s.lexical, s.cosine = lex, cos
             title = titles.get((s.passage, s.title), 0.0) if not s.is_title else 0.0
             inherited = TITLE_SHARE * title + (1 - TITLE_SHARE) * mine
             rank_bonus = self.top_passage_bonus * (1 - s.passage / max(1, n_passages))

@@ -28,20 +28,47 @@ def path_language(source: str) -> str:
 def prefer_language(found: list, language: str, factor: float) -> list:
     """`found` (ScoredChunks, best first) re-sorted with the fused score of chunks whose path names
     `language` multiplied by `factor`; the others keep theirs."""
-    if factor == 1.0 or language not in _PATH_LANGUAGE:
+    return preferred(found, language, factor, set(), 1.0)
+
+
+# Path parts too common to say which project or page a chunk is from.
+_PATH_COMMON = frozenset({'docs', 'doc', 'zh', 'cn', 'zh_cn', 'en', 'md', 'txt', 'rst', 'readme', 'src', 'index',
+                          'get', 'started', 'user', 'guides', 'guide', 'the', 'and', 'api'})
+_PATH_SPLIT = re.compile(r'[/_.\-]+')
+
+
+def path_words(source: str) -> set[str]:
+    """The words of a chunk's path that can name what a question is about: project, folder, file."""
+    return {w for w in _PATH_SPLIT.split(source.lower()) if len(w) >= 3 and w not in _PATH_COMMON}
+
+
+def preferred(found: list, language: str, language_factor: float, words: set[str], path_factor: float) -> list:
+    """`found` re-sorted: the fused score times `language_factor` when the path names the question's language,
+    and times `path_factor` when the path names a word of the question (the project "mmcv" in "装完 mmcv 报错")."""
+    if language_factor == 1.0 and path_factor == 1.0:
         return list(found)
-    return sorted(found, key=lambda s: s.fused * (factor if path_language(s.chunk.source) == language else 1.0),
-                  reverse=True)
+    lang = language if language in _PATH_LANGUAGE else ''
+
+    def score(s) -> float:
+        value = s.fused
+        if lang and path_language(s.chunk.source) == lang:
+            value *= language_factor
+        if words and path_words(s.chunk.source) & words:
+            value *= path_factor
+        return value
+    return sorted(found, key=score, reverse=True)
 
 
 class Retrieve:
     name = 'retrieve'
 
-    def __init__(self, store: FeatureStore, top_k: int = 5, candidates: int = 20, language_factor: float = 1.3):
+    def __init__(self, store: FeatureStore, top_k: int = 5, candidates: int = 20, language_factor: float = 1.3,
+                 path_factor: float = 1.0):
         if top_k < 1:
             raise ValueError(f'top_k must be >= 1, got {top_k}')
-        if language_factor < 1.0:
-            raise ValueError(f'language_factor must be >= 1, got {language_factor}')
+        if language_factor < 1.0 or path_factor < 1.0:
+            raise ValueError(f'language_factor and path_factor must be >= 1, got {language_factor}, {path_factor}')
+        self.path_factor = path_factor
         self.store = store
         self.top_k = top_k
         self.candidates = max(candidates, top_k)
@@ -57,7 +84,8 @@ class Retrieve:
     async def run(self, session: Session) -> None:
         features = await query_features(self.store, session)
         pool = await run_cpu(self.store.search, features, self.candidates, self.candidates)
-        found = prefer_language(pool, session.language, self.language_factor)[:self.top_k]
+        words = {w.lower() for w in features.tokens}
+        found = preferred(pool, session.language, self.language_factor, words, self.path_factor)[:self.top_k]
         following = self._following(found)
         session.passages = [Passage(s.chunk.text, s.chunk.reference, s.fused, s.cosine, following.get(s.row, ''))
                             for s in found]
