@@ -108,7 +108,8 @@ SESSIONS = web.AppKey('sessions', Sessions)
 PROTECT_API = web.AppKey('protect_api', bool)
 THROTTLE = web.AppKey('token_throttle', FailureThrottle)
 PROXIES = web.AppKey('trusted_proxies', list)
-PRINCIPAL = 'huixiangdou.principal'  # request key: the Principal of a request that brought credentials
+# The Principal of a request that brought credentials (or a session cookie).
+PRINCIPAL = web.RequestKey('principal', Principal)
 
 
 def _throttled(request: web.Request, what: str, accepted) -> bool:

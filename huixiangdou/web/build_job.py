@@ -31,6 +31,13 @@ def _now() -> str:
     return time.strftime('%Y-%m-%dT%H:%M:%S%z')
 
 
+def _has_questions(path: Path) -> bool:
+    try:
+        return path.read_text(encoding='utf-8-sig').strip() not in ('', '[]')
+    except OSError:
+        return False
+
+
 def summary_of(report: dict) -> dict:
     return {key: report[key] for key in SUMMARY_KEYS}
 
@@ -162,8 +169,10 @@ class BuildJob:
 
         fs = self.config.feature_store
         good, bad = self.config.path(fs.good_questions), self.config.path(fs.bad_questions)
-        if not (good.is_file() and bad.is_file()):
-            good = bad = None  # as the CLI: keep the last calibration (or the conservative rule)
+        if not (_has_questions(good) and _has_questions(bad)):
+            # As the CLI without question files: keep the last calibration (or the conservative rule). A knowledge
+            # base made in the console starts with empty lists.
+            good = bad = None
         builder = FeatureStoreBuilder(fs, self.embedder(), progress=False, on_progress=self._progress,
                                       ocr=self.config.ocr, cancel=self._cancel)
         report = builder.build(self.config.path(fs.repo_dir), self.config.path(fs.work_dir), rebuild=full,
