@@ -137,6 +137,7 @@ async def delete_example(request: web.Request) -> web.Response:
 
 async def import_examples(request: web.Request) -> web.Response:
     """Part `kind` (good|bad), then part `file`: a JSON list of strings or one question per line."""
+    files = example_files(kb_scope(request))  # an unknown or forbidden knowledge base before the upload is read
     if not request.content_type.startswith('multipart/'):
         raise ApiError(415, 'unsupported_type', 'send multipart/form-data with parts "kind" and "file"')
     kind, text = None, None
@@ -163,7 +164,6 @@ async def import_examples(request: web.Request) -> web.Response:
     if kind is None or text is None:
         raise ApiError(400, 'missing_field', 'send both parts: "kind" (good or bad) and "file"')
     questions = [q for q in parse_questions(text, 'the file') if len(q) <= MAX_EXAMPLE_CHARS]
-    files = example_files(kb_scope(request))
     items = files.read(kind)
     known = {_same(t) for t in items}
     added = duplicates = 0
