@@ -1,5 +1,6 @@
 """Web console benchmark: page load to interactive, press send to first streamed token (fake LLM),
-and the console's added memory over the worker alone.
+the same API figures per knowledge base, and the console's added memory over the worker alone, with 1 and
+with 5 knowledge bases loaded.
 
     python bench/bench_web.py [--loads 10] [--asks 20] [--skip-rss]
 
@@ -11,7 +12,12 @@ Debian's Chromium. Baselines measured in the same run:
   - first token: the first `token` event of POST /api/ask read from Python; the ratio is the page's
     own cost between the click and the first visible text;
   - memory: RSS of a process running the fake upstream + LLM server + worker (5 questions), against
-    the same process that also serves the console (every page's API, 5 questions through /api/ask).
+    the same process that also serves the console (every page's API, 5 questions through /api/ask), and
+    against the console serving 5 knowledge bases (4 more made with POST /api/knowledge-bases, each holding
+    a copy of the sample store, 5 questions asked of each so that each has its worker loaded).
+Per knowledge base: the API baselines (each page's API calls with ?kb=, first token of /api/ask?kb=) for
+"default" and a second knowledge base made in the console (a copy of the sample store); the browser figures
+are the default knowledge base's.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 from bench.bench_feature_store import percentile  # noqa: E402
 
 ROUTES = ('kb', 'examples', 'try', 'messages', 'integrations')
+EXTRA_KNOWLEDGE_BASES = ('kb2', 'kb3', 'kb4', 'kb5')
 # The API calls each page makes before it is ready (every page also asks for the session).
 ROUTE_API = {'kb': ('/api/session', '/api/kb'),
              'examples': ('/api/session', '/api/examples', '/api/calibration', '/api/rebuild'),
@@ -116,17 +123,18 @@ def first_tokens(page, base_url: str, asks: int) -> tuple[list[float], list[floa
 
 
 # -- baselines from Python ---------------------------------------------------------------------------
-async def api_baselines(base_url: str, loads: int, asks: int) -> tuple[dict[str, list[float]], list[float]]:
+async def api_baselines(base_url: str, loads: int, asks: int, kb: str = 'default',
+                        headers: dict | None = None) -> tuple[dict[str, list[float]], list[float]]:
     import aiohttp
 
     api_ms = {}
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=headers) as http:
         for route, paths in ROUTE_API.items():
             times = []
             for _ in range(loads):
                 t = time.perf_counter()
                 for path in paths:
-                    async with http.get(base_url + path) as r:
+                    async with http.get(base_url + path, params={'kb': kb}) as r:
                         await r.read()
                 times.append((time.perf_counter() - t) * 1000)
             api_ms[route] = times
@@ -134,13 +142,31 @@ async def api_baselines(base_url: str, loads: int, asks: int) -> tuple[dict[str,
         for i in range(asks + 1):
             t = time.perf_counter()
             seen = None
-            async with http.post(base_url + '/api/ask', json={'query': QUESTIONS[0]}) as r:
+            async with http.post(base_url + '/api/ask', params={'kb': kb}, json={'query': QUESTIONS[0]}) as r:
                 async for line in r.content:
                     if seen is None and line.startswith(b'event: token'):
                         seen = (time.perf_counter() - t) * 1000
             if i and seen is not None:
                 first.append(seen)
     return api_ms, first
+
+
+def add_knowledge_bases(server, root: Path, names) -> None:
+    """Make knowledge bases in the console (POST /api/knowledge-bases), each with a copy of the sample documents
+    and store (so nothing is embedded)."""
+    import urllib.request
+
+    for name in names:
+        request = urllib.request.Request(f'{server.base_url}/api/knowledge-bases', method='POST',
+                                         data=json.dumps({'name': name}).encode(),
+                                         headers={'Content-Type': 'application/json', **server.auth})
+        with urllib.request.urlopen(request) as response:
+            assert response.status == 201
+        folder = root / 'knowledge_bases' / name
+        shutil.rmtree(folder / 'repodir')
+        shutil.copytree(root / 'repodir', folder / 'repodir')
+        shutil.rmtree(folder / 'workdir')
+        shutil.copytree(root / 'workdir', folder / 'workdir', ignore=shutil.ignore_patterns('.build.lock'))
 
 
 # -- memory: one child process per variant -----------------------------------------------------------
@@ -157,19 +183,25 @@ def rss_child(root: Path, variant: str) -> None:
     from tests.fakes.fake_openai import FakeOpenAI
     from tests.web.conftest import _ServerThread, console_config, start_console
 
-    if variant == 'console':
+    if variant in ('console', 'console5'):
         server, stop = start_console(root, None)
         server.fake.responder = lambda messages: ANSWER
+        names = ['default']
+        if variant == 'console5':
+            add_knowledge_bases(server, root, EXTRA_KNOWLEDGE_BASES)
+            names += EXTRA_KNOWLEDGE_BASES
 
         async def use_console():
             import aiohttp
-            async with aiohttp.ClientSession() as http:
-                for path in ('/', '/static/app.js', '/static/style.css', *{p for ps in ROUTE_API.values() for p in ps}):
-                    async with http.get(server.base_url + path) as r:
-                        await r.read()
-                for q in QUESTIONS:
-                    async with http.post(server.base_url + '/api/ask', json={'query': q}) as r:
-                        await r.read()
+            async with aiohttp.ClientSession(headers=server.auth) as http:
+                for name in names:
+                    for path in ('/', '/static/app.js', '/static/style.css',
+                                 *{p for ps in ROUTE_API.values() for p in ps}):
+                        async with http.get(server.base_url + path, params={'kb': name}) as r:
+                            await r.read()
+                    for q in QUESTIONS:
+                        async with http.post(server.base_url + '/api/ask', params={'kb': name}, json={'query': q}) as r:
+                            await r.read()
         asyncio.run(use_console())
     else:
         thread = _ServerThread()
@@ -204,7 +236,7 @@ def main() -> None:
     parser.add_argument('--loads', type=int, default=10, help='page loads per page (default 10)')
     parser.add_argument('--asks', type=int, default=20, help='questions for the first-token figure (default 20)')
     parser.add_argument('--skip-rss', action='store_true', help='skip the memory figure')
-    parser.add_argument('--rss-child', choices=('worker', 'console'), help=argparse.SUPPRESS)
+    parser.add_argument('--rss-child', choices=('worker', 'console', 'console5'), help=argparse.SUPPRESS)
     parser.add_argument('--root', type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
@@ -234,6 +266,10 @@ def main() -> None:
             first, whole = first_tokens(page, server.base_url, args.asks)
             browser.close()
         api_ms, api_first = asyncio.run(api_baselines(server.base_url, args.loads, args.asks))
+        add_knowledge_bases(server, root, EXTRA_KNOWLEDGE_BASES[:1])
+        second = EXTRA_KNOWLEDGE_BASES[0]
+        per_kb = {'default': (api_ms, api_first),
+                  second: asyncio.run(api_baselines(server.base_url, args.loads, args.asks, second, server.auth))}
         load_after = os.getloadavg()[0]
     finally:
         stop()
@@ -251,13 +287,27 @@ def main() -> None:
     print(f'  ratio browser/API p50 {percentile(first, 0.5) / percentile(api_first, 0.5):.2f}x;'
           f' whole answer on screen p50 {percentile(whole, 0.5):.1f} ms')
 
+    print(f'\nper knowledge base, API from Python ({args.loads} loads each, {len(api_first)} asks; "{second}" holds a'
+          ' copy of the sample store, made with POST /api/knowledge-bases)')
+    for name, (routes_ms, first_ms) in per_kb.items():
+        pages = '  '.join(f'{route} {percentile(routes_ms[route], 0.5):5.1f}' for route in ROUTES)
+        print(f'  {name:<8} page API p50 ms: {pages} | first token {fmt(first_ms)}')
+    base = per_kb['default'][1]
+    print(f'  first token p50 {second}/default {percentile(per_kb[second][1], 0.5) / percentile(base, 0.5):.2f}x')
+
     if not args.skip_rss:
+        shutil.rmtree(root / 'knowledge_bases', ignore_errors=True)
+        (root / 'knowledge_bases.console.toml').unlink(missing_ok=True)
         worker_mb = rss_of(root, 'worker')
         console_mb = rss_of(root, 'console')
-        print('\nmemory (RSS after 5 questions; both processes run the fake upstream, the LLM server and the worker)')
-        print(f'  worker alone        {worker_mb:7.1f} MB')
-        print(f'  worker + console    {console_mb:7.1f} MB')
-        print(f'  added by the console {console_mb - worker_mb:+6.1f} MB ({console_mb / worker_mb:.3f}x)')
+        five_mb = rss_of(root, 'console5')
+        print('\nmemory (RSS after 5 questions per knowledge base; every process runs the fake upstream, the LLM server'
+              ' and the worker)')
+        print(f'  worker alone                   {worker_mb:7.1f} MB')
+        print(f'  worker + console, 1 knowledge base  {console_mb:7.1f} MB')
+        print(f'  worker + console, 5 knowledge bases {five_mb:7.1f} MB')
+        print(f'  added by the console {console_mb - worker_mb:+6.1f} MB ({console_mb / worker_mb:.3f}x); each further '
+              f'knowledge base (a copy of the sample store) {(five_mb - console_mb) / 4:+6.1f} MB')
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -482,9 +482,14 @@ class WebConfig:
     # Addresses (or networks) of reverse proxies in front of the console: for a request from one, wrong-token
     # throttling counts the client named in X-Forwarded-For instead of the proxy. Empty: the header is ignored.
     trusted_proxies: list[str] = field(default_factory=list)
+    # Where knowledge bases created in the console keep their documents, examples and store: <root>/<name>/
+    # (relative to the config file's folder).
+    knowledge_base_root: str = 'knowledge_bases'
 
     def validate(self) -> None:
         _check_port('[web] port', self.port)
+        if not self.knowledge_base_root.strip():
+            raise ConfigError('[web] knowledge_base_root must name a folder, e.g. "knowledge_bases"')
         _check_allowed_hosts('[web] allowed_hosts', self.allowed_hosts)
         from huixiangdou.primitive.failure_throttle import parse_networks
 
@@ -509,6 +514,19 @@ KNOWLEDGE_BASE_KEYS = ('repo_dir', 'work_dir', 'good_questions', 'bad_questions'
                        'reranker_model_path', 'reject_throttle', 'reject_target', 'milvus_collection')
 # Names appear in commands (--kb), logs and Milvus collection names: keep them to plain ASCII words.
 _KNOWLEDGE_BASE_NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]{0,63}')
+# Knowledge bases, operator passwords and group bindings made in the web console: a file beside config.ini that
+# the console writes and load_config reads with the same checks as config.ini's own sections.
+CONSOLE_FILE = 'knowledge_bases.console.toml'
+_CONSOLE_TABLES = ('knowledge_base', 'operators', 'groups')
+# The frontends whose groups the console can bind to a knowledge base.
+GROUP_FRONTENDS = ('lark_group', 'wechat_personal', 'wechat_wkteam')
+
+
+@dataclass
+class GroupBinding:
+    """A group bound to a knowledge base on the console's Integrations page (CONSOLE_FILE [groups."<id>"])."""
+    knowledge_base: str
+    frontend: str
 
 
 @dataclass
@@ -528,6 +546,11 @@ class Config:
     upstream_keys: list[str] = field(default_factory=list)
     # The reject_throttle of an upstream-shaped file: kept for messages, never used (see reject_throttle_override).
     upstream_reject_throttle: float | None = None
+    # From CONSOLE_FILE: the knowledge bases made in the console (their sections are in knowledge_base too),
+    # operator password hashes by knowledge base, and group bindings (over config.ini's group sections).
+    console_knowledge_bases: list[str] = field(default_factory=list)
+    operators: dict[str, str] = field(default_factory=dict)
+    group_bindings: dict[str, GroupBinding] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.worker.enable_rerank and not self.feature_store.reranker_model_path:
@@ -550,6 +573,15 @@ class Config:
                     raise ConfigError(f'[{where}."{group_id}"] knowledge_base = "{group.knowledge_base}" is not a '
                                       f'knowledge base; known: {", ".join(known)} (add a [knowledge_base.'
                                       f'{group.knowledge_base}] section or fix the name)')
+        for group_id, binding in self.group_bindings.items():
+            if binding.knowledge_base not in known:
+                raise ConfigError(f'[groups."{group_id}"] knowledge_base = "{binding.knowledge_base}" is not a '
+                                  f'knowledge base; known: {", ".join(known)}')
+
+    @property
+    def console_file(self) -> Path:
+        """Where the console keeps what it manages (CONSOLE_FILE, beside config.ini)."""
+        return self.base_dir / CONSOLE_FILE
 
     def knowledge_bases(self) -> dict[str, FeatureStoreConfig]:
         """Every knowledge base, "default" ([feature_store]) first, each a full FeatureStoreConfig: its
@@ -571,13 +603,26 @@ class Config:
 
     def knowledge_base_for(self, group_id: str) -> str:
         """The knowledge base that answers a group: its per-group knowledge_base, else "default". A WeChat
-        group id may come with its "@chatroom" suffix while the section is keyed without it."""
+        group id may come with its "@chatroom" suffix while the section is keyed without it. A binding made in
+        the console wins over config.ini's group section."""
+        for key in dict.fromkeys((group_id, group_id.split('@', 1)[0])):
+            binding = self.group_bindings.get(key)
+            if binding is not None:
+                return binding.knowledge_base
         for groups in (self.frontend.lark_group.groups, self.frontend.wechat_wkteam.groups):
             for key in dict.fromkeys((group_id, group_id.split('@', 1)[0])):
                 group = groups.get(key)
                 if group is not None and group.knowledge_base:
                     return group.knowledge_base
         return DEFAULT_KNOWLEDGE_BASE
+
+    def groups_of(self, name: str) -> list[str]:
+        """The group ids config.ini's group sections and the console's bindings route to knowledge base `name`
+        (a group without a section goes to "default" too, but is not listed: it is not known in advance)."""
+        ids = set(self.group_bindings)
+        for groups in (self.frontend.lark_group.groups, self.frontend.wechat_wkteam.groups):
+            ids.update(groups)
+        return sorted(i for i in ids if self.knowledge_base_for(i) == name)
 
     def path(self, value: str | os.PathLike) -> Path:
         """Resolve a path from the config against the config file's folder."""
@@ -615,7 +660,8 @@ def _convert(value, tp, where: str):
 
 
 # Config fields that record how the file was read; they are never keys in it.
-_NOT_KEYS = ('base_dir', 'upstream_keys', 'upstream_reject_throttle')
+_NOT_KEYS = ('base_dir', 'upstream_keys', 'upstream_reject_throttle', 'console_knowledge_bases', 'operators',
+             'group_bindings')
 
 
 def _unknown(key: str, value, names: set[str], where: str) -> ConfigError:
@@ -728,7 +774,72 @@ def load_config(path: str | os.PathLike = 'config.ini') -> Config:
         raise ConfigError(f'{path}: {exc}') from None
     config.upstream_keys = upstream.upstream_keys
     config.upstream_reject_throttle = upstream.upstream_reject_throttle
+    console_file = config.console_file
+    if console_file.is_file():
+        try:
+            table = tomllib.loads(console_file.read_text(encoding='utf-8'))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f'{console_file}: not valid TOML: {exc} (the web console writes this file; fix '
+                              'or remove it)') from exc
+        config = apply_console_settings(config, table)
     return config
+
+
+def apply_console_settings(config: Config, table: dict) -> Config:
+    """`config` with the console file's settings (a parsed CONSOLE_FILE) in place of those it held: each
+    [knowledge_base.<name>] checked as in config.ini, [operators] <name> = "<password hash>", [groups."<id>"]
+    knowledge_base and frontend. Raises ConfigError naming the file and the key."""
+    where = config.console_file
+    try:
+        merged = _merge_console_table(config, table)
+        _check_work_dirs(merged)
+    except ConfigError as exc:
+        raise ConfigError(f'{where}: {exc}') from None
+    return merged
+
+
+def _merge_console_table(config: Config, table: dict) -> Config:
+    from huixiangdou.web.operator_password import is_password_hash
+
+    for key, value in table.items():
+        if key not in _CONSOLE_TABLES:
+            raise _unknown(key, value, set(_CONSOLE_TABLES), '')
+    own = {name: s for name, s in config.knowledge_base.items() if name not in config.console_knowledge_bases}
+    made = _knowledge_base_sections(table.get('knowledge_base', {}))
+    for name in made:
+        if name in own:
+            raise ConfigError(f'[knowledge_base.{name}] is defined in config.ini too: remove one of the two')
+    operators = table.get('operators', {})
+    if not isinstance(operators, dict):
+        raise ConfigError(f'[operators] must be a section of <knowledge base> = "<password hash>", got {operators!r}')
+    groups = table.get('groups', {})
+    if not isinstance(groups, dict):
+        raise ConfigError(f'[groups] must hold sections [groups."<group id>"], got {groups!r}')
+    bindings = {}
+    for group_id, section in groups.items():
+        where = f'groups."{group_id}"'
+        if not isinstance(section, dict):
+            raise ConfigError(f'[{where}] must be a section with knowledge_base and frontend, got {section!r}')
+        for key, value in section.items():
+            if key not in ('knowledge_base', 'frontend'):
+                raise _unknown(key, value, {'knowledge_base', 'frontend'}, where)
+        knowledge_base = _convert(section.get('knowledge_base', ''), str, f'{where}.knowledge_base')
+        frontend = _convert(section.get('frontend', ''), str, f'{where}.frontend')
+        if frontend not in GROUP_FRONTENDS:
+            raise ConfigError(f'[{where}] frontend must be one of {", ".join(GROUP_FRONTENDS)}, got {frontend!r}')
+        bindings[str(group_id)] = GroupBinding(knowledge_base, frontend)
+    merged = dataclasses.replace(config, knowledge_base=own | made, console_knowledge_bases=list(made),
+                                 operators={}, group_bindings=bindings)
+    merged.validate()  # each knowledge base's values, and the bindings' knowledge bases
+    known = merged.knowledge_bases()
+    for name, value in operators.items():
+        if name not in known:
+            raise ConfigError(f'[operators] {name}: no knowledge base of that name; known: {", ".join(known)}')
+        if not isinstance(value, str) or not is_password_hash(value):
+            raise ConfigError(f'[operators] {name} must be a password hash as the console writes it '
+                              '("scrypt$<salt>$<hash>"): set the password again from the console')
+        merged.operators[name] = value
+    return merged
 
 
 def reject_throttle_override(config: Config, calibrated: float | None = None) -> float | None:

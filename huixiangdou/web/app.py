@@ -7,21 +7,17 @@ It wires the modules together; each concern's handlers live in their own module.
 """
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from aiohttp import web
-from loguru import logger
 
-from huixiangdou.config import Config
+from huixiangdou.config import DEFAULT_KNOWLEDGE_BASE, Config
 from huixiangdou.primitive.failure_throttle import FailureThrottle, parse_networks
 from huixiangdou.primitive.host_allowlist import HostAllowList
 from huixiangdou.primitive.protocol_log import quiet_protocol_errors
 from huixiangdou.web import auth
 from huixiangdou.web.api_error import ApiError, errors_as_json
-from huixiangdou.web.build_job import BuildJob
 from huixiangdou.web.console import CONSOLE, Console
-from huixiangdou.web.worker_slot import WorkerSlot, load_worker
 
 STATIC_DIR = Path(__file__).parent / 'static'
 # JSON bodies (questions, examples, labels) are small; uploads stream past this limit with their own
@@ -77,41 +73,34 @@ async def security_headers(request: web.Request, handler):
 
 
 def create_app(config: Config, worker=None, embedder=None, bind_host: str | None = None) -> web.Application:
-    """The console app. Without `worker`, one is loaded from config on startup (a missing store leaves
-    the console up, read-only on answers, so it can be built from the Knowledge base page). `embedder`
-    (already loaded) is shared by the builder and the workers it loads. `bind_host` (default [web] host)
-    is the address it is served at, a name the Host header may carry."""
+    """The console app. Without `worker`, the default knowledge base's is loaded from config on startup (a
+    missing store leaves the console up, read-only on answers, so it can be built from the Knowledge base
+    page); the other knowledge bases' load on first use. `embedder` (already loaded, [feature_store]'s model)
+    is shared by the builds and the workers. `bind_host` (default [web] host) is the address it is served at,
+    a name the Host header may carry."""
     quiet_protocol_errors()
     app = web.Application(client_max_size=MAX_JSON_BODY,
                           middlewares=[security_headers, errors_as_json, refuse_foreign_host, static_names_fit,
-                                       auth.require_admin])
+                                       auth.require_credentials])
     app[ALLOWED_HOSTS] = HostAllowList.for_server(bind_host or config.web.host, config.web.allowed_hosts)
     app[auth.THROTTLE] = FailureThrottle()
     app[auth.PROXIES] = parse_networks(config.web.trusted_proxies)
-    slot = WorkerSlot(worker)
-    console = Console(config, slot, BuildJob(config, slot, embedder))
+    console = Console(config, embedder=embedder)
+    default = console.kb(DEFAULT_KNOWLEDGE_BASE)
+    if worker is not None:
+        default.slot.swap_initial(worker)
     app[CONSOLE] = console
     app[auth.SESSIONS] = auth.Sessions(config.web.resolved_admin_token)
     app[auth.PROTECT_API] = bool(config.web.protect_api)
-    owns_worker = worker is None
 
     async def start(app: web.Application) -> None:
-        if slot.worker is not None:
-            return
-        try:
-            slot.swap(await asyncio.to_thread(load_worker, config, embedder))
-        except Exception as exc:  # boundary: the console must come up to show and fix the store
-            from huixiangdou.main import user_errors
-
-            if not isinstance(exc, user_errors()):
-                raise
-            slot.load_error = f'the assistant cannot answer yet: {exc}'
-            logger.warning('web console: {}', slot.load_error)
+        if default.slot.worker is None:
+            await console.ready(default)
 
     async def stop(app: web.Application) -> None:
-        await console.build.stop()  # cancel, not wait: SIGTERM must stop the console mid-build
-        if owns_worker:
-            await slot.close()
+        if worker is not None:
+            default.slot.worker = None  # the caller's: it closes it
+        await console.close()  # builds cancelled, not waited for: SIGTERM must stop the console mid-build
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
@@ -119,8 +108,9 @@ def create_app(config: Config, worker=None, embedder=None, bind_host: str | None
     if STATIC_DIR.is_dir():
         app.router.add_static('/static/', STATIC_DIR, show_index=False, follow_symlinks=False)
     auth.add_routes(app)
-    from huixiangdou.web import ask, assistant_api, examples, integrations, knowledge_base, messages
+    from huixiangdou.web import (ask, assistant_api, examples, integrations, knowledge_base, knowledge_bases_api,
+                                 messages)
 
-    for module in (knowledge_base, examples, ask, messages, integrations, assistant_api):
+    for module in (knowledge_base, examples, ask, messages, integrations, assistant_api, knowledge_bases_api):
         module.add_routes(app)
     return app

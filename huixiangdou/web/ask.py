@@ -1,8 +1,8 @@
 """Try it: POST /api/ask runs one question through the whole pipeline as a group member's message and
 streams it back as server-sent events (stage, token, done).
 
-The question is answered exactly as in a group (group_id "web-console" unless given) and its outcome is
-saved like any other. The `done` event's reply is final: a degenerate streamed answer may be replaced.
+The question is answered from the knowledge base `?kb=` names, exactly as in a group (group_id "web-console"
+unless given) and its outcome is saved like any other, under that knowledge base's name. The `done` event's reply is final: a degenerate streamed answer may be replaced.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from aiohttp import web
 from loguru import logger
 
 from huixiangdou.web.api_error import ApiError, read_json, text_field
-from huixiangdou.web.console import console_of
+from huixiangdou.web.scope import kb_ready
 from huixiangdou.web.outcome import session_summary
 
 CONSOLE_GROUP = 'web-console'
@@ -35,7 +35,7 @@ async def ask(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, 'bad_field', '"group_id" must be a string')
     if len(group) > MAX_GROUP_CHARS:
         raise ApiError(400, 'too_long', f'"group_id" is longer than {MAX_GROUP_CHARS} characters')
-    console = console_of(request)
+    console = await kb_ready(request)
     async with console.slot.use() as worker:
         response = web.StreamResponse(headers={'Content-Type': 'text/event-stream; charset=utf-8',
                                                'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no'})

@@ -4,7 +4,7 @@ streamed), model "huixiangdou".
 The last user message goes through the whole pipeline (reject → retrieve → answer) with the earlier
 turns as history, so any OpenAI client can ask the assistant. The extra top-level field `huixiangdou`
 says what happened ({code, outcome, reason, references}); a message the bot would ignore gets an empty
-answer with the reason there. It is not a general LLM endpoint (the LLM server is).
+answer with the reason there. The knowledge base is the one `user` (the group) is routed to, as in a group. It is not a general LLM endpoint (the LLM server is).
 """
 from __future__ import annotations
 
@@ -84,7 +84,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     completion_id = f'chatcmpl-{uuid.uuid4().hex}'
     created = int(time.time())
     console = console_of(request)
-    async with console.slot.use() as worker:
+    # The knowledge base of the conversation's group, as in a group chat.
+    state = await console.ready(console.kb(console.config.knowledge_base_for(session.group_id)))
+    async with state.slot.use() as worker:
         if not stream:
             await worker.run(session)
             summary = session_summary(session)

@@ -1,14 +1,12 @@
 """The Examples and calibration page's API: the on-topic ("good") and chatter ("bad") example lists, their
 import, recalibration, and the picture of the last calibration (GET /api/calibration).
 
-The lists are the files named by [feature_store] good_questions / bad_questions, rewritten atomically as
-JSON lists. Recalibrating is the build job's incremental build (build_job.py).
+The lists are the files named by good_questions / bad_questions of the knowledge base `?kb=` names ([feature_store]
+for "default"), rewritten atomically as JSON lists. Recalibrating is the build job's incremental build (build_job.py).
 """
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 
 from aiohttp import BodyPartReader, web
@@ -16,7 +14,9 @@ from aiohttp import BodyPartReader, web
 from huixiangdou.primitive.json_input import InvalidJson, parse_json
 from huixiangdou.primitive.request_body import reading_multipart
 from huixiangdou.web.api_error import ApiError, read_json, text_field
-from huixiangdou.web.console import Console, console_of
+from huixiangdou.web.console_file import write_atomically
+from huixiangdou.web.console import KnowledgeBaseState
+from huixiangdou.web.scope import kb_ready, kb_scope
 
 KINDS = ('good', 'bad')
 MAX_EXAMPLE_CHARS = 2000
@@ -47,15 +47,7 @@ class ExampleFiles:
         return parse_questions(text, str(path))
 
     def write(self, kind: str, items: list[str]) -> None:
-        path = self.paths[kind]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f'.{path.name}.{uuid.uuid4().hex}.tmp')
-        with open(temp, 'w', encoding='utf-8') as f:
-            json.dump(items, f, ensure_ascii=False, indent=1)
-            f.write('\n')
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
+        write_atomically(self.paths[kind], json.dumps(items, ensure_ascii=False, indent=1) + '\n')
 
     def add(self, kind: str, text: str) -> tuple[int, bool]:
         """Append `text` unless it is already there; (its id, whether it was a duplicate)."""
@@ -82,7 +74,7 @@ def parse_questions(text: str, where: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def example_files(console: Console) -> ExampleFiles:
+def example_files(console: KnowledgeBaseState) -> ExampleFiles:
     fs = console.config.feature_store
     return ExampleFiles(console.config.path(fs.good_questions), console.config.path(fs.bad_questions))
 
@@ -104,7 +96,7 @@ def _position(items: list[str], raw: str) -> int:
 
 
 async def get_examples(request: web.Request) -> web.Response:
-    files = example_files(console_of(request))
+    files = example_files(kb_scope(request))
     body = {kind: [{'id': i, 'text': t} for i, t in enumerate(files.read(kind))] for kind in KINDS}
     return web.json_response(body | {'good_file': str(files.paths['good']), 'bad_file': str(files.paths['bad'])})
 
@@ -113,7 +105,7 @@ async def add_example(request: web.Request) -> web.Response:
     body = await read_json(request)
     kind = _kind(body.get('kind'))
     text = text_field(body, 'text', max_chars=MAX_EXAMPLE_CHARS)
-    new_id, duplicate = example_files(console_of(request)).add(kind, text)
+    new_id, duplicate = example_files(kb_scope(request)).add(kind, text)
     if duplicate:
         raise ApiError(409, 'duplicate', f'this example is already in the list (id {new_id})')
     return web.json_response({'id': new_id}, status=201)
@@ -122,7 +114,7 @@ async def add_example(request: web.Request) -> web.Response:
 async def edit_example(request: web.Request) -> web.Response:
     kind = _kind(request.match_info['kind'])
     text = text_field(await read_json(request), 'text', max_chars=MAX_EXAMPLE_CHARS)
-    files = example_files(console_of(request))
+    files = example_files(kb_scope(request))
     items = files.read(kind)
     index = _position(items, request.match_info['id'])
     others = [_same(t) for i, t in enumerate(items) if i != index]
@@ -135,7 +127,7 @@ async def edit_example(request: web.Request) -> web.Response:
 
 async def delete_example(request: web.Request) -> web.Response:
     kind = _kind(request.match_info['kind'])
-    files = example_files(console_of(request))
+    files = example_files(kb_scope(request))
     items = files.read(kind)
     index = _position(items, request.match_info['id'])
     removed = items.pop(index)
@@ -145,6 +137,7 @@ async def delete_example(request: web.Request) -> web.Response:
 
 async def import_examples(request: web.Request) -> web.Response:
     """Part `kind` (good|bad), then part `file`: a JSON list of strings or one question per line."""
+    files = example_files(kb_scope(request))  # an unknown or forbidden knowledge base before the upload is read
     if not request.content_type.startswith('multipart/'):
         raise ApiError(415, 'unsupported_type', 'send multipart/form-data with parts "kind" and "file"')
     kind, text = None, None
@@ -171,7 +164,6 @@ async def import_examples(request: web.Request) -> web.Response:
     if kind is None or text is None:
         raise ApiError(400, 'missing_field', 'send both parts: "kind" (good or bad) and "file"')
     questions = [q for q in parse_questions(text, 'the file') if len(q) <= MAX_EXAMPLE_CHARS]
-    files = example_files(console_of(request))
     items = files.read(kind)
     known = {_same(t) for t in items}
     added = duplicates = 0
@@ -188,13 +180,13 @@ async def import_examples(request: web.Request) -> web.Response:
 
 
 async def calibrate(request: web.Request) -> web.Response:
-    return web.json_response(console_of(request).build.start(full=False, purpose='calibration'), status=202)
+    return web.json_response(kb_scope(request).build.start(full=False, purpose='calibration'), status=202)
 
 
 async def get_calibration(request: web.Request) -> web.Response:
     from huixiangdou.service.worker.stage import run_cpu
 
-    console = console_of(request)
+    console = await kb_ready(request)
     files = example_files(console)
     good, bad = files.read('good'), files.read('bad')
     body = {'threshold': None, 'target': console.config.feature_store.reject_target, 'metrics': None,

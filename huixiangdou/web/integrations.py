@@ -1,10 +1,12 @@
-"""Integrations: the configured frontend and the URL to paste into Lark/WeChat tooling, the LLM server's
-backends and their health, web search, the assistant API's address; and connection tests
-(GET /api/integrations, POST /api/integrations/test). Secrets are never shown.
+"""Integrations: the configured frontend and the URL to paste into Lark/WeChat tooling, the groups routed to
+the knowledge base `?kb=` names, the LLM server's backends and their health, web search, the assistant API's
+address; and connection tests, one result per test (GET /api/integrations, POST /api/integrations/test).
+Secrets are never shown. Binding a group to a knowledge base is in knowledge_bases_api.py.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -14,9 +16,9 @@ from huixiangdou.config import Config
 from huixiangdou.web.api_error import ApiError, read_json
 from huixiangdou.web.assistant_api import MODEL
 from huixiangdou.web.console import console_of
+from huixiangdou.web.scope import allowed, kb_scope
 
 HEALTH_TIMEOUT = 3.0
-TEST_TIMEOUT = 30.0
 
 
 def _public_host(host: str, request: web.Request) -> str:
@@ -33,6 +35,7 @@ def _masked(url: str) -> str:
 
 
 def frontend_info(config: Config, request: web.Request) -> dict:
+    """The frontend's settings; the groups listed are those the sender may see (an operator: their own)."""
     fe = config.frontend
     callback, details = None, {}
     if fe.type == 'lark':
@@ -41,7 +44,7 @@ def frontend_info(config: Config, request: web.Request) -> dict:
         g = fe.lark_group
         callback = f'http://{_public_host(g.host, request)}:{g.port}{g.path}'
         details = {'app_id': g.app_id, 'base_url': g.base_url, 'only_at_bot': bool(g.only_at_bot),
-                   'encrypted': bool(g.encrypt_key), 'groups': sorted(g.groups)}
+                   'encrypted': bool(g.encrypt_key), 'groups': _visible(config, request, g.groups)}
     elif fe.type == 'wechat_personal':
         w = fe.wechat_personal
         callback = f'http://{_public_host(w.host, request)}:{w.bind_port}{w.path}'
@@ -49,9 +52,14 @@ def frontend_info(config: Config, request: web.Request) -> dict:
     elif fe.type == 'wechat_wkteam':
         w = fe.wechat_wkteam
         callback = f'http://{_public_host(w.callback_host, request)}:{w.callback_port}{w.callback_path}'
-        details = {'base_url': w.base_url, 'wid': w.wid, 'account': w.account, 'groups': sorted(w.groups)}
+        details = {'base_url': w.base_url, 'wid': w.wid, 'account': w.account,
+                   'groups': _visible(config, request, w.groups)}
     details['message_process_policy'] = fe.message_process_policy
     return {'type': fe.type, 'callback_url': callback, 'details': details}
+
+
+def _visible(config: Config, request: web.Request, groups) -> list[str]:
+    return sorted(g for g in groups if allowed(request, config.knowledge_base_for(g)))
 
 
 def health_url(client_url: str) -> str:
@@ -82,9 +90,10 @@ async def llm_backends(config: Config) -> list[dict]:
 
 
 async def get_integrations(request: web.Request) -> web.Response:
-    console = console_of(request)
-    config = console.config
+    state = kb_scope(request)
+    config = console_of(request).config
     return web.json_response({
+        'knowledge_base': {'name': state.name, 'groups': config.groups_of(state.name)},
         'frontend': frontend_info(config, request),
         'llm': {'client_url': config.llm.client_url, 'backends': await llm_backends(config)},
         'web_search': {'enabled': bool(config.worker.enable_web_search), 'engine': config.web_search.engine},
@@ -128,29 +137,32 @@ async def test_frontend(config: Config) -> tuple[bool, str]:
 
 
 async def test_llm(config: Config) -> tuple[bool, str]:
+    """One short generation through the LLM server, bounded by [llm] client_timeout (as the worker's are)."""
     from huixiangdou.service.llm_client import LLMClient, LLMClientError
 
+    limit = config.llm.client_timeout
     try:
         async with LLMClient(config.llm) as llm:
-            async with asyncio.timeout(TEST_TIMEOUT):
+            async with asyncio.timeout(limit):
                 reply = await llm.generate('Reply with the single word: OK')
     except (LLMClientError, TimeoutError) as exc:
-        return False, str(exc) or f'no answer within {TEST_TIMEOUT:g}s'
+        return False, str(exc) or f'no answer within {limit:g} s ([llm] client_timeout)'
     return True, f'{reply.backend} ({reply.model}) answered: {reply.text[:80]}'
 
 
+TESTS = {'frontend': test_frontend, 'llm': test_llm}
+
+
 async def run_test(request: web.Request) -> web.Response:
+    """One connection test; its own result, named by its target, whatever other tests run meanwhile."""
     target = (await read_json(request)).get('target')
     config = console_of(request).config
-    if not isinstance(target, str):
+    if not isinstance(target, str) or target not in TESTS:
         raise ApiError(400, 'bad_target', 'target must be "frontend" or "llm"')
-    if target == 'frontend':
-        ok, detail = await test_frontend(config)
-    elif target == 'llm':
-        ok, detail = await test_llm(config)
-    else:
-        raise ApiError(400, 'bad_target', 'target must be "frontend" or "llm"')
-    return web.json_response({'ok': ok, 'detail': detail})
+    started = time.monotonic()
+    ok, detail = await TESTS[target](config)
+    return web.json_response({'target': target, 'ok': ok, 'detail': detail,
+                              'seconds': round(time.monotonic() - started, 3)})
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,6 +1,6 @@
 """The Knowledge base page's API: every file in repo_dir with its status, the store's facts, the chunks
 the store holds for a file, and the rebuild job (GET /api/kb, GET /api/chunks, GET/POST /api/rebuild,
-POST /api/rebuild/cancel).
+POST /api/rebuild/cancel), each for the knowledge base `?kb=` names (scope.py).
 
 Uploads and deletes are in repo_files.py; the build itself in build_job.py.
 """
@@ -18,7 +18,8 @@ from aiohttp import web
 from huixiangdou.primitive.documents.walker import RepoDirError, walk_repo
 from huixiangdou.web import repo_files
 from huixiangdou.web.api_error import ApiError, read_json
-from huixiangdou.web.console import Console, console_of
+from huixiangdou.web.console import KnowledgeBaseState as Console
+from huixiangdou.web.scope import kb_ready, kb_scope
 
 # Content hashes by (path, size, mtime): listing a large repo_dir must not re-read every file each poll.
 _HASHES: dict[tuple[str, int, int], str] = {}
@@ -111,14 +112,15 @@ def list_files(console: Console) -> tuple[dict | None, list[dict]]:
 
 
 async def get_kb(request: web.Request) -> web.Response:
-    console = console_of(request)
+    console = kb_scope(request)
     store, files = await asyncio.to_thread(list_files, console)
-    return web.json_response({'store': store, 'files': files, 'build': console.build.snapshot()})
+    return web.json_response({'knowledge_base': console.name, 'store': store, 'files': files,
+                              'build': console.build.snapshot()})
 
 
 async def get_chunks(request: web.Request) -> web.Response:
     """What the store answering now holds for one file, in order."""
-    console = console_of(request)
+    console = await kb_ready(request)
     source = request.query.get('path', '')
     if not source:
         raise ApiError(400, 'missing_field', 'give the file as ?path=<path relative to repo_dir>')
@@ -138,17 +140,17 @@ async def start_rebuild(request: web.Request) -> web.Response:
     full = body.get('full', False)
     if not isinstance(full, bool):
         raise ApiError(400, 'bad_field', '"full" must be true or false')
-    return web.json_response(console_of(request).build.start(full=full, purpose='full rebuild' if full
-                                                             else 'rebuild'), status=202)
+    return web.json_response(kb_scope(request).build.start(full=full, purpose='full rebuild' if full
+                                                           else 'rebuild'), status=202)
 
 
 async def cancel_rebuild(request: web.Request) -> web.Response:
     """Stop the running build; GET /api/rebuild then shows it "cancelled" (409 when none runs)."""
-    return web.json_response(console_of(request).build.cancel(), status=202)
+    return web.json_response(kb_scope(request).build.cancel(), status=202)
 
 
 async def get_rebuild(request: web.Request) -> web.Response:
-    return web.json_response(console_of(request).build.snapshot())
+    return web.json_response(kb_scope(request).build.snapshot())
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,6 +1,9 @@
 """Group messages: what the frontends received and what the bot did, from the worker's saved outcomes
 ([worker] save_path, JSON lines), and labels ("should have answered" / "should have ignored") that add a
 message to the examples for the next calibration. Labels live in work_dir/console_labels.json.
+
+Each knowledge base (`?kb=`) sees only its own messages: those its worker answered (the record names it), or,
+in records older than that field, those of the groups routed to it.
 """
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from huixiangdou.config import Config
 from huixiangdou.web.api_error import ApiError, read_json
-from huixiangdou.web.console import Console, console_of
+from huixiangdou.web.console import KnowledgeBaseState, console_of
 from huixiangdou.web.examples import example_files
+from huixiangdou.web.scope import kb_scope
 from huixiangdou.web.outcome import outcome_of, reason_of
 
 LABELS = {'should_answer': 'good', 'should_ignore': 'bad'}
@@ -37,6 +42,14 @@ class SavedMessage:
                 'query': str(r.get('query', '')), 'code': code, 'outcome': outcome_of(code),
                 'reason': reason_of(code, r.get('reject')), 'reply': str(r.get('reply', '')),
                 'references': [str(x) for x in references], 'label': label}
+
+
+def knowledge_base_of(record: dict, config: Config) -> str:
+    """The knowledge base a saved outcome belongs to: the one that answered it, else its group's route."""
+    name = record.get('knowledge_base')
+    if isinstance(name, str) and name:
+        return name
+    return config.knowledge_base_for(str(record.get('group', '')))
 
 
 def read_saved(path: Path | None) -> list[SavedMessage]:
@@ -82,7 +95,12 @@ class Labels:
         os.replace(temp, self.path)
 
 
-def labels_of(console: Console) -> Labels:
+def saved_of(state: KnowledgeBaseState, config: Config) -> list[SavedMessage]:
+    """The saved outcomes of one knowledge base, oldest first. Reads the file: call it in a thread."""
+    return [m for m in read_saved(state.save_path) if knowledge_base_of(m.record, config) == state.name]
+
+
+def labels_of(console: KnowledgeBaseState) -> Labels:
     return Labels(console.work_dir / LABELS_FILE)
 
 
@@ -97,14 +115,14 @@ def _int(query, key: str, default: int, low: int, high: int) -> int:
 
 
 async def list_messages(request: web.Request) -> web.Response:
-    console = console_of(request)
+    console = kb_scope(request)
     group = request.query.get('group', '')
     outcome = request.query.get('outcome', '')
     if outcome not in ('', 'answered', 'ignored', 'failed'):
         raise ApiError(400, 'bad_field', 'outcome must be answered, ignored or failed')
     limit = _int(request.query, 'limit', 50, 1, MAX_LIMIT)
     offset = _int(request.query, 'offset', 0, 0, 10 ** 9)
-    saved = await asyncio.to_thread(read_saved, console.save_path)
+    saved = await asyncio.to_thread(saved_of, console, console_of(request).config)
     labels = labels_of(console).read()
     rows = [m.to_json(labels.get(m.id)) for m in reversed(saved)]
     groups = sorted({r['group'] for r in rows})
@@ -114,12 +132,12 @@ async def list_messages(request: web.Request) -> web.Response:
 
 async def label_message(request: web.Request) -> web.Response:
     """Add the message's question to the examples the label calls for; the latest label wins."""
-    console = console_of(request)
+    console = kb_scope(request)
     label = (await read_json(request)).get('label')
     if not isinstance(label, str) or label not in LABELS:
         raise ApiError(400, 'bad_label', 'label must be "should_answer" or "should_ignore"')
     message_id = request.match_info['id']
-    saved = await asyncio.to_thread(read_saved, console.save_path)
+    saved = await asyncio.to_thread(saved_of, console, console_of(request).config)
     found = next((m for m in saved if m.id == message_id), None)
     if found is None:
         raise ApiError(404, 'not_found', f'no saved message {message_id}: reload the list')

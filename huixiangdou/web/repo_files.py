@@ -1,4 +1,5 @@
-"""Uploads into repo_dir and deletes from it: POST /api/files and DELETE /api/files.
+"""Uploads into repo_dir and deletes from it: POST /api/files and DELETE /api/files (of the knowledge base
+`?kb=` names).
 
 Names are sanitised so nothing is written or removed outside repo_dir (no traversal, no absolute paths,
 no hidden names, no writing through a symlink); types are limited to what the parsers read; sizes to
@@ -20,7 +21,7 @@ from loguru import logger
 from huixiangdou.primitive.documents.dispatch import SUPPORTED_SUFFIXES
 from huixiangdou.primitive.request_body import reading_multipart
 from huixiangdou.web.api_error import ApiError
-from huixiangdou.web.console import console_of
+from huixiangdou.web.scope import kb_scope
 
 _MAX_NAME_CHARS = 200
 # What the file system takes: a name of 255 bytes (100 CJK characters are 300), a path of 4096 with repo_dir.
@@ -124,7 +125,7 @@ async def _stage(part: BodyPartReader, folder: Path, name: str, limit: int) -> _
 
 
 async def upload_files(request: web.Request) -> web.Response:
-    console = console_of(request)
+    console = kb_scope(request)
     repo_dir = console.repo_dir
     limit = int(console.config.web.max_upload_mb * 1024 * 1024)
     if request.content_length is not None and request.content_length > limit + 1024 * 1024:
@@ -211,7 +212,7 @@ def resolve_existing(repo_dir: Path, raw: str | None) -> tuple[str, Path]:
 
 
 async def delete_file(request: web.Request) -> web.Response:
-    source, path = resolve_existing(console_of(request).repo_dir, request.query.get('path'))
+    source, path = resolve_existing(kb_scope(request).repo_dir, request.query.get('path'))
     try:
         path.unlink()
     except OSError as exc:

@@ -15,13 +15,14 @@ from huixiangdou.config import Config
 from huixiangdou.web.api_error import ApiError
 
 
-def load_worker(config: Config, embedder=None):
+def load_worker(config: Config, embedder=None, knowledge_base: str | None = None):
     """The console's worker: Worker.from_config, the same factory `main` uses (so the same knowledge bases,
     group routing, rerank, web search and OCR), sharing the console's already loaded `embedder` when given.
-    Runs in a thread: it loads files."""
+    With `knowledge_base`, it loads that one alone and answers every message from it (one per knowledge base
+    in the console). Runs in a thread: it loads files."""
     from huixiangdou.service.worker.pipeline import Worker
 
-    return Worker.from_config(config, embedder=embedder)
+    return Worker.from_config(config, embedder=embedder, knowledge_base=knowledge_base)
 
 
 class WorkerSlot:
@@ -55,6 +56,10 @@ class WorkerSlot:
                 del self._in_flight[key]
                 if key in self._idle:
                     self._idle.pop(key).set()
+
+    def swap_initial(self, worker) -> None:
+        """Answer with `worker` from the start (no running loop needed: nothing is replaced)."""
+        self.worker, self.load_error = worker, ''
 
     def swap(self, worker) -> None:
         """Answer with `worker` from now on; close the old one when its last request is done."""

@@ -21,7 +21,8 @@ async def test_changes_need_the_token_or_a_session_with_its_csrf(web_server):
     url = web_server.base_url
     async with browser() as http:
         async with http.get(f'{url}/api/session') as r:
-            assert await r.json() == {'admin': False, 'token_configured': True, 'csrf': None, 'protect_api': False}
+            assert await r.json() == {'admin': False, 'token_configured': True, 'csrf': None, 'protect_api': False,
+                                      'role': None, 'kb': None}
         async with http.get(f'{url}/api/examples') as r:   # reading is open
             assert r.status == 200
         async with http.post(f'{url}/api/examples', json=NEW_EXAMPLE) as r:
@@ -40,7 +41,7 @@ async def test_changes_need_the_token_or_a_session_with_its_csrf(web_server):
 
         async with http.get(f'{url}/api/session') as r:
             assert await r.json() == {'admin': True, 'token_configured': True, 'csrf': login['csrf'],
-                                      'protect_api': False}
+                                      'protect_api': False, 'role': 'admin', 'kb': None}
         # The cookie alone is what a forged cross-site request carries: refused without the CSRF header.
         async with http.post(f'{url}/api/examples', json=NEW_EXAMPLE) as r:
             assert r.status == 403 and (await r.json())['error']['code'] == 'csrf'

@@ -438,7 +438,8 @@ class FeatureStoreBuilder:
         else:
             weight = store.manifest.reject_dense_weight
         with tqdm(total=1, desc='calibrate', disable=not self.progress) as bar:
-            result = calibrate_reject_model(g, b, self.config.reject_target)
+            result = calibrate_reject_model(g, b, self.config.reject_target,
+                                            on_fold=lambda done, total: self.on_progress('calibrate', done, total))
             bar.update(1)
         model, chosen, met, honest = result.model, result.metrics, result.target_met, result.honest
         target = self.config.reject_target

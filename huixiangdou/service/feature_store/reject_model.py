@@ -14,6 +14,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sps
@@ -270,11 +271,17 @@ class Calibrated:
 
 
 def calibrate_reject_model(good: list[RejectEvidence], bad: list[RejectEvidence], target: str = 'f1',
-                           min_examples: int = MIN_EXAMPLES) -> Calibrated:
+                           min_examples: int = MIN_EXAMPLES,
+                           on_fold: Callable[[int, int], None] | None = None) -> Calibrated:
     """Fit on all examples; choose the threshold on scores the examples got from models that never saw
-    them, so the operating point holds for new messages rather than for the memorised ones."""
+    them, so the operating point holds for new messages rather than for the memorised ones.
+    `on_fold(done, total)` hears after the fit on all and after each cross-validation fold."""
+    on_fold = on_fold or (lambda done, total: None)
+    folds = _fold_count(good, bad, min_examples)
     model = RejectModel.fit(good, bad, min_examples=min_examples)
-    honest = cross_validated_scores(good, bad, min_examples=min_examples)
+    on_fold(1, folds + 1)
+    honest = cross_validated_scores(good, bad, min_examples=min_examples,
+                                    on_fold=lambda done: on_fold(1 + done, folds + 1))
     g, b = honest[:len(good)], honest[len(good):]
     if model.kind == 'rule':
         metrics = metrics_at(g, b, model.rule_threshold)
@@ -283,6 +290,13 @@ def calibrate_reject_model(good: list[RejectEvidence], bad: list[RejectEvidence]
         return Calibrated(model, metrics, met, honest)
     metrics, met = choose_threshold(g, b, target)
     return Calibrated(model, metrics, met, honest)
+
+
+def _fold_count(good: list, bad: list, min_examples: int) -> int:
+    """How many folds cross_validated_scores fits (0 when the examples are too few to learn from)."""
+    if min(len(good), len(bad)) < max(min_examples, 2):
+        return 0
+    return min(FOLDS, len(good), len(bad))
 
 
 def _folds(labels: np.ndarray, seed: int = 0):
@@ -300,7 +314,8 @@ def cross_fitted_logits(texts: list[str], vectors: np.ndarray, labels: np.ndarra
 
 
 def cross_validated_scores(good: list[RejectEvidence], bad: list[RejectEvidence],
-                           min_examples: int = MIN_EXAMPLES) -> np.ndarray:
+                           min_examples: int = MIN_EXAMPLES,
+                           on_fold: Callable[[int], None] | None = None) -> np.ndarray:
     """Each example's score from a whole model (message model + decision) fitted without its fold:
     the honest scores the threshold is chosen on. Order: good then bad."""
     evidence = good + bad
@@ -308,9 +323,11 @@ def cross_validated_scores(good: list[RejectEvidence], bad: list[RejectEvidence]
     if min(len(good), len(bad)) < max(min_examples, 2):
         return RejectModel.fit(good, bad, min_examples).score(evidence)  # the rule learns nothing
     out = np.zeros(len(evidence))
-    for train, test in _folds(labels):
+    for fold, (train, test) in enumerate(_folds(labels), 1):
         g = [evidence[i] for i in train if labels[i] == 1]
         b = [evidence[i] for i in train if labels[i] == 0]
         # The same kind of model as the one fitted on everything, even if a fold dips below the minimum.
         out[test] = RejectModel.fit(g, b, min_examples=0).score([evidence[i] for i in test])
+        if on_fold is not None:
+            on_fold(fold)
     return out

@@ -127,7 +127,7 @@ class Worker:
         return next(stage for stage in self.stages if isinstance(stage, Generate))
 
     @classmethod
-    def from_config(cls, config: Config, embedder=None) -> 'Worker':
+    def from_config(cls, config: Config, embedder=None, knowledge_base: str | None = None) -> 'Worker':
         """Load every knowledge base's store (built beforehand) and connect to the LLM server: the one
         factory of the worker, for `main`, the frontends and the web console alike (groups, knowledge
         bases, rerank, web search, OCR and the saved outcome all come from `config`).
@@ -135,17 +135,24 @@ class Worker:
         Knowledge bases with the same embedding model (or reranker) share one loaded copy of it.
         `embedder`, when given, is that copy for [feature_store]'s model, already loaded (the console's
         builder holds one): the knowledge bases naming that model answer with it instead of loading their own.
+        `knowledge_base`, when given, is the only one loaded, and it answers every message whatever its group
+        (the web console keeps one such worker per knowledge base); `embedder` is then for its model.
         Loads files and models: call it in a thread from async code."""
         from huixiangdou.service.api_embedder import make_embedder
         from huixiangdou.service.feature_store import FeatureStore, StoreError
         from huixiangdou.service.llm_client import LLMClient
 
+        known = config.knowledge_bases()
+        if knowledge_base is not None:
+            config.for_knowledge_base(knowledge_base)  # ConfigError naming the known ones
+            known = {knowledge_base: known[knowledge_base]}
         embedders: dict[tuple[str, str], object] = {}
         if embedder is not None:
-            embedders[(config.feature_store.embedding_model_path, config.feature_store.embedding_api_model)] = embedder
+            fs = known[knowledge_base] if knowledge_base is not None else config.feature_store
+            embedders[(fs.embedding_model_path, fs.embedding_api_model)] = embedder
         rerankers: dict[str, object] = {}
         bases: dict[str, KnowledgeBase] = {}
-        for name, fs in config.knowledge_bases().items():
+        for name, fs in known.items():
             kb_config = config.for_knowledge_base(name)
             model = (fs.embedding_model_path, fs.embedding_api_model)
             if model not in embedders:
@@ -166,6 +173,11 @@ class Worker:
             from huixiangdou.service.web_search import WebSearch
             web_search = WebSearch(config.web_search, save_dir=config.path(config.web_search.save_dir))
         log_path = config.path(config.worker.save_path) if config.worker.save_path else None
+        if knowledge_base is not None:
+            only = bases[knowledge_base]
+            return cls(config.worker, only.store, LLMClient(config.llm), only.reranker, web_search,
+                       only.reject_throttle, log_path, capable_llm=has_capable_llm(config), ocr=config.ocr,
+                       knowledge_bases=bases, route=lambda group_id: knowledge_base)
         default = bases.pop(DEFAULT_KNOWLEDGE_BASE)
         if bases:
             logger.info('knowledge bases: {} (groups choose theirs with knowledge_base)',
