@@ -90,9 +90,9 @@ def test_admin_creates_a_knowledge_base_uploads_builds_and_asks_from_it(page, we
     requested = []
     page.on('request', lambda request: requested.append(request.url))
     login(page, web_server.base_url, web_server.admin_token)
-    page.fill('#new-kb-name', 'hr-faq')
+    page.fill('#new-kb-name', 'hr_faq')
     page.click('#create-kb-button')
-    expect(page.locator('#kb-select')).to_have_value('hr-faq')
+    expect(page.locator('#kb-select')).to_have_value('hr_faq')
     page.wait_for_selector('body[data-ready="kb"]')
     expect(page.locator('#files-table tbody tr[data-path]')).to_have_count(0)
 
@@ -108,7 +108,7 @@ def test_admin_creates_a_knowledge_base_uploads_builds_and_asks_from_it(page, we
 
     web_server.fake.responder = lambda messages: '需要提前 5 个工作日在 OA 系统提交 [1]。'
     open_page(page, web_server.base_url, 'try')
-    expect(page.locator('#kb-select')).to_have_value('hr-faq')
+    expect(page.locator('#kb-select')).to_have_value('hr_faq')
     page.fill('#ask-input', QUESTION)
     page.click('#ask-button')
     expect(page.locator('#answer')).to_have_attribute('data-done', 'answered', timeout=60_000)
@@ -116,10 +116,10 @@ def test_admin_creates_a_knowledge_base_uploads_builds_and_asks_from_it(page, we
 
     scoped = [url for url in requested if '/api/' in url and any(
         f'/api/{name}' in url for name in ('kb', 'files', 'rebuild', 'ask', 'chunks'))]
-    assert scoped and all('kb=hr-faq' in url for url in scoped[-6:]), scoped[-6:]
+    assert scoped and all('kb=hr_faq' in url for url in scoped[-6:]), scoped[-6:]
     page.reload()
     page.wait_for_selector('body[data-ready="try"]')
-    expect(page.locator('#kb-select')).to_have_value('hr-faq')  # remembered
+    expect(page.locator('#kb-select')).to_have_value('hr_faq')  # remembered
 
 
 def test_admin_binds_a_group_to_a_knowledge_base(page, web_server):

@@ -7,7 +7,7 @@ import { h, replace, badge, card, datum } from './dom.js';
 import { t } from './i18n.js';
 import { knowledgeBases, chooseKnowledgeBase, groupBindings } from './knowledge_bases.js';
 
-const NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+const NAME = /^[a-z][a-z0-9_]{0,31}$/;
 
 export function knowledgeBaseAdmin(ctx) {
   const table = h('table', { id: 'kb-table', class: 'table stacked' });
