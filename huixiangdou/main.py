@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 from loguru import logger
 
-from huixiangdou.config import Config, ConfigError, load_config
+from huixiangdou.config import DEFAULT_KNOWLEDGE_BASE, Config, ConfigError, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,6 +47,12 @@ def ensure_feature_store(config: Config, config_path: Path) -> None:
     from huixiangdou.service.feature_store.__main__ import main as build_main
 
     for name in missing:
+        repo_dir = config.path(config.knowledge_bases()[name].repo_dir)
+        if name != DEFAULT_KNOWLEDGE_BASE and not any(p.is_file() for p in repo_dir.rglob('*')):
+            # Made in the console and still empty: nothing to build; the other knowledge bases start.
+            logger.warning('knowledge base "{}" has no documents in {} yet: not built, its groups get no answers '
+                           'until documents are added and it is built', name, repo_dir)
+            continue
         logger.info('no feature store for knowledge base "{}" in {}: building it first', name,
                     config.path(config.knowledge_bases()[name].work_dir))
         code = build_main(['--config', str(config_path), '--kb', name])

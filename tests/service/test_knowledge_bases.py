@@ -363,3 +363,25 @@ async def test_after_a_console_rebuild_each_group_is_still_answered_from_its_own
     # Unchanged documents: a rebuild changes no group's answer.
     assert {route: (s['code'], s['references']) for route, s in after.items()} == \
         {route: (s['code'], s['references']) for route, s in before.items()}
+
+
+async def test_a_knowledge_base_without_documents_leaves_the_others_answering(two_bases):
+    # Made in the console and still empty: main does not fail on it, the worker loads the others, and its
+    # groups stay silent with the reason recorded.
+    root = two_bases['root']
+    (root / 'repo_empty').mkdir(exist_ok=True)
+    config_path = write_config(
+        root / 'with_empty.ini',
+        feature_store={'repo_dir': 'repo_docs', 'work_dir': 'work_docs', 'embedding_model_path': '', 'ocr': 0},
+        **{'knowledge_base.empty': {'repo_dir': 'repo_empty', 'work_dir': 'work_empty'},
+           'worker': {'answer_mode': 'extract', 'save_path': '', 'ocr': 0},
+           'frontend.lark_group."oc_empty"': {'knowledge_base': 'empty'}})
+    config = load_config(config_path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ensure_feature_store(config, config_path)
+    assert not (root / 'work_empty' / CURRENT).exists()
+    worker = await asyncio.to_thread(Worker.from_config, config)
+    silent = await worker.run(Session(query=INSTALL_QUESTION, group_id='oc_empty'))
+    assert silent.code == ErrorCode.NO_SEARCH_RESULT and 'empty' in silent.debug['reason']
+    answered = await worker.run(Session(query=INSTALL_QUESTION, group_id=DOCS_GROUP))
+    assert answered.code == ErrorCode.SUCCESS, answered.debug

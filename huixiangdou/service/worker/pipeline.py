@@ -54,6 +54,18 @@ def has_capable_llm(config: Config) -> bool:
     return bool(config.llm.enable_remote) or bool(config.llm.server.local_llm_path)
 
 
+class Unbuilt:
+    """The only stage of a knowledge base that has no store yet: silence, with the reason in the record."""
+    name = 'knowledge_base'
+
+    def __init__(self, knowledge_base: str):
+        self.knowledge_base = knowledge_base
+
+    async def run(self, session: Session) -> None:
+        session.debug['reason'] = f'knowledge base "{self.knowledge_base}" has no feature store yet'
+        session.finish(ErrorCode.NO_SEARCH_RESULT)
+
+
 class Worker:
     """Answer group messages from the feature store with an LLM.
 
@@ -95,6 +107,8 @@ class Worker:
         # The default knowledge base's, as before there were several (the web console reads worker.store).
         self.store = store
         self.stages = self.pipelines[DEFAULT_KNOWLEDGE_BASE]
+        # Knowledge bases configured but never built (from_config fills it): their groups get no answer.
+        self.unbuilt: set[str] = set()
 
     def _stages(self, name: str, kb: KnowledgeBase) -> list:
         """The stages that answer from one knowledge base, in order."""
@@ -140,6 +154,7 @@ class Worker:
         Loads files and models: call it in a thread from async code."""
         from huixiangdou.service.api_embedder import make_embedder
         from huixiangdou.service.feature_store import FeatureStore, StoreError
+        from huixiangdou.service.feature_store.store_files import CURRENT
         from huixiangdou.service.llm_client import LLMClient
 
         known = config.knowledge_bases()
@@ -152,11 +167,20 @@ class Worker:
             embedders[(fs.embedding_model_path, fs.embedding_api_model)] = embedder
         rerankers: dict[str, object] = {}
         bases: dict[str, KnowledgeBase] = {}
+        unbuilt: set[str] = set()
         for name, fs in known.items():
             kb_config = config.for_knowledge_base(name)
             model = (fs.embedding_model_path, fs.embedding_api_model)
             if model not in embedders:
                 embedders[model] = make_embedder(kb_config)
+            if name != DEFAULT_KNOWLEDGE_BASE and not (config.path(fs.work_dir) / CURRENT).exists():
+                # Created (in the console) but never built: its groups stay silent until it is, the others
+                # are answered. A store that exists but is damaged is still refused below.
+                logger.warning('knowledge base "{}" has no feature store in {} yet: its groups get no answers until '
+                               'it is built (console, or python -m huixiangdou.service.feature_store --kb {})',
+                               name, config.path(fs.work_dir), name)
+                unbuilt.add(name)
+                continue
             try:
                 store = FeatureStore.load(config.path(fs.work_dir), embedders[model])
             except StoreError as exc:
@@ -174,6 +198,8 @@ class Worker:
             web_search = WebSearch(config.web_search, save_dir=config.path(config.web_search.save_dir))
         log_path = config.path(config.worker.save_path) if config.worker.save_path else None
         if knowledge_base is not None:
+            if knowledge_base in unbuilt:
+                raise StoreError(f'knowledge base "{knowledge_base}" has no feature store yet: build it first')
             only = bases[knowledge_base]
             return cls(config.worker, only.store, LLMClient(config.llm), only.reranker, web_search,
                        only.reject_throttle, log_path, capable_llm=has_capable_llm(config), ocr=config.ocr,
@@ -182,9 +208,11 @@ class Worker:
         if bases:
             logger.info('knowledge bases: {} (groups choose theirs with knowledge_base)',
                         ', '.join([DEFAULT_KNOWLEDGE_BASE, *bases]))
-        return cls(config.worker, default.store, LLMClient(config.llm), default.reranker, web_search,
-                   default.reject_throttle, log_path, capable_llm=has_capable_llm(config), ocr=config.ocr,
-                   knowledge_bases=bases, route=config.knowledge_base_for)
+        worker = cls(config.worker, default.store, LLMClient(config.llm), default.reranker, web_search,
+                     default.reject_throttle, log_path, capable_llm=has_capable_llm(config), ocr=config.ocr,
+                     knowledge_bases=bases, route=config.knowledge_base_for)
+        worker.unbuilt = unbuilt
+        return worker
 
     async def run(self, session: Session) -> Session:
         """Run the message through every stage and return it finished (never raises)."""
@@ -227,6 +255,8 @@ class Worker:
         name = self.route(session.group_id)
         session.debug['knowledge_base'] = name
         stages = self.pipelines.get(name)
+        if stages is None and name in self.unbuilt:
+            return [Unbuilt(name)]
         if stages is None:  # Config.validate refuses unknown names; a hand-made route may not
             raise ValueError(f'group {session.group_id!r} routes to knowledge base "{name}", which this worker '
                              f'has not loaded; loaded: {", ".join(self.pipelines)}')
