@@ -1,5 +1,5 @@
-"""The worker: runs a message through the stages (work time → image text → preprocess → reject → intention
-→ retrieve → rerank → web search → generate → check) and returns the session, or streams it.
+"""The worker: runs a message through the stages (work time → image text → follow-up → preprocess → reject
+→ intention → retrieve → rerank → web search → generate → check) and returns the session, or streams it.
 
 Stages live one per module; this module only wires them from the config and drives them: `run` and
 `stream` share one loop, so both time the stages and save the outcome. Each knowledge base gets its own
@@ -19,6 +19,7 @@ from loguru import logger
 from huixiangdou.config import DEFAULT_KNOWLEDGE_BASE, Config, OCRConfig, WorkerConfig, reject_throttle_override
 from huixiangdou.primitive.ocr import make_ocr
 from huixiangdou.service.worker.check import Check
+from huixiangdou.service.worker.followup import FollowUp
 from huixiangdou.service.worker.generate import Generate
 from huixiangdou.service.worker.image_text import ImageText
 from huixiangdou.service.worker.intention import Intention
@@ -101,8 +102,10 @@ class Worker:
         config, llm = self.config, self.llm
         if config.enable_rerank and kb.reranker is None:
             raise ValueError(f'[worker] enable_rerank = 1 needs a reranker_model_path for knowledge base "{name}"')
-        stages: list = [WorkTime(config.time), Preprocess(config.min_query_length, config.language),
-                        Reject(kb.store, kb.reject_throttle)]
+        # Follow-up before preprocess: "同问" under a quoted question is a question, not a too-short one.
+        sparse = getattr(kb.store, 'sparse', None)
+        stages: list = [WorkTime(config.time), FollowUp(getattr(sparse, 'specificity', None)),
+                        Preprocess(config.min_query_length, config.language), Reject(kb.store, kb.reject_throttle)]
         if config.enable_intention:
             stages.append(Intention(llm))
         # With a reranker, retrieve a wider net so it can promote what retrieval ranked lower.
@@ -243,6 +246,8 @@ class Worker:
                   'references': session.references}
         if session.quote:
             record['quote'] = session.quote
+            if 'follow_up' in session.debug:  # how the reply was read, and what it was judged with
+                record['follow_up'] = session.debug['follow_up']
         if session.images:
             # What the screenshots said, never their bytes.
             record['images'] = len(session.images)
