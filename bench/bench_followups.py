@@ -55,7 +55,8 @@ def sample_store(work: Path, embedder) -> None:
 def decision_stages(store) -> dict[str, list]:
     """The worker's own stages up to reject, with and without the follow-up stage."""
     worker = Worker(WorkerConfig(answer_mode='extract', ocr=0), store, llm=None)
-    upto = [s for s in worker.stages if isinstance(s, (FollowUp, Preprocess, Reject))]
+    upto = worker._stages_for(Session(query='?', quote='?'))
+    upto = [s for s in upto if isinstance(s, (FollowUp, Preprocess, Reject))]
     return {'today': [s for s in upto if not isinstance(s, FollowUp)], 'follow-up': upto}
 
 

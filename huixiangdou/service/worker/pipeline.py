@@ -93,6 +93,10 @@ class Worker:
         self.knowledge_bases = bases
         self.route = route or (lambda group_id: DEFAULT_KNOWLEDGE_BASE)
         self.pipelines = {name: self._stages(name, kb) for name, kb in bases.items()}
+        # Run for messages that quote another only, right before preprocess ("同问" under a quoted question
+        # is a question, not a too-short one); the store's vocabulary tells a reply's own subject.
+        self.follow_ups = {name: FollowUp(getattr(getattr(kb.store, 'sparse', None), 'specificity', None))
+                           for name, kb in bases.items()}
         # The default knowledge base's, as before there were several (the web console reads worker.store).
         self.store = store
         self.stages = self.pipelines[DEFAULT_KNOWLEDGE_BASE]
@@ -102,10 +106,8 @@ class Worker:
         config, llm = self.config, self.llm
         if config.enable_rerank and kb.reranker is None:
             raise ValueError(f'[worker] enable_rerank = 1 needs a reranker_model_path for knowledge base "{name}"')
-        # Follow-up before preprocess: "同问" under a quoted question is a question, not a too-short one.
-        sparse = getattr(kb.store, 'sparse', None)
-        stages: list = [WorkTime(config.time), FollowUp(getattr(sparse, 'specificity', None)),
-                        Preprocess(config.min_query_length, config.language), Reject(kb.store, kb.reject_throttle)]
+        stages: list = [WorkTime(config.time), Preprocess(config.min_query_length, config.language),
+                        Reject(kb.store, kb.reject_throttle)]
         if config.enable_intention:
             stages.append(Intention(llm))
         # With a reranker, retrieve a wider net so it can promote what retrieval ranked lower.
@@ -214,16 +216,19 @@ class Worker:
 
     def _stages_for(self, session: Session) -> list:
         """The stages of the knowledge base that answers the session's group, with image reading when it
-        brought images; the knowledge base's name goes to the debug record and the saved outcome."""
+        brought images and the follow-up stage when it quotes a message; the knowledge base's name goes to the debug record and the saved outcome."""
         name = self.route(session.group_id)
         session.debug['knowledge_base'] = name
         stages = self.pipelines.get(name)
         if stages is None:  # Config.validate refuses unknown names; a hand-made route may not
             raise ValueError(f'group {session.group_id!r} routes to knowledge base "{name}", which this worker '
                              f'has not loaded; loaded: {", ".join(self.pipelines)}')
+        before_preprocess = []
         if session.images and self.image_text is not None:
-            stages = [stages[0], self.image_text, *stages[1:]]
-        return stages
+            before_preprocess.append(self.image_text)
+        if session.quote:
+            before_preprocess.append(self.follow_ups[name])
+        return [stages[0], *before_preprocess, *stages[1:]]
 
     async def _record(self, session: Session) -> None:
         """Log the outcome and append it to save_path; a failure here never changes the answer."""
