@@ -105,6 +105,10 @@ async def run(store, items: list[dict]) -> None:
                   f'{sum(not s for s in silent)}/{len(silent)}')
     print(f'decision time per message: today {timing["today"]:.1f} ms, follow-up {timing["follow-up"]:.1f} ms '
           f'(ratio {timing["follow-up"] / timing["today"]:.2f})')
+    changed = [(item, said) for (said, _), (before, _), item in zip(results['follow-up'], results['today'], items)
+               if said != before]
+    print(f'decisions the follow-up stage changed: {len(changed)} '
+          f'(right now: {sum(said == (item["label"] == "answer") for item, said in changed)})')
     print('follow-up behaviour, wrong items (label, quote P(on-topic), reply, how the reply was read, quote):')
     for (said, session), item in zip(results['follow-up'], items):
         if said != (item['label'] == 'answer'):
