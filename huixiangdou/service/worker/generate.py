@@ -200,7 +200,8 @@ class Generate:
 
     async def _answer_by_extract(self, session: Session, debug: dict) -> None:
         # The screenshot's error scores the sentences too: "这个报错怎么办？" alone names no error.
-        asked = '\n'.join(part for part in (session.query, error_lines(session.image_text)) if part)
+        # A follow-up's context ("这个怎么解决？" under a quoted error) names what is asked about.
+        asked = '\n'.join(part for part in (session.query, error_lines(session.image_text), session.context) if part)
         # The reject stage embedded the question already: the quote scores sentences against that vector.
         features = session.features
         vector = features.vector if features is not None and features.text == asked else None

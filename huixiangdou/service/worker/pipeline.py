@@ -1,5 +1,5 @@
-"""The worker: runs a message through the stages (work time → image text → preprocess → reject → intention
-→ retrieve → rerank → web search → generate → check) and returns the session, or streams it.
+"""The worker: runs a message through the stages (work time → image text → follow-up → preprocess → reject
+→ intention → retrieve → rerank → web search → generate → check) and returns the session, or streams it.
 
 Stages live one per module; this module only wires them from the config and drives them: `run` and
 `stream` share one loop, so both time the stages and save the outcome. Each knowledge base gets its own
@@ -19,6 +19,7 @@ from loguru import logger
 from huixiangdou.config import DEFAULT_KNOWLEDGE_BASE, Config, OCRConfig, WorkerConfig, reject_throttle_override
 from huixiangdou.primitive.ocr import make_ocr
 from huixiangdou.service.worker.check import Check
+from huixiangdou.service.worker.followup import FollowUp
 from huixiangdou.service.worker.generate import Generate
 from huixiangdou.service.worker.image_text import ImageText
 from huixiangdou.service.worker.intention import Intention
@@ -104,6 +105,10 @@ class Worker:
         self.knowledge_bases = bases
         self.route = route or (lambda group_id: DEFAULT_KNOWLEDGE_BASE)
         self.pipelines = {name: self._stages(name, kb) for name, kb in bases.items()}
+        # Run for messages that quote another only, right before preprocess ("同问" under a quoted question
+        # is a question, not a too-short one); the store's vocabulary tells a reply's own subject.
+        self.follow_ups = {name: FollowUp(getattr(getattr(kb.store, 'sparse', None), 'specificity', None))
+                           for name, kb in bases.items()}
         # The default knowledge base's, as before there were several (the web console reads worker.store).
         self.store = store
         self.stages = self.pipelines[DEFAULT_KNOWLEDGE_BASE]
@@ -251,7 +256,7 @@ class Worker:
 
     def _stages_for(self, session: Session) -> list:
         """The stages of the knowledge base that answers the session's group, with image reading when it
-        brought images; the knowledge base's name goes to the debug record and the saved outcome."""
+        brought images and the follow-up stage when it quotes a message; the knowledge base's name goes to the debug record and the saved outcome."""
         name = self.route(session.group_id)
         session.debug['knowledge_base'] = name
         stages = self.pipelines.get(name)
@@ -260,9 +265,12 @@ class Worker:
         if stages is None:  # Config.validate refuses unknown names; a hand-made route may not
             raise ValueError(f'group {session.group_id!r} routes to knowledge base "{name}", which this worker '
                              f'has not loaded; loaded: {", ".join(self.pipelines)}')
+        before_preprocess = []
         if session.images and self.image_text is not None:
-            stages = [stages[0], self.image_text, *stages[1:]]
-        return stages
+            before_preprocess.append(self.image_text)
+        if session.quote:
+            before_preprocess.append(self.follow_ups[name])
+        return [stages[0], *before_preprocess, *stages[1:]]
 
     async def _record(self, session: Session) -> None:
         """Log the outcome and append it to save_path; a failure here never changes the answer."""
@@ -285,6 +293,8 @@ class Worker:
                   'references': session.references}
         if session.quote:
             record['quote'] = session.quote
+            if 'follow_up' in session.debug:  # how the reply was read, and what it was judged with
+                record['follow_up'] = session.debug['follow_up']
         if session.images:
             # What the screenshots said, never their bytes.
             record['images'] = len(session.images)

@@ -5,8 +5,9 @@ config.reject_throttle_override; None = calibrated); it is fixed when the stage 
 features (embedding, BM25) are computed here once and left on the session for retrieval. The decision's
 evidence goes to the session's debug record (and so to --verbose and the saved outcome).
 
-Only the user's own words are judged, never `Session.quote`: a reply that quotes an on-topic message
-("谢谢，学到了" under the bot's answer) must stay silent (docs/worker.md, "Quoted messages").
+It judges `Session.text`: the user's own words, plus the quote only when the follow-up stage made it the
+context of a reply that asks about it; "谢谢，学到了" under the bot's answer is judged alone and stays silent
+(docs/worker.md, "Follow-ups").
 """
 from __future__ import annotations
 

@@ -55,11 +55,13 @@ class Session:
     the answer's question): the typed words, then the screenshot's text, plain. No label joins them: the
     reject model learned from plain messages, and an error reads the same typed or photographed
     (docs/worker.md, "Screenshots"). It is set from `query` and `image_text`, and only the image_text
-    stage changes it (`add_image_text`). `query` (what the user typed, as the frontend passed it, mentions
+    stage (`add_image_text`) and the follow-up stage (`follow_up`) change it. `query` (what the user typed, as the frontend passed it, mentions
     already removed there) and `image_text` stay for the saved outcome, the user's language and the
     prompt, which shows the screenshot's text under a label of its own.
     `history` holds earlier (user, assistant) turns of the same conversation; `group_id` and
     `group_name` identify the chat; `debug` collects what each stage saw, keyed by stage name.
+    `context` is set only for a follow-up (followup.py): the quoted message it asks about, judged and
+    answered with it; `text` then ends with it.
     `features` is what the store computed about `text` (embedding, BM25, reject evidence): the reject
     stage computes it once and retrieval reuses it.
     `references` are numbered as the reply cites them: `[n]` in `reply` is `references[n - 1]`, and each
@@ -69,6 +71,10 @@ class Session:
     history: list[tuple[str, str]] = field(default_factory=list)
     # The message this one quotes or replies to, as the platform carried it (never markup in `query`).
     quote: str = ''
+    # The quote is the bot's own answer, and the question it answered (when the frontend knows; the
+    # follow-up stage also finds the bot's answers in `history`).
+    quote_from_bot: bool = False
+    quoted_question: str = ''
     group_id: str = ''
     group_name: str = ''
     # The platform's id of the message, for log lines that must name it ('' when there is none).
@@ -85,11 +91,15 @@ class Session:
     images: list[bytes] = field(default_factory=list, repr=False)
     image_text: str = ''
     debug: dict[str, object] = field(default_factory=dict)
+    # What a follow-up ("这个怎么解决？" under a quoted error) is judged and answered with: set by the
+    # follow-up stage only (`follow_up`), '' for every other message.
+    context: str = field(init=False, default='')
     text: str = field(init=False, default='')
 
     def __post_init__(self):
         # The worker's edge: text from any frontend must encode as UTF-8 in logs, prompts and saved outcomes.
         self.query, self.quote = clean_text(self.query), clean_text(self.quote)
+        self.quoted_question = clean_text(self.quoted_question)
         self.history = [(clean_text(user), clean_text(bot)) for user, bot in self.history]
         self.group_id, self.group_name = clean_text(self.group_id), clean_text(self.group_name)
         self.image_text = clean_text(self.image_text)
@@ -100,8 +110,15 @@ class Session:
         self.image_text = clean_text(image_text)
         self.text = self._joined()
 
+    def follow_up(self, context: str) -> None:
+        """The message follows up on `context` (its quote, or the question of the bot answer it quotes):
+        `text` becomes the typed words, the screenshot's text, then the context."""
+        self.context = clean_text(context)
+        self.text = self._joined()
+
     def _joined(self) -> str:
-        return '\n'.join(part for part in (self.query, self.image_text) if part)
+        # The context last: an embedding model that cuts a long text keeps the user's own words.
+        return '\n'.join(part for part in (self.query, self.image_text, self.context) if part)
 
     @property
     def done(self) -> bool:

@@ -141,8 +141,9 @@ async def test_a_quote_reaches_the_worker_intact_and_leaves_the_query_alone(stor
     session = await worker.run(Session(query=query, quote=QUOTE, group_id='g1'))
     assert session.code == ErrorCode.SUCCESS, session.debug
     assert session.quote == QUOTE                      # colon, URL and port intact
-    assert session.query == session.text == query      # the user's 「」 kept
-    assert session.features.text == query             # reject and retrieval judged the user's words
+    assert session.query == query and session.text.startswith(query)  # the user's 「」 kept
+    # "报这个错" follows up on the quote: reject and retrieval read the user's words, then the quote.
+    assert session.context == QUOTE and session.features.text == f'{query}\n{QUOTE}'
     prompt = chat_requests(fake_openai)[-1].body['messages'][-1]['content']
     assert QUOTE in prompt and query in prompt         # the answer knows what "this" refers to
     record = json.loads(log.read_text(encoding='utf-8'))
