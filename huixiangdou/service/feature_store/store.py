@@ -116,13 +116,14 @@ class FeatureStore:
         out['answer'] = score >= threshold
         return out
 
-    def search(self, query: str | QueryFeatures, k: int = 5, candidates: int = 20) -> list[ScoredChunk]:
+    def search(self, query: str | QueryFeatures, k: int = 5, candidates: int = 20,
+               dense_weight: float | None = None) -> list[ScoredChunk]:
         """Dense + BM25 retrieval, best first; `query` is a message, or its features when the caller
         computed them already (the worker's reject stage does).
 
         Candidates are the top `candidates` of each; each gets both scores, scaled to [0, 1] over the
         candidates (cosine min-max, BM25 divided by the best), and `fused = w * cosine' + (1 - w) * bm25'`
-        with w the dense weight calibrated for this store. Unlike rank fusion, this lets a clear BM25
+        with w `dense_weight`, or the one calibrated for this store's reject decision. Unlike rank fusion, this lets a clear BM25
         winner beat an English-only model's near-random ranking of a Chinese query.
         """
         n = min(candidates, len(self.chunks))
@@ -140,7 +141,7 @@ class FeatureStore:
         span = cosine.max() - cosine.min()
         cos_scaled = (cosine - cosine.min()) / span if span > 1e-9 else np.ones_like(cosine)
         bm_scaled = sparse / sparse.max() if sparse.max() > 0 else np.zeros_like(sparse)
-        w = self.manifest.reject_dense_weight
+        w = self.manifest.reject_dense_weight if dense_weight is None else dense_weight
         fused = w * cos_scaled + (1 - w) * bm_scaled
         # Rank first, then read from the chunk table only the k rows returned (the order is the same as
         # sorting all candidates: a stable sort on the fused score, candidates in row order).

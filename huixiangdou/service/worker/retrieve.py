@@ -84,13 +84,14 @@ class Retrieve:
     name = 'retrieve'
 
     def __init__(self, store: FeatureStore, top_k: int = 5, candidates: int = 20, language_factor: float = 1.3,
-                 path_factor: float = 1.0, keep_twins: bool = True):
+                 path_factor: float = 1.0, keep_twins: bool = True, dense_weight: float | None = None):
         if top_k < 1:
             raise ValueError(f'top_k must be >= 1, got {top_k}')
         if language_factor < 1.0 or path_factor < 1.0:
             raise ValueError(f'language_factor and path_factor must be >= 1, got {language_factor}, {path_factor}')
         self.path_factor = path_factor
         self.keep_twins = keep_twins
+        self.dense_weight = dense_weight
         self.store = store
         self.top_k = top_k
         self.candidates = max(candidates, top_k)
@@ -105,7 +106,7 @@ class Retrieve:
 
     async def run(self, session: Session) -> None:
         features = await query_features(self.store, session)
-        pool = await run_cpu(self.store.search, features, self.candidates, self.candidates)
+        pool = await run_cpu(self.store.search, features, self.candidates, self.candidates, self.dense_weight)
         words = {w.lower() for w in features.tokens}
         found = preferred(pool, session.language, self.language_factor, words, self.path_factor)
         found = (found if self.keep_twins else without_twins(found))[:self.top_k]
