@@ -194,6 +194,8 @@ def first_run(root: Path) -> tuple[float, str]:
     folder = root / 'first_run'
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    (folder / 'resource').mkdir()  # the sample queries are read next to the config, as in a fresh clone
+    shutil.copy(HERE / 'resource/sample_queries.json', folder / 'resource/sample_queries.json')
     config = write_config(folder / 'config.ini', folder / 'work', HERE / 'repodir',
                           HERE / 'resource/good_questions.json', HERE / 'resource/bad_questions.json')
     t0 = time.perf_counter()
@@ -206,7 +208,7 @@ def first_run(root: Path) -> tuple[float, str]:
     proc.wait()
     total = time.perf_counter() - t0
     err = (folder / 'stderr.log').read_text(encoding='utf-8', errors='replace')
-    server = 'LLM server started' if 'starting the LLM server' in err else 'no LLM server'
+    server = 'LLM server started' if 'starting the LLM server:' in err else 'no LLM server started'
     report = json.loads((folder / 'work' / 'report.json').read_text()) if (folder / 'work' / 'report.json').exists() else {}
     return first or float('nan'), (f'exit {total:.1f} s (code {proc.returncode}); {server}; store {report.get("seconds", 0):.0f} s '
                                    f'(embedding {report.get("embed_seconds", 0):.0f} s, calibration '
@@ -215,6 +217,8 @@ def first_run(root: Path) -> tuple[float, str]:
 
 def reject_row(base: Path, n: int) -> tuple[float, str]:
     """The worker's reject stage per message on the sample store, as debug['ms'] times it."""
+    from loguru import logger
+
     from huixiangdou.config import load_config
     from huixiangdou.service.worker.pipeline import Worker
     from huixiangdou.service.worker.session import Session
@@ -222,6 +226,8 @@ def reject_row(base: Path, n: int) -> tuple[float, str]:
     config = load_config(write_config(base.parent / 'reject.ini', base, HERE / 'repodir',
                                       HERE / 'resource/good_questions.json', HERE / 'resource/bad_questions.json'))
     config.worker.save_path = ''
+    logger.remove()  # one log line per message would be timed too
+    logger.add(sys.stderr, level='WARNING')
     messages = (json.loads((HERE / 'resource/heldout_good.json').read_text(encoding='utf-8'))
                 + json.loads((HERE / 'resource/heldout_bad.json').read_text(encoding='utf-8')))[:n]
 

@@ -20,6 +20,9 @@ from loguru import logger
 from huixiangdou.config import Config, ConfigError, load_config
 
 
+SAMPLE_QUERIES = 'resource/sample_queries.json'
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='python -m huixiangdou.main',
@@ -61,7 +64,7 @@ def ensure_feature_store(config: Config, config_path: Path) -> None:
 
 
 def sample_queries(config: Config) -> list[str]:
-    path = config.path('resource/sample_queries.json')
+    path = config.path(SAMPLE_QUERIES)
     if path.is_file():
         try:
             return [q for q in json.loads(path.read_text(encoding='utf-8')) if isinstance(q, str)]
@@ -124,23 +127,24 @@ async def post_to_webhook(config: Config, queries: list[str]) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> None:
-    saved = (f'and appended to {config.path(config.worker.save_path)} ([worker] save_path)'
-             if config.worker.save_path else '(not saved: [worker] save_path = "")')
+    saved = (f'appended to {config.path(config.worker.save_path)} ([worker] save_path)'
+             if config.worker.save_path else 'not saved ([worker] save_path = "")')
     if config.frontend.type == 'lark' and args.standalone:
         # As upstream: with a webhook bot, --standalone posts the answers to the group.
         logger.info('[frontend] type = "lark" with --standalone: answering the queries and posting the answers '
-                    'to the webhook, {}', saved)
+                    'to the webhook; answers are also {}', saved)
         asyncio.run(post_to_webhook(config, args.query or sample_queries(config)))
     elif config.frontend.type != 'none' and not args.query:
-        logger.info('serving the frontend [frontend] type = "{}"; answers are {}', config.frontend.type,
-                    saved.removeprefix('and '))
+        logger.info('serving the frontend [frontend] type = "{}"; answers are {}', config.frontend.type, saved)
         asyncio.run(serve_frontend(config))
     else:
         queries = args.query or sample_queries(config)
-        what = 'the --query questions' if args.query else (
-            f'the sample queries ({config.path("resource/sample_queries.json")}): [frontend] type = "none" '
-            'serves no group; set it to a frontend to serve one')
-        logger.info('answering {} {}; answers print on stdout {}', len(queries), what, saved)
+        path = config.path(SAMPLE_QUERIES)
+        what = ('question(s) from --query' if args.query else
+                f'sample queries from {path}' if path.is_file() else f'built-in sample queries ({path} not found)')
+        why = '' if args.query else ': [frontend] type = "none" serves no group; set it to a frontend to serve one'
+        logger.info('answering {} {}{}. Answers print on stdout and are {}; logs go to stderr', len(queries), what,
+                    why, saved)
         asyncio.run(answer(config, queries))
 
 
