@@ -1,7 +1,7 @@
 """Entry point: `python -m huixiangdou.main [--standalone] [--query Q]`.
 
-Builds the feature store if it is missing, starts the hybrid LLM server (with --standalone), then runs
-the configured frontend or answers the sample queries. Nothing else lives here.
+Builds the feature store if it is missing, starts the hybrid LLM server (with --standalone, when something
+in the config calls it), then runs the configured frontend or answers the sample queries. Nothing else lives here.
 """
 from __future__ import annotations
 
@@ -20,16 +20,25 @@ from loguru import logger
 from huixiangdou.config import DEFAULT_KNOWLEDGE_BASE, Config, ConfigError, load_config
 
 
+SAMPLE_QUERIES = 'resource/sample_queries.json'
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='python -m huixiangdou.main',
-        description='Run the huixiangdou assistant: answer sample queries, one --query, or serve the '
-                    'group-chat frontend selected by [frontend] type in config.ini.')
+        description='Run the huixiangdou assistant. Without --query it runs the frontend set in [frontend] '
+                    'type of config.ini; the default, "none", has no group to serve: it answers the sample '
+                    'queries (resource/sample_queries.json) and exits. A missing feature store is built first.',
+        epilog='Where things go: answers print on stdout and are appended as JSON lines to [worker] save_path '
+               '(default logs/work.txt); logs, progress and errors go to stderr.')
     # --config_path: upstream HuixiangDou's spelling, accepted so its users' scripts keep working.
     parser.add_argument('--config', '--config_path', dest='config', default='config.ini',
                         help='config file (TOML), default: %(default)s')
     parser.add_argument('--standalone', action='store_true',
-                        help='also start the hybrid LLM server as a subprocess (stopped on exit)')
+                        help='also start the hybrid LLM server as a subprocess (stopped on exit) when something '
+                             'in the config calls it: [worker] answer_mode "generate", or "auto" with a remote '
+                             'model or [llm.server] local_llm_path, or enable_intention / enable_check. The '
+                             'default config quotes from the documents and never calls it, so it is not started')
     parser.add_argument('--query', action='append',
                         help='a question to answer (repeatable); default: resource/sample_queries.json')
     parser.add_argument('--verbose', action='store_true', help='debug logs, with per-stage details')
@@ -61,7 +70,7 @@ def ensure_feature_store(config: Config, config_path: Path) -> None:
 
 
 def sample_queries(config: Config) -> list[str]:
-    path = config.path('resource/sample_queries.json')
+    path = config.path(SAMPLE_QUERIES)
     if path.is_file():
         try:
             return [q for q in json.loads(path.read_text(encoding='utf-8')) if isinstance(q, str)]
@@ -124,13 +133,45 @@ async def post_to_webhook(config: Config, queries: list[str]) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> None:
+    saved = (f'appended to {config.path(config.worker.save_path)} ([worker] save_path)'
+             if config.worker.save_path else 'not saved ([worker] save_path = "")')
     if config.frontend.type == 'lark' and args.standalone:
         # As upstream: with a webhook bot, --standalone posts the answers to the group.
+        logger.info('[frontend] type = "lark" with --standalone: answering the queries and posting the answers '
+                    'to the webhook; answers are also {}', saved)
         asyncio.run(post_to_webhook(config, args.query or sample_queries(config)))
     elif config.frontend.type != 'none' and not args.query:
+        logger.info('serving the frontend [frontend] type = "{}"; answers are {}', config.frontend.type, saved)
         asyncio.run(serve_frontend(config))
     else:
-        asyncio.run(answer(config, args.query or sample_queries(config)))
+        queries = args.query or sample_queries(config)
+        path = config.path(SAMPLE_QUERIES)
+        what = ('question(s) from --query' if args.query else
+                f'sample queries from {path}' if path.is_file() else f'built-in sample queries ({path} not found)')
+        why = '' if args.query else ': [frontend] type = "none" serves no group; set it to a frontend to serve one'
+        logger.info('answering {} {}{}. Answers print on stdout and are {}; logs go to stderr', len(queries), what,
+                    why, saved)
+        asyncio.run(answer(config, queries))
+
+
+def llm_callers(config: Config) -> list[str]:
+    """What in `config` would send a request to the LLM server, in words; empty when nothing would (the
+    default: answer_mode "auto" with only the bundled model quotes from the documents)."""
+    from huixiangdou.service.worker.pipeline import has_capable_llm
+
+    worker = config.worker
+    callers = []
+    if worker.answer_mode == 'generate':
+        callers.append('[worker] answer_mode = "generate"')
+    elif worker.answer_mode == 'auto' and has_capable_llm(config):
+        callers.append('[worker] answer_mode = "auto" with '
+                       + ('a remote model ([llm] enable_remote = 1)' if config.llm.enable_remote
+                          else '[llm.server] local_llm_path'))
+    if worker.enable_intention:
+        callers.append('[worker] enable_intention = 1')
+    if worker.enable_check:
+        callers.append('[worker] enable_check = 1')
+    return callers
 
 
 def setup_logging(verbose: bool) -> None:
@@ -202,8 +243,9 @@ def user_errors() -> tuple[type[Exception], ...]:
 def run_command(args: argparse.Namespace, body: Callable[[Config], None],
                 check: Callable[[Config], None] | None = None) -> int:
     """What `main` and `python -m huixiangdou.web` share: load the config, check it, build the store if it
-    is missing, start the LLM server with --standalone, run `body(config)`; our own errors print their
-    message (no traceback) and exit 1, SIGTERM/SIGHUP exit 128 + signal, Ctrl-C 130."""
+    is missing, start the LLM server with --standalone when something calls it (llm_callers), run
+    `body(config)`; our own errors print their message (no traceback) and exit 1, SIGTERM/SIGHUP exit
+    128 + signal, Ctrl-C 130."""
     stop_on_termination_signals()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     setup_logging(args.verbose)
@@ -215,9 +257,17 @@ def run_command(args: argparse.Namespace, body: Callable[[Config], None],
             check_standalone(config)
         ensure_feature_store(config, Path(args.config))
         setup_logging(args.verbose)  # the builder's CLI set its own log level
-        if args.standalone:
+        callers = llm_callers(config) if args.standalone else []
+        if args.standalone and not callers:
+            # 30-90 s and ~1 GB for a server nothing would call.
+            logger.info('--standalone: not starting the LLM server, nothing in this config calls it ([worker] '
+                        'answer_mode "{}" quotes from the documents with only the bundled model; intention and '
+                        'check are off). It starts with answer_mode "generate", a remote model or [llm.server] '
+                        'local_llm_path, or enable_intention / enable_check', config.worker.answer_mode)
+        if callers:
             from huixiangdou.service.llm_server_process import start_server
 
+            logger.info('--standalone: starting the LLM server for {}', ', '.join(callers))
             with start_server(Path(args.config), config):
                 body(config)
         else:

@@ -163,7 +163,8 @@ async def test_standalone_with_the_real_local_model(tmp_path, sample_store):
         feature_store={'work_dir': str(work_dir), 'repo_dir': str(REPO_ROOT / 'repodir'),
                        'embedding_model_path': SAMPLE_MODEL},
         llm={'enable_local': 1, 'enable_remote': 0, 'client_url': f'http://127.0.0.1:{port}/inference'},
-        worker={'context_max_length': 600},
+        # "generate": with only the bundled model, "auto" quotes and --standalone starts no server.
+        worker={'context_max_length': 600, 'answer_mode': 'generate'},
         **{'llm.server': {'local_llm_bind_port': port, 'local_llm_max_new_tokens': 24}})
     code, out, err = await run_main('--standalone', '--config', str(config), '--query',
                                     'Which port does the hybrid LLM server listen on?', timeout=600)
@@ -290,3 +291,47 @@ def test_our_error_types_are_one_line(in_process_main, capsys, error):
            'llm_client': LLMClientError}[error]('fix this key')
     assert in_process_main(exc) == 1
     assert capsys.readouterr().err == 'error: fix this key\n'
+
+
+async def test_standalone_starts_no_llm_server_that_nothing_would_call(tmp_path, sample_store):
+    """The default answer mode with only the bundled model quotes from the documents: --standalone says so
+    and answers without spending a minute and a gigabyte on a server nothing calls."""
+    work_dir, _ = sample_store
+    port = free_port()
+    config = write_config(
+        tmp_path / 'config.ini',
+        feature_store={'work_dir': str(work_dir), 'repo_dir': str(REPO_ROOT / 'repodir'),
+                       'embedding_model_path': SAMPLE_MODEL},
+        llm={'client_url': f'http://127.0.0.1:{port}/inference'},
+        worker={'save_path': str(tmp_path / 'logs' / 'work.txt')},
+        **{'llm.server': {'local_llm_bind_port': port}})
+    code, out, err = await run_main('--standalone', '--config', str(config), '--query', ON_TOPIC)
+    assert code == 0, err[-2000:]
+    assert 'not starting the LLM server' in err and 'starting the LLM server:' not in err
+    assert f'ErrorCode.SUCCESS | Query: {ON_TOPIC}' in out
+    # Where the answers went, said at the start and true.
+    assert str(tmp_path / 'logs' / 'work.txt') in err
+    assert json.loads((tmp_path / 'logs' / 'work.txt').read_text(encoding='utf-8'))['query'] == ON_TOPIC
+
+
+def test_llm_callers_name_what_would_call_the_server():
+    from huixiangdou.config import Config
+    from huixiangdou.main import llm_callers
+
+    config = Config()
+    assert llm_callers(config) == []          # the shipped default: auto + only the bundled model
+    config.worker.answer_mode = 'generate'
+    assert llm_callers(config) == ['[worker] answer_mode = "generate"']
+    config.worker.answer_mode, config.llm.enable_remote = 'auto', 1
+    assert 'remote model' in llm_callers(config)[0]
+    config.llm.enable_remote, config.worker.enable_check = 0, 1
+    assert llm_callers(config) == ['[worker] enable_check = 1']
+
+
+def test_help_says_what_runs_without_standalone_and_where_answers_go():
+    import subprocess
+    out = subprocess.run([sys.executable, '-m', 'huixiangdou.main', '--help'], capture_output=True, text=True,
+                         check=True).stdout
+    flat = ' '.join(out.split())
+    assert 'runs the frontend set in [frontend] type' in flat and '"none"' in flat and 'sample queries' in flat
+    assert 'logs/work.txt' in flat and 'stderr' in flat

@@ -67,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _print_build(report: BuildReport, reject_throttle: float | None) -> None:
+def _print_build(report: BuildReport, reject_throttle: float | None, good: Path | None = None,
+                 bad: Path | None = None) -> None:
     print(f'Feature store written to {report.work_dir} in {report.seconds:.1f}s')
     print(f'  files indexed: {len(report.indexed)}  unchanged (reused): {len(report.reused)}  '
           f'deleted: {len(report.deleted)}  skipped: {len(report.skipped)}')
@@ -91,8 +92,11 @@ def _print_build(report: BuildReport, reject_throttle: float | None) -> None:
         if reject_throttle is not None:
             print(f'  note: config.ini reject_throttle = {reject_throttle} overrides the calibrated threshold '
                   f'{c["threshold"]:.4f}; set it to -1 to use the calibration')
-        print('  would answer: ' + ' | '.join(report.examples.get('accepted', [])))
-        print('  would ignore: ' + ' | '.join(report.examples.get('rejected', [])))
+        # Quoted as what they are: lines of the example files, scored by models that never saw them.
+        for key, verb, path in (('accepted', 'answers', good), ('rejected', 'stays silent on', bad)):
+            if report.examples.get(key):
+                print(f'    e.g. it {verb} these examples from {path.name if path else "the example files"}: '
+                      + '  '.join(f'«{q}»' for q in report.examples[key]))
     print(f'  report: {Path(report.work_dir) / "report.json"}')
 
 
@@ -195,7 +199,7 @@ def run_one(config: Config, args: argparse.Namespace, embedders: EmbedderCache) 
     builder = FeatureStoreBuilder(fs, embedders.get(config), progress=not (args.quiet or args.json), ocr=config.ocr)
     report = builder.build(repo_dir, work_dir, rebuild=args.rebuild, good=good, bad=bad)
     if not args.json:
-        _print_build(report, reject_throttle_override(config))
+        _print_build(report, reject_throttle_override(config), good, bad)
     return report.to_json()
 
 

@@ -30,11 +30,11 @@ from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.primitive.splitter import TextSplitter, embedding_text
 from huixiangdou.primitive.tokenizer import tokenize
 from huixiangdou.service.feature_store import calibration
+from huixiangdou.service.feature_store.calibration_cache import CALIBRATION_CACHE
 from huixiangdou.service.feature_store.milvus_store import make_milvus_index
-from huixiangdou.service.feature_store.reject_model import (MIN_EXAMPLES, RULE_SPECIFIC_WORDS,
-                                                            RejectModel, RejectModelError,
-                                                            calibrate_reject_model)
+from huixiangdou.service.feature_store.reject_model import RejectModel, RejectModelError
 from huixiangdou.service.feature_store.store import FeatureStore
+from huixiangdou.service.feature_store.store_calibration import StoreCalibrator
 from huixiangdou.service.feature_store.store_files import (CURRENT, FORMAT_VERSION, FileRecord, Manifest,
                                                            StoreError, current_folder, make_dense_index,
                                                            read_chunks, read_manifest, remove_partial_folders,
@@ -79,6 +79,10 @@ class BuildReport:
     # {"index": "flat" or "IVF<n>,Flat nprobe=<p>", "recall_at_10": against exact search, None when exact}
     dense_index: dict = field(default_factory=dict)
     embedding_cache: dict = field(default_factory=dict)   # {"path", "hits", "embedded"}; {} when off or unused
+    calibrate_seconds: float = 0.0
+    # What the calibration reused from its last run: {"evidence_reused", "evidence_computed",
+    # "message_fits": "reused" | "fitted" | None (the rule fits none)}; {} without examples.
+    calibration_cache: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -126,10 +130,6 @@ def _load_previous(work_dir: Path, manifest: Manifest) -> _Previous | None:
         except RejectModelError as exc:
             logger.warning('previous reject model unusable ({})', exc)
     return _Previous(manifest, chunks, vectors, sparse, reject_model)
-
-
-def _best(good: np.ndarray, bad: np.ndarray) -> dict | None:
-    return calibration.best_threshold(good, bad).to_json() if len(good) and len(bad) else None
 
 
 class FeatureStoreBuilder:
@@ -368,9 +368,10 @@ class FeatureStoreBuilder:
             manifest.reject_dense_weight = self.fixed_dense_weight
         self._check_cancel()
         self.on_progress('calibrate', 0, 1)
+        calibrate_start = time.perf_counter()
         if good and bad:
-            self._calibrate(store, calibration.load_questions(Path(good)), calibration.load_questions(Path(bad)),
-                            report)
+            self._calibrator(work_dir).run(store, calibration.load_questions(Path(good)),
+                                           calibration.load_questions(Path(bad)), report)
         elif (last := self._last_calibration(work_dir, previous)) is not None:
             # No question files this time: keep the last calibration rather than silently losing it.
             last_manifest, store.reject_model = last
@@ -381,7 +382,8 @@ class FeatureStoreBuilder:
                            'no longer fit the changed documents', manifest.reject_threshold)
         else:
             # No examples at all: the conservative rule, never "answer everything".
-            self._calibrate(store, [], [], report)
+            self._calibrator(work_dir).run(store, [], [], report)
+        report.calibrate_seconds = time.perf_counter() - calibrate_start
         self._check_cancel()
         self.on_progress('save', 0, 1)
         report.seconds = time.perf_counter() - start
@@ -417,57 +419,19 @@ class FeatureStoreBuilder:
         self.on_progress('embed', len(texts), len(texts))
         return vectors
 
-    def _embedding_cache(self, work_dir: Path) -> EmbeddingCache | None:
-        """The content-addressed cache ([feature_store] embedding_cache), or None when it is "off"."""
+    def _calibrator(self, work_dir: Path) -> StoreCalibrator:
+        return StoreCalibrator(self.embedder, self.config.reject_target, self.fixed_dense_weight,
+                               work_dir / CALIBRATION_CACHE,
+                               query_cache=lambda: self._embedding_cache(work_dir, queries=True),
+                               progress=self.progress,
+                               on_fold=lambda done, total: self.on_progress('calibrate', done, total))
+
+    def _embedding_cache(self, work_dir: Path, queries: bool = False) -> EmbeddingCache | None:
+        """The content-addressed cache ([feature_store] embedding_cache), or None when it is "off".
+        `queries`: the model's query side (the examples), under its own key: e5 embeds queries differently."""
         where = self.config.embedding_cache
         if where == 'off':
             return None
         path = Path(where) if where else work_dir / EMBEDDING_CACHE
-        return EmbeddingCache(path, self.embedder.model_id, self.embedder.dimension)
-
-    def _calibrate(self, store: FeatureStore, good_q: list[str], bad_q: list[str], report: BuildReport) -> None:
-        """Fit the reject model on the examples and choose its threshold on cross-validated scores."""
-        evidence = store.evidence(good_q + bad_q) if good_q or bad_q else []
-        g, b = evidence[:len(good_q)], evidence[len(good_q):]
-        arr = lambda items, attr: np.array([getattr(e, attr) for e in items], dtype=np.float64)  # noqa: E731
-        # Retrieval mixes scaled cosine and BM25; the weight that best separates the examples by
-        # cosine + coverage is the one that trusts the embedding model as much as it deserves here.
-        if g and b:
-            weight = calibration.calibrate(arr(g, 'cosine'), arr(g, 'coverage'), arr(b, 'cosine'),
-                                           arr(b, 'coverage'), weight=self.fixed_dense_weight).weight
-        else:
-            weight = store.manifest.reject_dense_weight
-        with tqdm(total=1, desc='calibrate', disable=not self.progress) as bar:
-            result = calibrate_reject_model(g, b, self.config.reject_target,
-                                            on_fold=lambda done, total: self.on_progress('calibrate', done, total))
-            bar.update(1)
-        model, chosen, met, honest = result.model, result.metrics, result.target_met, result.honest
-        target = self.config.reject_target
-        if model.kind == 'rule':
-            logger.warning('only {} on-topic / {} chatter examples (fewer than {} of either): the reject '
-                           'stage uses the conservative rule (answer only messages with {}+ words specific to '
-                           'the documents); add examples and rebuild to learn from them', len(g), len(b),
-                           MIN_EXAMPLES, RULE_SPECIFIC_WORDS)
-        elif not met:
-            logger.warning('reject_target {} cannot be met on these examples; using the most precise '
-                           'threshold: {}', target, chosen)
-        fitted = model.score(evidence)
-        store.reject_model = model
-        store.manifest.reject_threshold = chosen.threshold
-        store.manifest.reject_dense_weight = weight
-        store.manifest.calibration = {
-            'good_questions': len(good_q), 'bad_questions': len(bad_q), 'model': model.kind,
-            'target': target, 'target_met': met, 'cross_validated': chosen.to_json(),
-            'in_sample': calibration.metrics_at(fitted[:len(g)], fitted[len(g):], chosen.threshold).to_json(),
-            'dense_only': _best(arr(g, 'cosine'), arr(b, 'cosine')),
-            'sparse_only': _best(arr(g, 'bm25'), arr(b, 'bm25')),
-            'retrieval_dense_weight': weight,
-            # Each example's cross-validated P(on-topic), for the console's picture of the two classes.
-            'scores': {'good': [round(float(x), 4) for x in honest[:len(g)]],
-                       'bad': [round(float(x), 4) for x in honest[len(g):]]},
-            'calibrated_at': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
-        report.calibration = store.manifest.calibration
-        scored = list(zip(good_q + bad_q, honest))
-        accepted = sorted((x for x in scored if x[1] >= chosen.threshold), key=lambda x: -x[1])
-        rejected = sorted((x for x in scored if x[1] < chosen.threshold), key=lambda x: x[1])
-        report.examples = {'accepted': [q for q, _ in accepted[:3]], 'rejected': [q for q, _ in rejected[:3]]}
+        model_id = f'{self.embedder.model_id}\0query' if queries else self.embedder.model_id
+        return EmbeddingCache(path, model_id, self.embedder.dimension)

@@ -34,13 +34,18 @@ def query_tokens(text: str) -> list[str]:
     return list(dict.fromkeys(tokenize(text)))
 
 
-def featurize(store, texts: list[str]) -> list[QueryFeatures]:
-    """Features of each text against `store` (a FeatureStore); the embedding runs in one batch."""
+def query_encoder(embedder):
+    """The embedder's query side: asymmetric models (e5) embed queries differently from passages."""
+    return getattr(embedder, 'encode_queries', None) or embedder.encode
+
+
+def featurize(store, texts: list[str], vectors: np.ndarray | None = None) -> list[QueryFeatures]:
+    """Features of each text against `store` (a FeatureStore); the embedding runs in one batch, unless the
+    caller has the texts' query embeddings already (`vectors`, e.g. from the embedding cache)."""
     if not texts:
         return []
-    # Asymmetric models (e5) embed queries differently from passages.
-    encode = getattr(store.embedder, 'encode_queries', None) or store.embedder.encode
-    vectors = encode(texts)
+    if vectors is None:
+        vectors = query_encoder(store.embedder)(texts)
     sparse = []
     for text in texts:
         tokens = query_tokens(text)

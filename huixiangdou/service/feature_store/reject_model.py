@@ -4,8 +4,8 @@ Two linear layers, both explainable. The *message model* learns what on-topic me
 look like from the labelled examples (the message's embedding and its character n-grams). The *decision*
 combines its opinion (cross-fitted, so it is never judged on examples it memorised) with the knowledge
 base's evidence (reject_evidence.py) into P(on-topic). With fewer than MIN_EXAMPLES of either class it
-falls back to a fixed, conservative rule. Fitting, saving and explaining live here; the threshold is
-chosen in calibration.py.
+falls back to a fixed, conservative rule. The decision, saving and explaining live here; the message model
+and its cross-fitting in message_model.py; the threshold is chosen in calibration.py.
 """
 from __future__ import annotations
 
@@ -17,84 +17,24 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import scipy.sparse as sps
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
 
 from huixiangdou.config import parse_reject_target
 from huixiangdou.service.feature_store.calibration import Metrics, choose_threshold, metrics_at
+from huixiangdou.service.feature_store.message_model import MessageFits, MessageModel, logistic
 from huixiangdou.service.feature_store.reject_evidence import KB_FEATURES, RejectEvidence
+
+__all__ = ['MessageModel', 'MessageFits', 'Decision', 'RejectModel', 'Calibrated', 'calibrate_reject_model',
+           'cross_validated_scores', 'RejectModelError', 'MIN_EXAMPLES', 'RULE_SPECIFIC_WORDS']
 
 MIN_EXAMPLES = 20           # per class; below this the rule decides
 RULE_SPECIFIC_WORDS = 3     # the rule: answer a message with at least this many KB-specific words
-FOLDS = 5
 MODEL_FILE = 'reject_model.npz'
 DECISION_FEATURES = ('examples',) + KB_FEATURES
-# Message-model settings chosen by 5-fold cross-validation on a real group's 680 labelled messages
-# (docs/feature_store.md): the embedding carries meaning, character n-grams carry jargon and code.
-_VECTOR_SCALE = 3.0
-_NGRAM_SCALE = 0.5
-_C = 1.0
 
 
 class RejectModelError(RuntimeError):
     """The stored reject model is missing or damaged."""
-
-
-def _vectorizer(**kwargs) -> TfidfVectorizer:
-    return TfidfVectorizer(analyzer='char_wb', ngram_range=(1, 3), sublinear_tf=True, lowercase=True,
-                           dtype=np.float64, **kwargs)
-
-
-def _logistic() -> LogisticRegression:
-    # Balanced: chatter usually outnumbers questions, and the threshold is chosen afterwards anyway.
-    return LogisticRegression(C=_C, class_weight='balanced', max_iter=5000)
-
-
-@dataclass
-class MessageModel:
-    """Linear model over [embedding - mean, character n-gram TF-IDF] of the message alone."""
-    center: np.ndarray
-    vector_coef: np.ndarray
-    ngrams: list[str]
-    idf: np.ndarray
-    ngram_coef: np.ndarray
-    intercept: float
-    _vectorizer: TfidfVectorizer | None = field(default=None, repr=False)
-
-    @classmethod
-    def fit(cls, texts: list[str], vectors: np.ndarray, labels: np.ndarray) -> 'MessageModel':
-        vec = _vectorizer().fit(texts)
-        center = vectors.mean(axis=0)
-        x = sps.hstack([sps.csr_matrix((vectors - center) * _VECTOR_SCALE),
-                        _NGRAM_SCALE * vec.transform(texts)]).tocsr()
-        lr = _logistic().fit(x, labels)
-        coef = lr.coef_[0]
-        d = vectors.shape[1]
-        ngrams = [''] * len(vec.vocabulary_)
-        for gram, i in vec.vocabulary_.items():
-            ngrams[i] = gram
-        return cls(center.astype(np.float64), coef[:d].copy(), ngrams, vec.idf_.copy(), coef[d:].copy(),
-                   float(lr.intercept_[0]), vec)
-
-    @property
-    def vectorizer(self) -> TfidfVectorizer:
-        if self._vectorizer is None:
-            vec = _vectorizer(vocabulary={g: i for i, g in enumerate(self.ngrams)})
-            vec.idf_ = self.idf
-            self._vectorizer = vec
-        return self._vectorizer
-
-    def parts(self, texts: list[str], vectors: np.ndarray) -> tuple[np.ndarray, sps.csr_matrix]:
-        """(embedding part of the logit per text, weighted n-gram matrix) for explanation and scoring."""
-        dense = ((vectors - self.center) * _VECTOR_SCALE) @ self.vector_coef
-        grams = self.vectorizer.transform(texts).multiply(_NGRAM_SCALE * self.ngram_coef).tocsr()
-        return dense, grams
-
-    def logits(self, texts: list[str], vectors: np.ndarray) -> np.ndarray:
-        dense, grams = self.parts(texts, vectors)
-        return dense + np.asarray(grams.sum(axis=1)).ravel() + self.intercept
 
 
 @dataclass
@@ -110,7 +50,7 @@ class Decision:
         mean = features.mean(axis=0)
         scale = features.std(axis=0)
         scale[scale < 1e-9] = 1.0
-        lr = _logistic().fit((features - mean) / scale, labels)
+        lr = logistic().fit((features - mean) / scale, labels)
         return cls(mean, scale, lr.coef_[0].copy(), float(lr.intercept_[0]))
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
@@ -138,19 +78,20 @@ class RejectModel:
 
     # -- fitting -------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, good: list[RejectEvidence], bad: list[RejectEvidence],
-            min_examples: int = MIN_EXAMPLES) -> 'RejectModel':
-        """A classifier, or the rule when either class has fewer than `min_examples` examples."""
+    def fit(cls, good: list[RejectEvidence], bad: list[RejectEvidence], min_examples: int = MIN_EXAMPLES,
+            fits: MessageFits | None = None) -> 'RejectModel':
+        """A classifier, or the rule when either class has fewer than `min_examples` examples. `fits`, the
+        message model's fits for exactly these examples in this order, saves fitting them again."""
         evidence = good + bad
-        labels = np.array([1] * len(good) + [0] * len(bad), dtype=np.int8)
+        labels = _labels(good, bad)
         texts = [e.query for e in evidence]
-        vectors = np.stack([e.vector for e in evidence]).astype(np.float32) if evidence else np.zeros((0, 0))
+        vectors = _vectors(evidence)
         if min(len(good), len(bad)) < max(min_examples, 2):
             return cls('rule', example_texts=texts, example_labels=labels, example_vectors=vectors)
-        examples = cross_fitted_logits(texts, vectors, labels)
-        features = np.column_stack([examples, np.stack([e.kb_features() for e in evidence])])
-        return cls('classifier', MessageModel.fit(texts, vectors, labels), Decision.fit(features, labels),
-                   texts, labels, vectors)
+        if fits is None:
+            fits = MessageFits.fit(texts, vectors, labels)
+        features = np.column_stack([fits.cross_fitted, _kb(evidence)])
+        return cls('classifier', fits.full, Decision.fit(features, labels), texts, labels, vectors)
 
     # -- scoring -------------------------------------------------------------------------------
     def features(self, evidence: list[RejectEvidence]) -> np.ndarray:
@@ -261,6 +202,18 @@ def _chunk_json(chunk, name: str, value: float) -> dict | None:
             'text': text[:160] + ('…' if len(text) > 160 else '')}
 
 
+def _labels(good: list, bad: list) -> np.ndarray:
+    return np.array([1] * len(good) + [0] * len(bad), dtype=np.int8)
+
+
+def _vectors(evidence: list[RejectEvidence]) -> np.ndarray:
+    return np.stack([e.vector for e in evidence]).astype(np.float32) if evidence else np.zeros((0, 0))
+
+
+def _kb(evidence: list[RejectEvidence]) -> np.ndarray:
+    return np.stack([e.kb_features() for e in evidence])
+
+
 @dataclass
 class Calibrated:
     """A fitted reject model with its threshold for the target, and the honest metrics there."""
@@ -268,20 +221,26 @@ class Calibrated:
     metrics: Metrics                  # at the threshold, on cross-validated scores of the examples
     target_met: bool
     honest: np.ndarray                # cross-validated scores of the examples (good then bad)
+    fits: MessageFits | None = None   # the message model's fits (None for the rule), for reuse
 
 
 def calibrate_reject_model(good: list[RejectEvidence], bad: list[RejectEvidence], target: str = 'f1',
-                           min_examples: int = MIN_EXAMPLES,
+                           min_examples: int = MIN_EXAMPLES, fits: MessageFits | None = None,
                            on_fold: Callable[[int, int], None] | None = None) -> Calibrated:
     """Fit on all examples; choose the threshold on scores the examples got from models that never saw
     them, so the operating point holds for new messages rather than for the memorised ones.
-    `on_fold(done, total)` hears after the fit on all and after each cross-validation fold."""
-    on_fold = on_fold or (lambda done, total: None)
-    folds = _fold_count(good, bad, min_examples)
-    model = RejectModel.fit(good, bad, min_examples=min_examples)
-    on_fold(1, folds + 1)
-    honest = cross_validated_scores(good, bad, min_examples=min_examples,
-                                    on_fold=lambda done: on_fold(1 + done, folds + 1))
+    `on_fold(done, total)` hears after the fit on all and after each cross-validation fold.
+
+    `fits` (from an earlier calibration on the same examples, calibration_cache.py) skips every message-model
+    fit: only the decision layer, which weighs the knowledge base's evidence, is fitted again."""
+    evidence = good + bad
+    # One BLAS thread: these problems are small (hundreds of rows), and OpenBLAS's threads cost more than
+    # they save (the sample store's fits: 4.2 s of CPU with two threads, 1.5 s with one).
+    with threadpool_limits(1, user_api='blas'):
+        if min(len(good), len(bad)) >= max(min_examples, 2) and fits is None:
+            fits = MessageFits.fit([e.query for e in evidence], _vectors(evidence), _labels(good, bad), on_fold)
+        model = RejectModel.fit(good, bad, min_examples=min_examples, fits=fits)
+        honest = cross_validated_scores(good, bad, min_examples=min_examples, fits=fits)
     g, b = honest[:len(good)], honest[len(good):]
     if model.kind == 'rule':
         metrics = metrics_at(g, b, model.rule_threshold)
@@ -289,45 +248,29 @@ def calibrate_reject_model(good: list[RejectEvidence], bad: list[RejectEvidence]
         met = min_precision is None or not len(g) or metrics.precision >= min_precision
         return Calibrated(model, metrics, met, honest)
     metrics, met = choose_threshold(g, b, target)
-    return Calibrated(model, metrics, met, honest)
-
-
-def _fold_count(good: list, bad: list, min_examples: int) -> int:
-    """How many folds cross_validated_scores fits (0 when the examples are too few to learn from)."""
-    if min(len(good), len(bad)) < max(min_examples, 2):
-        return 0
-    return min(FOLDS, len(good), len(bad))
-
-
-def _folds(labels: np.ndarray, seed: int = 0):
-    k = min(FOLDS, int(np.bincount(labels, minlength=2).min()))
-    return StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels)
-
-
-def cross_fitted_logits(texts: list[str], vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The message model's logit for each example from a model that never saw it (k-fold)."""
-    out = np.zeros(len(texts))
-    for train, test in _folds(labels, seed=1):
-        model = MessageModel.fit([texts[i] for i in train], vectors[train], labels[train])
-        out[test] = model.logits([texts[i] for i in test], vectors[test])
-    return out
+    return Calibrated(model, metrics, met, honest, fits)
 
 
 def cross_validated_scores(good: list[RejectEvidence], bad: list[RejectEvidence],
-                           min_examples: int = MIN_EXAMPLES,
-                           on_fold: Callable[[int], None] | None = None) -> np.ndarray:
+                           min_examples: int = MIN_EXAMPLES, fits: MessageFits | None = None) -> np.ndarray:
     """Each example's score from a whole model (message model + decision) fitted without its fold:
     the honest scores the threshold is chosen on. Order: good then bad."""
     evidence = good + bad
-    labels = np.array([1] * len(good) + [0] * len(bad), dtype=np.int8)
+    labels = _labels(good, bad)
     if min(len(good), len(bad)) < max(min_examples, 2):
         return RejectModel.fit(good, bad, min_examples).score(evidence)  # the rule learns nothing
+    if fits is None:
+        fits = MessageFits.fit([e.query for e in evidence], _vectors(evidence), labels)
+    kb = _kb(evidence)
     out = np.zeros(len(evidence))
-    for fold, (train, test) in enumerate(_folds(labels), 1):
-        g = [evidence[i] for i in train if labels[i] == 1]
-        b = [evidence[i] for i in train if labels[i] == 0]
+    for fold in fits.folds:
+        train = np.setdiff1d(np.arange(len(evidence)), fold.test)
+        if fold.train_logits is None:  # a fold with fewer than two of a class: the rule, as RejectModel.fit
+            g = [evidence[i] for i in train if labels[i] == 1]
+            b = [evidence[i] for i in train if labels[i] == 0]
+            out[fold.test] = RejectModel.fit(g, b, min_examples=0).score([evidence[i] for i in fold.test])
+            continue
         # The same kind of model as the one fitted on everything, even if a fold dips below the minimum.
-        out[test] = RejectModel.fit(g, b, min_examples=0).score([evidence[i] for i in test])
-        if on_fold is not None:
-            on_fold(fold)
+        decision = Decision.fit(np.column_stack([fold.train_logits, kb[train]]), labels[train])
+        out[fold.test] = decision.probability(np.column_stack([fold.test_logits, kb[fold.test]]))
     return out
