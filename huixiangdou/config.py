@@ -270,6 +270,10 @@ class WorkerConfig:
     enable_web_search: int = 0
     enable_check: int = 0
     retrieve_top_k: int = 5
+    # Retrieval's mix of scaled cosine and BM25 (weight of the cosine; -1 = the reject calibration's) and the
+    # factor for chunks whose path names a word of the question ("mmcv" in "装完 mmcv 报错"): docs/worker.md.
+    retrieve_dense_weight: float = 0.3
+    retrieve_path_factor: float = 1.5
     context_max_length: int = 2000
     min_query_length: int = 4
     language: str = 'auto'
@@ -284,6 +288,11 @@ class WorkerConfig:
     def validate(self) -> None:
         if self.retrieve_top_k < 1:
             raise ConfigError(f'[worker] retrieve_top_k must be >= 1, got {self.retrieve_top_k}')
+        if self.retrieve_dense_weight != -1 and not 0.0 <= self.retrieve_dense_weight <= 1.0:
+            raise ConfigError('[worker] retrieve_dense_weight must be -1 (the reject calibration\'s) or in [0, 1], '
+                              f'got {self.retrieve_dense_weight}')
+        if self.retrieve_path_factor < 1.0:
+            raise ConfigError(f'[worker] retrieve_path_factor must be >= 1, got {self.retrieve_path_factor}')
         if self.min_query_length < 1:
             raise ConfigError(f'[worker] min_query_length must be >= 1, got {self.min_query_length}')
         if self.context_max_length < 200:
