@@ -12,9 +12,11 @@ import json
 from aiohttp import web
 from loguru import logger
 
+from huixiangdou.config import DEFAULT_KNOWLEDGE_BASE
 from huixiangdou.web.api_error import ApiError, read_json, text_field
-from huixiangdou.web.scope import kb_ready
+from huixiangdou.web.console import console_of
 from huixiangdou.web.outcome import session_summary
+from huixiangdou.web.scope import kb_ready
 
 CONSOLE_GROUP = 'web-console'
 MAX_QUERY_CHARS = 4000
@@ -35,7 +37,9 @@ async def ask(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, 'bad_field', '"group_id" must be a string')
     if len(group) > MAX_GROUP_CHARS:
         raise ApiError(400, 'too_long', f'"group_id" is longer than {MAX_GROUP_CHARS} characters')
-    console = await kb_ready(request)
+    # Without ?kb=, a group id is answered by the knowledge base that group is routed to, as in the group.
+    routed = console_of(request).config.knowledge_base_for(group) if body.get('group_id') else DEFAULT_KNOWLEDGE_BASE
+    console = await kb_ready(request, routed)
     async with console.slot.use() as worker:
         response = web.StreamResponse(headers={'Content-Type': 'text/event-stream; charset=utf-8',
                                                'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no'})

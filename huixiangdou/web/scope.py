@@ -32,12 +32,13 @@ def check_name(request: web.Request, name: str) -> str:
     return name
 
 
-def kb_scope(request: web.Request) -> KnowledgeBaseState:
-    """The state of the knowledge base `?kb=` names (its worker perhaps not loaded: see kb_ready)."""
-    name = check_name(request, request.query.get(KB_PARAM) or DEFAULT_KNOWLEDGE_BASE)
+def kb_scope(request: web.Request, fallback: str = DEFAULT_KNOWLEDGE_BASE) -> KnowledgeBaseState:
+    """The state of the knowledge base `?kb=` names, else `fallback` (its worker perhaps not loaded: see
+    kb_ready)."""
+    name = check_name(request, request.query.get(KB_PARAM) or fallback)
     return console_of(request).kb(name)
 
 
-async def kb_ready(request: web.Request) -> KnowledgeBaseState:
+async def kb_ready(request: web.Request, fallback: str = DEFAULT_KNOWLEDGE_BASE) -> KnowledgeBaseState:
     """kb_scope with the knowledge base's worker loaded when its store can be (for asking and reading chunks)."""
-    return await console_of(request).ready(kb_scope(request))
+    return await console_of(request).ready(kb_scope(request, fallback))

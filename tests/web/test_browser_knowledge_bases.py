@@ -153,7 +153,7 @@ def test_an_operator_sees_only_their_knowledge_base_and_another_is_refused_clear
     status, _ = call(web_server, 'POST', '/api/knowledge-bases', {'name': 'support', 'password': 'support-pass-123'})
     assert status in (201, 409)
     open_page(page, web_server.base_url, 'login')
-    page.select_option('#login-kb', 'support')
+    page.fill('#login-kb', 'support')
     page.fill('#login-password', 'support-pass-123')
     page.click('#login-operator-button')
     page.wait_for_selector('body[data-role="operator"]')

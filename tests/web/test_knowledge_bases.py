@@ -218,8 +218,9 @@ async def test_builds_of_two_knowledge_bases_take_turns_and_both_stores_stay_who
             for kb in ('coffee', 'default'):
                 async with http.get(f'{coffee.base_url}/api/rebuild', params={'kb': kb}) as r:
                     states[kb] = await r.json()
-            active = [kb for kb, s in states.items() if s['state'] == 'running' and s['phase'] != 'queued']
-            assert len(active) <= 1, states   # never two at once
+            # Loading a finished store into its worker ('load') reads only that knowledge base's own files.
+            active = [kb for kb, s in states.items() if s['state'] == 'running' and s['phase'] not in ('queued', 'load')]
+            assert len(active) <= 1, states   # never two builds at once
             if all(s['state'] != 'running' for s in states.values()):
                 break
         assert [s['state'] for s in states.values()] == ['done', 'done'], states
@@ -320,3 +321,43 @@ def test_calibration_reports_progress_by_fold_with_an_estimate_of_the_time_left(
     job._progress('save', 0, 1)
     assert job.snapshot()['eta_s'] is None
 
+
+
+async def test_a_group_bound_in_the_console_gets_answers_from_that_knowledge_base_through_wechat(coffee):
+    """The whole loop as an operator runs it: bind a group in the console, start the frontend from the same
+    config (as `main` would), and a message from that group, posted in the WeChat JSON format, is answered
+    from the console-made knowledge base's document, while another group's is answered from the default."""
+    import asyncio
+
+    from huixiangdou.config import load_config
+    from huixiangdou.frontend.wechat_personal import WechatPersonalServer
+    from huixiangdou.service.worker.pipeline import Worker
+
+    async with aiohttp.ClientSession(headers=coffee.auth) as http:
+        async with http.put(f'{coffee.base_url}/api/groups/wx_coffee_room',
+                            json={'knowledge_base': 'coffee', 'frontend': 'wechat_personal'}) as r:
+            assert r.status == 200, await r.text()
+    config = load_config(coffee.config_path)
+    config.frontend.type = 'wechat_personal'
+    config.frontend.wechat_personal.host = '127.0.0.1'
+    config.frontend.wechat_personal.token = 'helper-app-token'
+    worker = await asyncio.to_thread(Worker.from_config, config)
+    server = WechatPersonalServer(config.frontend, worker, port=0)
+    await server.start()
+    try:
+        url = f'http://127.0.0.1:{server.port}{config.frontend.wechat_personal.path}'
+        coffee.fake.responder = lambda messages: 'Purge and wipe the steam wand after every latte [1].'
+        async with aiohttp.ClientSession(headers={'Authorization': 'Bearer helper-app-token'}) as http:
+            async with http.post(url, json={'group_id': 'wx_coffee_room', 'sender': '小王',
+                                            'content': COFFEE_QUESTION, 'message_id': 'm-1'}) as r:
+                coffee_reply = await r.json()
+            coffee.fake.responder = lambda messages: '在 config.ini 的 [frontend.lark_group] 段填写 encrypt_key [1]。'
+            async with http.post(url, json={'group_id': 'wx_other_room', 'sender': '小李',
+                                            'content': ON_TOPIC, 'message_id': 'm-2'}) as r:
+                default_reply = await r.json()
+    finally:
+        await server.stop()
+    assert coffee_reply['status'] == 'answered', coffee_reply
+    assert [ref.split('#')[0] for ref in coffee_reply['references']] == ['espresso.md']
+    assert default_reply['status'] == 'answered', default_reply
+    assert not [ref for ref in default_reply['references'] if ref.startswith('espresso.md')]

@@ -95,6 +95,10 @@ export class BuildProgress {
       return [head];
     }
     const r = status.report;
+    if (status.origin === 'earlier' && this.last) {
+      // The build that made the store answering now ran before the console started: say when.
+      head.append(h('span', { class: 'muted' }, t('build.lastBuilt', { when: when(this.last) })));
+    }
     if (r) {
       head.append(h('span', {}, t('build.doneReport', {
         seconds: seconds(r.seconds), indexed: r.indexed.length, reused: r.reused.length,

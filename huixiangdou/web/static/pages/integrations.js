@@ -107,6 +107,10 @@ function groupsCard(ctx, frontend) {
   const groupInput = h('input', { id: 'bind-group', type: 'text', class: 'narrow', placeholder: t('groups.groupPlaceholder'), autocomplete: 'off' });
   const kbSelect = h('select', { id: 'bind-kb', dataset: { data: '' } }, knowledgeBases.list.map((k) => h('option', { value: k.name }, k.name)));
   kbSelect.value = ctx.kb;
+  // Where the group lives: the configured group frontend when it is one, else the operator picks.
+  const kinds = ['lark_group', 'wechat_personal', 'wechat_wkteam'];
+  const frontendSelect = h('select', { id: 'bind-frontend', dataset: { data: '' } }, kinds.map((k) => h('option', { value: k }, k)));
+  frontendSelect.value = kinds.includes(frontend) ? frontend : 'lark_group';
   async function bind() {
     const id = groupInput.value.trim();
     if (!id) {
@@ -114,7 +118,7 @@ function groupsCard(ctx, frontend) {
       return;
     }
     try {
-      await api.put(`/api/groups/${encodeURIComponent(id)}`, { knowledge_base: kbSelect.value, frontend });
+      await api.put(`/api/groups/${encodeURIComponent(id)}`, { knowledge_base: kbSelect.value, frontend: frontendSelect.value });
       ctx.toast(t('groups.bound', { group: id, kb: kbSelect.value }), 'ok');
       await ctx.refreshKnowledgeBases();
       ctx.rerender();
@@ -124,7 +128,7 @@ function groupsCard(ctx, frontend) {
   }
   return card(t('groups.title'), h('p', { class: 'muted small' }, t('groups.lead')), table,
     h('h3', {}, t('groups.bind')),
-    h('div', { class: 'row' }, groupInput, h('span', { class: 'muted' }, '→'), kbSelect,
+    h('div', { class: 'row' }, groupInput, frontendSelect, h('span', { class: 'muted' }, '→'), kbSelect,
       h('button', { id: 'bind-button', type: 'button', onclick: bind }, t('groups.bindButton'))));
 }
 

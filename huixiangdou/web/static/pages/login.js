@@ -22,12 +22,15 @@ export async function render(root, ctx) {
     }
   });
 
+  // Logged out, the list of knowledge bases may be closed (reads need credentials once an operator exists):
+  // the operator types the name, with the names the console could list offered.
   const names = ctx.knowledgeBases.list.map((k) => k.name);
-  const kbSelect = h('select', { id: 'login-kb', dataset: { data: '' } }, names.map((name) => h('option', { value: name }, name)));
+  const kbSelect = h('input', { id: 'login-kb', type: 'text', list: 'login-kb-names', autocomplete: 'off', dataset: { data: '' } });
+  const kbNames = h('datalist', { id: 'login-kb-names' }, names.map((name) => h('option', { value: name })));
   kbSelect.value = ctx.kb;
   const password = h('input', { id: 'login-password', type: 'password', autocomplete: 'current-password', placeholder: t('login.passwordPlaceholder') });
   const operatorForm = h('form', { id: 'operator-form', class: 'login-form' },
-    h('label', { for: 'login-kb' }, t('login.kb')), kbSelect,
+    h('label', { for: 'login-kb' }, t('login.kb')), kbSelect, kbNames,
     h('label', { for: 'login-password' }, t('login.password')), password,
     h('button', { id: 'login-operator-button', type: 'submit' }, t('login.submit')));
   operatorForm.addEventListener('submit', async (event) => {
@@ -48,7 +51,7 @@ export async function render(root, ctx) {
   root.append(
     h('div', { class: 'page-head' }, h('h1', {}, t('title.login')), h('p', { class: 'lead' }, t('login.lead'))),
     h('div', { class: 'grid-2' }, admin,
-      ctx.knowledgeBases.available ? card(t('login.operatorTitle'), h('p', { class: 'muted small' }, t('login.operatorHint')), operatorForm) : null),
+      card(t('login.operatorTitle'), h('p', { class: 'muted small' }, t('login.operatorHint')), operatorForm)),
   );
   token.focus();
 }
