@@ -175,6 +175,8 @@ def split_pieces(text: str) -> list[Piece]:
         if kind == 'title':
             title = len(out)
             out.append(Piece(piece, is_title=True))
+        elif piece.startswith(('"""', "'''")):
+            continue   # a docstring describes the code around it; it answers no user's question
         elif len(piece) >= MIN_CHARS and _WORDY.search(piece):
             out.append(Piece(_shorten(piece, INTRO_MAX_CHARS if kind == 'intro' else MAX_CHARS), kind == 'code',
                              title))

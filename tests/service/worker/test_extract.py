@@ -199,3 +199,12 @@ def test_the_next_chunk_is_not_quoted_when_it_starts_with_prose():
                     following='另一节讲的是评测，与安装无关。\n\n```bash\nrm -rf /\n```')
     answer = Extract().answer('想试 RL 功能要装啥依赖', [first])
     assert 'rm -rf' not in answer.text
+
+
+def test_a_docstring_is_never_quoted():
+    code = Passage('"""Calls the hybrid LLM server\'s /inference endpoint with aiohttp and prints the answer.\n\n'
+                   'The server listens on port 8888 by default."""\nimport aiohttp', 'examples/inference_client.py')
+    guide = Passage('It listens on `[llm.server] host` and `local_llm_bind_port`, by default `127.0.0.1:8888`.',
+                    'en/llm_server.md#Starting it')
+    answer = Extract().answer('Which port does the hybrid LLM server listen on?', [guide, code])
+    assert '"""' not in answer.text and 'Calls the hybrid' not in answer.text and '8888' in answer.text
