@@ -209,3 +209,15 @@ async def bare_console(tmp_path, embedder):
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+@pytest.fixture(scope='module')
+def browser():
+    """Debian's Chromium through Playwright, one per test module (the page tests make their own contexts)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.web.browser import launch
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()

@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.web.browser import launch, login, open_page, watch, watched
+from tests.web.browser import login, open_page, watch, watched
 from tests.web.conftest import CHATTER, ON_TOPIC, copy_knowledge_base, outcome, start_console
 
 PAGES = ('kb', 'examples', 'try', 'messages', 'integrations', 'login')
@@ -85,14 +85,6 @@ def web_server(tmp_path_factory, sample_store, embedder):
         yield server
     finally:
         stop()
-
-
-@pytest.fixture(scope='module')
-def browser():
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
 
 
 def new_page(browser, locale='en-US', viewport=None):

@@ -12,10 +12,10 @@ import urllib.error
 import urllib.request
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.conftest import write_config
-from tests.web.browser import VIEWPORT, launch, login, open_page
+from tests.web.browser import VIEWPORT, login, open_page
 from tests.web.conftest import copy_knowledge_base, start_console
 
 FACT = '人事问答：年假申请需要提前 5 个工作日在 OA 系统提交，由直属经理审批。'
@@ -65,14 +65,6 @@ def web_server(tmp_path_factory, sample_store, embedder):
         yield server
     finally:
         stop()
-
-
-@pytest.fixture(scope='module')
-def browser():
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
