@@ -15,6 +15,10 @@ import jieba
 jieba.setLogLevel(logging.WARNING)
 
 _CJK = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]')
+# A run of characters that are neither space nor CJK (ideographs, CJK and full-width punctuation) and hold a
+# letter or digit: an English word, a path, an error line's token.
+_OTHER = r'[^\s\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]'
+_NON_CJK_RUN = re.compile(f'{_OTHER}*[A-Za-z0-9]{_OTHER}*')
 # Runs of CJK text, runs of kana or Hangul, or words (letters, digits, dots and dashes inside,
 # e.g. "v1.2", "utf-8"). Text is NFKC-normalised first, so full-width Ｈｅｌｌｏ reads as Hello.
 _SEGMENT = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[\u3040-\u30ff\uac00-\ud7af]+'
@@ -88,8 +92,11 @@ def general_frequency(word: str) -> float:
 
 
 def is_chinese(text: str, min_ratio: float = 0.1) -> bool:
-    """True when at least `min_ratio` of the non-space characters are CJK ideographs."""
-    chars = [c for c in text if not c.isspace()]
-    if not chars:
+    """True when at least `min_ratio` of the text's units are CJK ideographs, where a unit is an ideograph or
+    a run of other non-space characters: "服务器连不上 huggingface，urllib3…MaxRetryError: …(host='cdn…') 有镜像吗"
+    is Chinese (nine ideographs, four runs), although its pasted error holds most of its letters."""
+    ideographs = sum(1 for c in text if _CJK.match(c))
+    if not ideographs:
         return False
-    return sum(1 for c in chars if _CJK.match(c)) / len(chars) >= min_ratio
+    runs = len(_NON_CJK_RUN.findall(text))
+    return ideographs / (ideographs + runs) >= min_ratio

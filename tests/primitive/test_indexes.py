@@ -20,6 +20,13 @@ def test_tokenizer_segments_chinese_and_splits_identifiers():
 def test_language_detection():
     assert is_chinese('请问飞书机器人怎么配置 webhook?')
     assert not is_chinese('How do I configure the Lark webhook?')
+    # A Chinese user's own words decide, however long the English error they paste: a run of letters, digits
+    # and punctuation counts once, as one word, against each ideograph.
+    assert is_chinese('编 mmdeploy sdk 报 Your installed Caffe2 version uses cuDNN but I cannot find the cuDNN libraries')
+    assert is_chinese("服务器连不上 huggingface，urllib3.exceptions.MaxRetryError: "
+                      "HTTPSConnectionPool(host='cdn-lfs.huggingface.co', port=443) 有镜像吗")
+    assert not is_chinese("RuntimeError: CUDA error: out of memory (tried to allocate 2.00 GiB) at step 3")
+    assert not is_chinese('')
 
 
 def test_faiss_round_trip_and_cosine(tmp_path):

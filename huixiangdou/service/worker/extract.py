@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from huixiangdou.primitive.page_language import translation_of
 from huixiangdou.primitive.tokenizer import tokenize
 from huixiangdou.service.worker.session import Passage
 
@@ -42,6 +43,8 @@ _DIRECTIVE = re.compile(r'^:\w[\w-]*:')     # a MyST code-block option line (":c
 _ERROR_LINE = re.compile(r'^\W{0,3}(?:[\w.]*(?:Error|Exception)|Traceback|error|ERROR|fatal|FAILED)\b\s*[:：(]')
 ECHO_SHARE = 0.6    # a piece whose words are mostly the question's repeats the user's error: a title, not an answer
 CODE_AFTER_LINES = 3   # a quoted sentence brings this many lines of the code block right after it
+# Said after the quotes when they come from a page in the other language and its translation was retrieved too.
+TRANSLATION_NOTE = {'zh': '同一页的中文版：', 'en': 'The same page in English: '}
 
 
 @dataclass
@@ -363,8 +366,10 @@ class Extract:
         code = '; '.join(f'`{line}`' for line in lines)
         return Sentence(f'{s.text} {code}', s.passage, s.position, False, s.score, s.title)
 
-    def answer(self, query: str, passages: list[Passage], query_vector=None) -> ExtractedAnswer:
-        """`query_vector`: the query's embedding when the caller has it (the reject stage computed it)."""
+    def answer(self, query: str, passages: list[Passage], query_vector=None, language: str = '') -> ExtractedAnswer:
+        """`query_vector`: the query's embedding when the caller has it (the reject stage computed it).
+        `language` ('zh', 'en'): the asker's; a quote from a page in the other language is followed by the
+        number of the same page in theirs when it is among the passages (docs/en/faq.md -> docs/zh_cn/faq.md)."""
         sentences = self.candidates(passages)
         self.mark_echoes(query, sentences)
         if not any(not s.is_title for s in sentences):
@@ -388,4 +393,23 @@ class Extract:
             reference = passages[s.passage].reference
             if reference not in references:
                 references.append(reference)
+        translations = self.translations(sorted({s.passage for s in chosen}), passages, language)
+        for j in translations:   # one a line: only the [n] that ends a line is a citation
+            lines.append(f'{TRANSLATION_NOTE[language]}[{j + 1}]')
+            if passages[j].reference not in references:
+                references.append(passages[j].reference)
         return ExtractedAnswer('\n'.join(lines), references, chosen)
+
+    @staticmethod
+    def translations(quoted: list[int], passages: list[Passage], language: str) -> list[int]:
+        """Indexes of passages that are the asker's-language version of a quoted passage's page and are not
+        quoted themselves: a Chinese asker quoted the English FAQ is pointed to the Chinese one as well."""
+        if language not in TRANSLATION_NOTE:
+            return []
+        sources = [p.reference for p in passages]
+        found = []
+        for i in quoted:
+            j = translation_of(sources[i], sources, language)
+            if j >= 0 and j not in quoted and j not in found:
+                found.append(j)
+        return found

@@ -10,21 +10,10 @@ from __future__ import annotations
 import re
 
 from huixiangdou.primitive.chunk_table import chunks_at
+from huixiangdou.primitive.page_language import path_language
 from huixiangdou.service.feature_store import FeatureStore
 from huixiangdou.service.worker.session import Passage, Session
 from huixiangdou.service.worker.stage import query_features, run_cpu
-
-# Where a path says which language a page is in: a folder (docs/zh_cn/, docs/en/) or a suffix (README_zh-CN.md).
-_PATH_LANGUAGE = {
-    'zh': re.compile(r'(^|/)(zh|zh[_-]cn|cn|chinese)(/|$)|[_-](zh|cn|zh[_-]cn)\.\w+$', re.I),
-    'en': re.compile(r'(^|/)(en|en[_-]us|english)(/|$)|[_-]en\.\w+$', re.I),
-}
-
-
-def path_language(source: str) -> str:
-    """'zh', 'en' or '' (the path does not say)."""
-    return next((lang for lang, pattern in _PATH_LANGUAGE.items() if pattern.search(source)), '')
-
 
 def prefer_language(found: list, language: str, factor: float) -> list:
     """`found` (ScoredChunks, best first) re-sorted with the fused score of chunks whose path names
@@ -48,7 +37,7 @@ def preferred(found: list, language: str, language_factor: float, words: set[str
     and times `path_factor` when the path names a word of the question (the project "mmcv" in "装完 mmcv 报错")."""
     if language_factor == 1.0 and path_factor == 1.0:
         return list(found)
-    lang = language if language in _PATH_LANGUAGE else ''
+    lang = language if language in ('zh', 'en') else ''
 
     def score(s) -> float:
         value = s.fused

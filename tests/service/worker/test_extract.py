@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from huixiangdou.service.worker.citation import number_citations
 from huixiangdou.service.worker.extract import Extract, near_duplicate, split_pieces, split_sentences
 from huixiangdou.service.worker.session import Passage
 
@@ -72,6 +73,26 @@ def test_answer_quotes_each_sentence_with_its_citation():
     assert sum('默认端口是 8888' in line for line in lines) == 1
     assert all(line.startswith('> ') and line.rstrip().endswith(']') for line in lines)
     assert answer.references[0] == 'zh/a.md#端口' and 'zh/c.md' not in answer.references
+
+
+def test_a_quote_from_the_other_language_points_to_the_page_in_the_askers():
+    passages = [Passage('- **RuntimeError: Address already in use**\n\n  Another job holds the port: set a free one '
+                        'with `--master_port 29501` or `PORT=29501 bash dist_train.sh`.', 'mmpose/docs/en/faq.md#FAQ'),
+                Passage('- **训练时显存不够**\n\n  减小 batch size。', 'mmpose/docs/zh_cn/faq.md#常见问题'),
+                Passage('今天天气很好。', 'mmpose/docs/zh_cn/other.md')]
+    asked = 'mmpose 训练报 RuntimeError: Address already in use'
+    answer = Extract().answer(asked, passages, language='zh')
+    lines = answer.text.splitlines()
+    assert 'master_port' in answer.text and lines[-1] == '同一页的中文版：[2]'
+    assert answer.references[:2] == ['mmpose/docs/en/faq.md#FAQ', 'mmpose/docs/zh_cn/faq.md#常见问题']
+    # The reader sees it numbered as a citation of its own.
+    text, references = number_citations(answer.text, passages, markers_at_line_end=True)
+    assert text.splitlines()[-1] == '同一页的中文版：[2]' and references[1] == 'mmpose/docs/zh_cn/faq.md#常见问题'
+    # Asked in English, or without a language, the English page alone answers.
+    for language in ('en', ''):
+        assert '同一页' not in Extract().answer(asked, passages, language=language).text
+    # The translation is not pointed to when it was not retrieved.
+    assert '同一页' not in Extract().answer(asked, [passages[0], passages[2]], language='zh').text
 
 
 def test_no_quotable_text_gives_an_empty_answer():

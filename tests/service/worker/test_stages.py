@@ -84,7 +84,8 @@ def test_intention_verdict_parsing():
 def test_retrieval_puts_the_page_in_the_questions_language_first_among_near_equals():
     from huixiangdou.primitive.chunk import Chunk
     from huixiangdou.service.feature_store.store import ScoredChunk
-    from huixiangdou.service.worker.retrieve import path_language, prefer_language
+    from huixiangdou.primitive.page_language import path_language
+    from huixiangdou.service.worker.retrieve import prefer_language
 
     assert [path_language(p) for p in ('mmpose/docs/zh_cn/faq.md', 'lmdeploy/docs/en/faq.md', 'README_zh-CN.md',
                                        'zh/特征库.md', 'README.md', 'docs/encoding.md')] == ['zh', 'en', 'zh', 'zh', '', '']
