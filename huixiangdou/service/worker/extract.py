@@ -44,6 +44,8 @@ _ERROR_LINE = re.compile(r'^\W{0,3}(?:[\w.]*(?:Error|Exception)|Traceback|error|
 ECHO_SHARE = 0.6    # a piece whose words are mostly the question's repeats the user's error: a title, not an answer
 CODE_AFTER_LINES = 3   # a quoted sentence brings this many lines of the code block right after it
 # Said after the quotes when they come from a page in the other language and its translation was retrieved too.
+# Said before the quotes when the question names something no document uses: they are the closest, not an answer.
+UNMENTIONED_NOTE = {'zh': '文档里没有提到 {words}，最接近的内容是：', 'en': 'The documents do not mention {words}; the closest they come:'}
 TRANSLATION_NOTE = {'zh': '同一页的中文版：', 'en': 'The same page in English: '}
 
 
@@ -366,10 +368,13 @@ class Extract:
         code = '; '.join(f'`{line}`' for line in lines)
         return Sentence(f'{s.text} {code}', s.passage, s.position, False, s.score, s.title)
 
-    def answer(self, query: str, passages: list[Passage], query_vector=None, language: str = '') -> ExtractedAnswer:
+    def answer(self, query: str, passages: list[Passage], query_vector=None, language: str = '',
+               unmentioned: list[str] | None = None) -> ExtractedAnswer:
         """`query_vector`: the query's embedding when the caller has it (the reject stage computed it).
         `language` ('zh', 'en'): the asker's; a quote from a page in the other language is followed by the
-        number of the same page in theirs when it is among the passages (docs/en/faq.md -> docs/zh_cn/faq.md)."""
+        number of the same page in theirs when it is among the passages (docs/en/faq.md -> docs/zh_cn/faq.md).
+        `unmentioned`: names in the question no document uses; the quotes are then introduced as the closest
+        the documents come, not as the answer."""
         sentences = self.candidates(passages)
         self.mark_echoes(query, sentences)
         if not any(not s.is_title for s in sentences):
@@ -387,6 +392,9 @@ class Extract:
         # Read in document order: passage by passage, sentence by sentence.
         chosen.sort(key=lambda s: (s.passage, s.position))
         lines, references = [], []
+        if unmentioned:
+            zh = language == 'zh'
+            lines.append(UNMENTIONED_NOTE['zh' if zh else 'en'].format(words=('、' if zh else ', ').join(unmentioned)))
         for s in chosen:
             quoted = f'`{s.text}`' if s.code else s.text
             lines.append(f'> {quoted} [{s.passage + 1}]')

@@ -205,7 +205,8 @@ class Generate:
         # The reject stage embedded the question already: the quote scores sentences against that vector.
         features = session.features
         vector = features.vector if features is not None and features.text == asked else None
-        answer = await run_cpu(self.extract.answer, asked, session.passages, vector, session.language)
+        answer = await run_cpu(self.extract.answer, asked, session.passages, vector, session.language,
+                               session.unmentioned)
         session.debug[self.name] = debug
         debug['quoted'] = [{'passage': s.passage + 1, 'score': round(s.score, 3)} for s in answer.sentences]
         if not answer.text:

@@ -11,6 +11,7 @@ import re
 
 from huixiangdou.primitive.chunk_table import chunks_at
 from huixiangdou.primitive.page_language import path_language
+from huixiangdou.primitive.tokenizer import general_frequency
 from huixiangdou.service.feature_store import FeatureStore
 from huixiangdou.service.worker.session import Passage, Session
 from huixiangdou.service.worker.stage import query_features, run_cpu
@@ -30,6 +31,35 @@ _PATH_SPLIT = re.compile(r'[/_.\-]+')
 def path_words(source: str) -> set[str]:
     """The words of a chunk's path that can name what a question is about: project, folder, file."""
     return {w for w in _PATH_SPLIT.split(source.lower()) if len(w) >= 3 and w not in _PATH_COMMON}
+
+
+_LATIN_NAME = re.compile(r'[a-z]{3,}')
+_CJK_NAME = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff]{2,}')
+
+
+def unmentioned(tokens: list[str], knows, query: str, language: str) -> list[str]:
+    """The names among the question's words (`tokens`, lowercased) that no document uses, spelled as in
+    `query`: a word of letters standing alone ("Slack", "WebGPU"; in an English question only a capitalised
+    one not starting a sentence, since "class" or "chatty" are not names), or a Chinese one that everyday
+    Chinese does not use either ("钉钉"). Identifiers, numbers, parts of compounds ("per-class") and
+    colloquial words the documents happen not to use ("咋办", "装完") are never named."""
+    found = []
+    for word in tokens:
+        latin = _LATIN_NAME.fullmatch(word)
+        if knows(word) or not (latin or (_CJK_NAME.fullmatch(word) and general_frequency(word) == 0.0)):
+            continue
+        if not latin:
+            found += [word] if word in query and word not in found else []
+            continue
+        for spelled in re.finditer(rf'(?<![\w\-./]){re.escape(word)}(?![\w\-./])', query, re.I):
+            name = spelled.group()
+            sentence_start = not query[:spelled.start()].strip() or query[:spelled.start()].rstrip()[-1] in '.?!'
+            if language == 'en' and (name.islower() or sentence_start):
+                continue
+            if name not in found:
+                found.append(name)
+            break
+    return found
 
 
 def preferred(found: list, language: str, language_factor: float, words: set[str], path_factor: float) -> list:
@@ -79,7 +109,12 @@ class Retrieve:
         found = preferred(pool, session.language, self.language_factor, words, self.path_factor)
         found = found[:self.top_k]
         following = self._following(found)
+        sparse = getattr(self.store, 'sparse', None)
+        if sparse is not None:
+            session.unmentioned = unmentioned(features.tokens, sparse.knows, session.text, session.language)
         session.passages = [Passage(s.chunk.text, s.chunk.reference, s.fused, s.cosine, following.get(s.row, ''))
                             for s in found]
         session.debug[self.name] = [{'reference': s.chunk.reference, 'cosine': round(s.cosine, 4),
                                      'bm25': round(s.bm25, 3), 'fused': round(s.fused, 4)} for s in found]
+        if session.unmentioned:
+            session.debug['unmentioned'] = session.unmentioned

@@ -86,6 +86,9 @@ class Session:
     references: list[str] = field(default_factory=list)
     language: str = 'en'
     passages: list[Passage] = field(default_factory=list)
+    # Names in the question that no document uses ("Slack", "钉钉"): the answer says the documents do not
+    # mention them before it quotes the closest passages (retrieve.py sets it).
+    unmentioned: list[str] = field(default_factory=list)
     features: QueryFeatures | None = field(default=None, repr=False)
     # Raw image bytes, at most a few per message: kept out of repr (logs) and out of the saved outcome.
     images: list[bytes] = field(default_factory=list, repr=False)

@@ -6,6 +6,7 @@ import datetime
 import pytest
 
 from huixiangdou.config import WorkTimeConfig
+from huixiangdou.service.worker.extract import Extract
 from huixiangdou.service.worker.generate import fit_context, format_context
 from huixiangdou.service.worker.intention import parse_intention
 from huixiangdou.service.worker.preprocess import Preprocess
@@ -95,3 +96,33 @@ def test_retrieval_puts_the_page_in_the_questions_language_first_among_near_equa
     assert [s.row for s in prefer_language(found, 'zh', 1.3)] == [1, 0, 2]
     assert [s.row for s in prefer_language(found, 'en', 1.3)] == [0, 1, 2]
     assert [s.row for s in prefer_language(found, 'zh', 1.0)] == [0, 1, 2]
+
+
+def test_names_no_document_uses_are_found_and_colloquial_words_are_not(sample_feature_store):
+    from huixiangdou.service.feature_store.query_features import query_tokens
+    from huixiangdou.service.worker.retrieve import unmentioned
+
+    knows = sample_feature_store.sparse.knows
+    for query, language, expected in (('飞书机器人能接 Slack 和 telegram 吗', 'zh', ['Slack', 'telegram']),
+                                      ('能接入钉钉群吗', 'zh', ['钉钉']),
+                                      ('Can it answer in a Slack channel?', 'en', ['Slack']),
+                                      # colloquial words, numbers and identifiers the documents happen not to use
+                                      ('装完 咋办，报 E4711 per-class 错误', 'zh', []),
+                                      ('怎么配置飞书 webhook', 'zh', []),
+                                      # lowercase English words and a sentence's first word are not names
+                                      ('Which class answers the slack questions? Chatty bots annoy.', 'en', [])):
+        assert unmentioned(query_tokens(query), knows, query, language) == expected, query
+
+
+async def test_retrieval_tells_the_answer_what_the_documents_never_mention(sample_feature_store):
+    from huixiangdou.service.worker.retrieve import Retrieve
+
+    session = Session(query='茴香豆能接 Slack 吗？')
+    session.language = 'zh'
+    await Retrieve(sample_feature_store).run(session)
+    assert session.unmentioned == ['Slack'] and session.passages
+    answer = Extract().answer(session.query, session.passages, language='zh', unmentioned=session.unmentioned)
+    lines = answer.text.splitlines()
+    assert lines[0] == '文档里没有提到 Slack，最接近的内容是：' and lines[1].startswith('> ')
+    english = Extract().answer('Can it answer in Slack?', session.passages, language='en', unmentioned=['Slack'])
+    assert english.text.splitlines()[0] == 'The documents do not mention Slack; the closest they come:'
