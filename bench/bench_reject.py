@@ -34,6 +34,7 @@ from huixiangdou.service.api_embedder import make_embedder  # noqa: E402
 from huixiangdou.config import Config  # noqa: E402
 from huixiangdou.service.feature_store import calibration  # noqa: E402
 from huixiangdou.service.feature_store.builder import FeatureStoreBuilder  # noqa: E402
+from huixiangdou.service.feature_store.message_model import folds, near_duplicate_groups  # noqa: E402
 from huixiangdou.service.feature_store.reject_model import (Decision, MessageModel,  # noqa: E402
                                                             calibrate_reject_model)
 from huixiangdou.service.feature_store.store import FeatureStore  # noqa: E402
@@ -128,6 +129,49 @@ def cross_validate(fit, good, bad, sizes=(None, None), seed=0) -> tuple[float, f
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def split_halves(good, bad, seed: int):
+    """Two halves of the examples' row numbers, stratified, near-duplicate messages in the same half."""
+    texts = [e.query for e in good + bad]
+    y = np.array([1] * len(good) + [0] * len(bad))
+    (a, b), _ = folds(y, seed=seed, groups=near_duplicate_groups(texts), k=2)
+    return a, b
+
+
+def transfer_check(good, bad, seeds=range(5)) -> list[dict]:
+    """Calibrate on one half exactly as a build does and score the other at the stored threshold, both
+    directions, per seed: what the build promised (its cross-validated metrics) against what it delivers."""
+    ev = good + bad
+    y = np.array([1] * len(good) + [0] * len(bad))
+    rows = []
+    for seed in seeds:
+        a, b = split_halves(good, bad, seed)
+        for direction, (fit, test) in (('A->B', (a, b)), ('B->A', (b, a))):
+            c = calibrate_reject_model([ev[i] for i in fit if y[i]], [ev[i] for i in fit if not y[i]])
+            s = c.model.score([ev[i] for i in test])
+            got = calibration.metrics_at(s[y[test] == 1], s[y[test] == 0], c.metrics.threshold)
+            best = calibration.best_threshold(s[y[test] == 1], s[y[test] == 0])
+            rows.append({'seed': seed, 'direction': direction, 'promised': c.metrics, 'measured': got,
+                         'best': best})
+    return rows
+
+
+def print_transfer(rows: list[dict]) -> None:
+    print('   transfer (calibrate on one half as a build does, score the other at the stored threshold; '
+          'halves stratified, near-duplicates together):')
+    for r in rows:
+        p, m = r['promised'], r['measured']
+        print(f"     seed {r['seed']} {r['direction']}: promised P {p.precision:.3f} R {p.recall:.3f} F1 {p.f1:.3f}"
+              f"  measured P {m.precision:.3f} R {m.recall:.3f} F1 {m.f1:.3f}"
+              f"  (best threshold there F1 {r['best'].f1:.3f})")
+    mean = lambda f: statistics.mean(f(r) for r in rows)  # noqa: E731
+    for name in ('precision', 'recall', 'f1'):
+        d = [getattr(r['measured'], name) - getattr(r['promised'], name) for r in rows]
+        print(f'     {name:9s} measured - promised: mean {statistics.mean(d):+.3f}  '
+              f'(min {min(d):+.3f}, max {max(d):+.3f}, {len(d)} halves)')
+    print(f"     held-out F1 at the stored threshold: mean {mean(lambda r: r['measured'].f1):.3f}; "
+          f"at the held-out half's own best threshold: {mean(lambda r: r['best'].f1):.3f}")
 
 
 def main() -> int:

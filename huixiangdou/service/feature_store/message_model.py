@@ -13,7 +13,8 @@ import numpy as np
 import scipy.sparse as sps
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+from scipy.sparse.csgraph import connected_components
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 FOLDS = 5
 # Settings chosen by 5-fold cross-validation on a real group's 680 labelled messages (docs/feature_store.md):
@@ -33,10 +34,36 @@ def logistic() -> LogisticRegression:
     return LogisticRegression(C=_C, class_weight='balanced', max_iter=5000)
 
 
-def folds(labels: np.ndarray, seed: int = 0):
-    """Stratified k-fold (train, test) row pairs, k = FOLDS or the smaller class's size."""
-    k = min(FOLDS, int(np.bincount(labels, minlength=2).min()))
-    return StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels)
+# Two messages sharing this share of their character 3-grams are one message for cross-validation: a question
+# asked twice (or pasted with a different greeting) in both the training and the held-out fold flatters it.
+NEAR_DUPLICATE = 0.6
+
+
+def near_duplicate_groups(texts: list[str], min_jaccard: float = NEAR_DUPLICATE) -> np.ndarray:
+    """A group id per text; texts whose character-3-gram sets have Jaccard >= `min_jaccard` (directly or
+    through a chain of such pairs) share one."""
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    # Lowercased, whitespace-free; a text shorter than three characters is its own single "gram".
+    norm = [''.join(t.lower().split()) or t for t in texts]
+    grams = CountVectorizer(analyzer=lambda t: {t[i:i + 3] for i in range(max(len(t) - 2, 1))}, binary=True)
+    x = grams.fit_transform(norm).astype(np.float32).tocsr()
+    sizes = np.asarray(x.sum(axis=1)).ravel()
+    inter = (x @ x.T).tocoo()
+    union = sizes[inter.row] + sizes[inter.col] - inter.data
+    keep = inter.data >= min_jaccard * union
+    pairs = sps.csr_matrix((np.ones(int(keep.sum())), (inter.row[keep], inter.col[keep])), shape=x.shape[:1] * 2)
+    return connected_components(pairs, directed=False)[1].astype(np.int64)
+
+
+def folds(labels: np.ndarray, seed: int = 0, groups: np.ndarray | None = None, k: int = FOLDS):
+    """Stratified k-fold (train, test) row pairs, k = `k` or the smaller class's size; with `groups`, the rows
+    of one group always fall in the same fold (near_duplicate_groups)."""
+    labels = np.asarray(labels)
+    k = min(k, int(np.bincount(labels, minlength=2).min()))
+    if groups is None or len(np.unique(groups)) == len(groups):
+        return StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels)
+    return StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels, groups)
 
 
 class NgramCounts:
