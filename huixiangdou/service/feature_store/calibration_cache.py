@@ -22,7 +22,7 @@ from huixiangdou.service.feature_store.reject_evidence import RejectEvidence
 
 CALIBRATION_CACHE = 'calibration_cache.sqlite'
 # Part of every key: bump it when evidence or the message model's fitting changes what it computes.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 KEEP_FITS = 4       # example sets remembered (an undo in the console finds its fits again)
 
 
@@ -163,6 +163,7 @@ def _fits_blob(fits: MessageFits) -> bytes:
         arrays[f'test{i}'] = fold.test
         if fold.train_logits is not None:
             arrays[f'train_logits{i}'], arrays[f'test_logits{i}'] = fold.train_logits, fold.test_logits
+            arrays[f'train_fold{i}'] = fold.train_fold
     meta = {'ngrams': m.ngrams, 'intercept': m.intercept, 'folds': len(fits.folds)}
     arrays['meta'] = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode('utf-8'), dtype=np.uint8)
     out = io.BytesIO()
@@ -175,6 +176,6 @@ def _fits_from(blob: bytes) -> MessageFits:
         a = {k: z[k] for k in z.files}
     meta = json.loads(a['meta'].tobytes().decode('utf-8'))
     full = MessageModel(a['center'], a['vector_coef'], meta['ngrams'], a['idf'], a['ngram_coef'], meta['intercept'])
-    folds = [FoldLogits(a[f'test{i}'], a.get(f'train_logits{i}'), a.get(f'test_logits{i}'))
+    folds = [FoldLogits(a[f'test{i}'], a.get(f'train_logits{i}'), a.get(f'test_logits{i}'), a.get(f'train_fold{i}'))
              for i in range(meta['folds'])]
     return MessageFits(full, a['cross_fitted'], folds)

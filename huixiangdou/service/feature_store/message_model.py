@@ -13,7 +13,8 @@ import numpy as np
 import scipy.sparse as sps
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+from scipy.sparse.csgraph import connected_components
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 FOLDS = 5
 # Settings chosen by 5-fold cross-validation on a real group's 680 labelled messages (docs/feature_store.md):
@@ -33,10 +34,36 @@ def logistic() -> LogisticRegression:
     return LogisticRegression(C=_C, class_weight='balanced', max_iter=5000)
 
 
-def folds(labels: np.ndarray, seed: int = 0):
-    """Stratified k-fold (train, test) row pairs, k = FOLDS or the smaller class's size."""
-    k = min(FOLDS, int(np.bincount(labels, minlength=2).min()))
-    return StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels)
+# Two messages sharing this share of their character 3-grams are one message for cross-validation: a question
+# asked twice (or pasted with a different greeting) in both the training and the held-out fold flatters it.
+NEAR_DUPLICATE = 0.6
+
+
+def near_duplicate_groups(texts: list[str], min_jaccard: float = NEAR_DUPLICATE) -> np.ndarray:
+    """A group id per text; texts whose character-3-gram sets have Jaccard >= `min_jaccard` (directly or
+    through a chain of such pairs) share one."""
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    # Lowercased, whitespace-free; a text shorter than three characters is its own single "gram".
+    norm = [''.join(t.lower().split()) or t for t in texts]
+    grams = CountVectorizer(analyzer=lambda t: {t[i:i + 3] for i in range(max(len(t) - 2, 1))}, binary=True)
+    x = grams.fit_transform(norm).astype(np.float32).tocsr()
+    sizes = np.asarray(x.sum(axis=1)).ravel()
+    inter = (x @ x.T).tocoo()
+    union = sizes[inter.row] + sizes[inter.col] - inter.data
+    keep = inter.data >= min_jaccard * union
+    pairs = sps.csr_matrix((np.ones(int(keep.sum())), (inter.row[keep], inter.col[keep])), shape=x.shape[:1] * 2)
+    return connected_components(pairs, directed=False)[1].astype(np.int64)
+
+
+def folds(labels: np.ndarray, seed: int = 0, groups: np.ndarray | None = None, k: int = FOLDS):
+    """Stratified k-fold (train, test) row pairs, k = `k` or the smaller class's size; with `groups`, the rows
+    of one group always fall in the same fold (near_duplicate_groups)."""
+    labels = np.asarray(labels)
+    k = min(k, int(np.bincount(labels, minlength=2).min()))
+    if groups is None or len(np.unique(groups)) == len(groups):
+        return StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels)
+    return StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels, groups)
 
 
 class NgramCounts:
@@ -122,15 +149,24 @@ class MessageModel:
         return dense + np.asarray(grams.sum(axis=1)).ravel() + self.intercept
 
 
-def _fit_rows(counts: NgramCounts, rows: np.ndarray, vectors: np.ndarray,
-              labels: np.ndarray) -> tuple[MessageModel, np.ndarray, TfidfTransformer]:
-    """The message model fitted on `rows` of the examples; with its vocabulary columns and weighting."""
+def _fit_rows(counts: NgramCounts, rows: np.ndarray, vectors: np.ndarray, labels: np.ndarray,
+              extra: '_ExtraRows | None' = None) -> tuple[MessageModel, np.ndarray, TfidfTransformer]:
+    """The message model fitted on `rows` of the examples (and the extra on-topic texts, with their weight);
+    with its vocabulary columns and weighting."""
+    lr = logistic()
+    weights = None
+    if extra is not None and len(extra.rows):
+        # The examples keep their balanced class weights; each extra text adds `weight` of an on-topic one.
+        per_class = len(rows) / (2.0 * np.maximum(np.bincount(labels[rows], minlength=2), 1))
+        weights = np.concatenate([per_class[labels[rows]], np.full(len(extra.rows), extra.weight * per_class[1])])
+        rows = np.concatenate([rows, extra.rows])
+        lr.set_params(class_weight=None)
     cols, weighting = counts.fit(rows)
     x_vectors = vectors[rows]
-    center = x_vectors.mean(axis=0)
+    center = np.average(x_vectors, axis=0, weights=weights)
     x = sps.hstack([sps.csr_matrix((x_vectors - center) * _VECTOR_SCALE),
                     _NGRAM_SCALE * counts.tfidf(rows, cols, weighting)]).tocsr()
-    lr = logistic().fit(x, labels[rows])
+    lr.fit(x, labels[rows], sample_weight=weights)
     coef = lr.coef_[0]
     d = vectors.shape[1]
     model = MessageModel(center.astype(np.float64), coef[:d].copy(), [str(g) for g in counts.names[cols]],
@@ -139,17 +175,39 @@ def _fit_rows(counts: NgramCounts, rows: np.ndarray, vectors: np.ndarray,
 
 
 def _held_out_logits(counts: NgramCounts, train: np.ndarray, test: np.ndarray, vectors: np.ndarray,
-                     labels: np.ndarray) -> tuple[MessageModel, np.ndarray]:
-    model, cols, weighting = _fit_rows(counts, train, vectors, labels)
+                     labels: np.ndarray, extra: '_ExtraRows | None' = None) -> tuple[MessageModel, np.ndarray]:
+    model, cols, weighting = _fit_rows(counts, train, vectors, labels, extra)
     return model, model._logits(counts.tfidf(test, cols, weighting), vectors[test])
 
 
-def _cross_fit(counts: NgramCounts, rows: np.ndarray, vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The logit of each of `rows` from a message model fitted on the others among `rows` (k-fold)."""
+def _cross_fit(counts: NgramCounts, rows: np.ndarray, vectors: np.ndarray, labels: np.ndarray,
+               groups: np.ndarray, extra: '_ExtraRows | None' = None) -> tuple[np.ndarray, np.ndarray]:
+    """The logit of each of `rows` from a message model fitted on the others among `rows` (k-fold, near
+    duplicates in one fold), and the fold each row was held out in."""
     out = np.zeros(len(rows))
-    for train, test in folds(labels[rows], seed=1):
-        out[test] = _held_out_logits(counts, rows[train], rows[test], vectors, labels)[1]
-    return out
+    fold_of = np.zeros(len(rows), dtype=np.int8)
+    for i, (train, test) in enumerate(folds(labels[rows], seed=1, groups=groups[rows])):
+        out[test] = _held_out_logits(counts, rows[train], rows[test], vectors, labels, extra)[1]
+        fold_of[test] = i
+    return out, fold_of
+
+
+@dataclass
+class ExtraExamples:
+    """On-topic texts that train every message model but are never scored, so thresholds rest on the group's
+    own examples alone: the documents' own questions (doc_questions.py), each with sample weight `weight`."""
+    texts: list[str]
+    vectors: np.ndarray
+    weight: float
+
+    def __bool__(self) -> bool:
+        return bool(len(self.texts)) and self.weight > 0
+
+
+@dataclass
+class _ExtraRows:
+    rows: np.ndarray     # the extra texts' rows, after the examples'
+    weight: float
 
 
 @dataclass
@@ -158,14 +216,18 @@ class FoldLogits:
     test: np.ndarray                       # the held-out rows
     train_logits: np.ndarray | None        # the other rows' cross-fitted logits; None: too few to fit
     test_logits: np.ndarray | None         # the held-out rows' logits from a model fitted on the others
+    # The inner fold each of the other rows was held out in (for train_logits): the decision's own
+    # threshold is chosen on those inner folds, never on this fold's rows.
+    train_fold: np.ndarray | None = None
 
 
 @dataclass
 class MessageFits:
     """Every message-model fit a calibration needs, for one example set (texts, labels, embedding model).
 
-    They do not depend on the documents, so a calibration after the documents changed reuses them
-    (calibration_cache.py keeps them) and refits only the small decision layer.
+    They do not depend on the documents' evidence, so a calibration after the documents changed reuses them
+    (calibration_cache.py keeps them) and refits only the small decision layer. Near-duplicate examples
+    (near_duplicate_groups) always share a fold.
 
     Usage:
         fits = MessageFits.fit(texts, vectors, labels)      # 1 + 5 + 5 × 6 fits
@@ -177,21 +239,31 @@ class MessageFits:
 
     @classmethod
     def fit(cls, texts: list[str], vectors: np.ndarray, labels: np.ndarray,
-            on_fold: Callable[[int, int], None] | None = None) -> 'MessageFits':
-        """`on_fold(done, total)` hears after the fit on all and after each cross-validation fold."""
+            on_fold: Callable[[int, int], None] | None = None,
+            extra: ExtraExamples | None = None) -> 'MessageFits':
+        """`on_fold(done, total)` hears after the fit on all and after each cross-validation fold; every fit
+        also learns from `extra`."""
         on_fold = on_fold or (lambda done, total: None)
         labels = np.asarray(labels, dtype=np.int8)
-        counts = NgramCounts(texts)
-        every = np.arange(len(texts))
-        full = _fit_rows(counts, every, vectors, labels)[0]
-        splits = list(folds(labels, seed=0))
+        n = len(texts)
+        rows = None
+        if extra:
+            rows = _ExtraRows(np.arange(n, n + len(extra.texts)), float(extra.weight))
+            vectors = np.vstack([vectors, np.asarray(extra.vectors, dtype=vectors.dtype)])
+            labels = np.concatenate([labels, np.ones(len(extra.texts), dtype=np.int8)])
+        counts = NgramCounts(list(texts) + (list(extra.texts) if rows else []))
+        groups = near_duplicate_groups(list(texts))
+        every = np.arange(n)
+        full = _fit_rows(counts, every, vectors, labels, rows)[0]
+        splits = list(folds(labels[:n], seed=0, groups=groups))
         on_fold(1, len(splits) + 1)
         out = []
         for train, test in splits:
             if np.bincount(labels[train], minlength=2).min() < 2:
                 out.append(FoldLogits(test, None, None))  # the fold falls back to the rule
             else:
-                _, test_logits = _held_out_logits(counts, train, test, vectors, labels)
-                out.append(FoldLogits(test, _cross_fit(counts, train, vectors, labels), test_logits))
+                _, test_logits = _held_out_logits(counts, train, test, vectors, labels, rows)
+                train_logits, train_fold = _cross_fit(counts, train, vectors, labels, groups, rows)
+                out.append(FoldLogits(test, train_logits, test_logits, train_fold))
             on_fold(len(out) + 1, len(splits) + 1)
-        return cls(full, _cross_fit(counts, every, vectors, labels), out)
+        return cls(full, _cross_fit(counts, every, vectors, labels, groups, rows)[0], out)

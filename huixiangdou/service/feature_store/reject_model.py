@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,10 +21,10 @@ from threadpoolctl import threadpool_limits
 
 from huixiangdou.config import parse_reject_target
 from huixiangdou.service.feature_store.calibration import Metrics, choose_threshold, metrics_at
-from huixiangdou.service.feature_store.message_model import MessageFits, MessageModel, logistic
+from huixiangdou.service.feature_store.message_model import ExtraExamples, MessageFits, MessageModel, logistic
 from huixiangdou.service.feature_store.reject_evidence import KB_FEATURES, RejectEvidence
 
-__all__ = ['MessageModel', 'MessageFits', 'Decision', 'RejectModel', 'Calibrated', 'calibrate_reject_model',
+__all__ = ['MessageModel', 'MessageFits', 'ExtraExamples', 'Decision', 'RejectModel', 'Calibrated', 'calibrate_reject_model',
            'cross_validated_scores', 'RejectModelError', 'MIN_EXAMPLES', 'RULE_SPECIFIC_WORDS']
 
 MIN_EXAMPLES = 20           # per class; below this the rule decides
@@ -79,7 +79,7 @@ class RejectModel:
     # -- fitting -------------------------------------------------------------------------------
     @classmethod
     def fit(cls, good: list[RejectEvidence], bad: list[RejectEvidence], min_examples: int = MIN_EXAMPLES,
-            fits: MessageFits | None = None) -> 'RejectModel':
+            fits: MessageFits | None = None, extra: ExtraExamples | None = None) -> 'RejectModel':
         """A classifier, or the rule when either class has fewer than `min_examples` examples. `fits`, the
         message model's fits for exactly these examples in this order, saves fitting them again."""
         evidence = good + bad
@@ -89,7 +89,7 @@ class RejectModel:
         if min(len(good), len(bad)) < max(min_examples, 2):
             return cls('rule', example_texts=texts, example_labels=labels, example_vectors=vectors)
         if fits is None:
-            fits = MessageFits.fit(texts, vectors, labels)
+            fits = MessageFits.fit(texts, vectors, labels, extra=extra)
         features = np.column_stack([fits.cross_fitted, _kb(evidence)])
         return cls('classifier', fits.full, Decision.fit(features, labels), texts, labels, vectors)
 
@@ -218,59 +218,100 @@ def _kb(evidence: list[RejectEvidence]) -> np.ndarray:
 class Calibrated:
     """A fitted reject model with its threshold for the target, and the honest metrics there."""
     model: RejectModel
-    metrics: Metrics                  # at the threshold, on cross-validated scores of the examples
+    # At the stored threshold, as a new message would meet it: each fold scored by a model and a threshold
+    # chosen without it (nested cross-validation); `threshold` is the stored one.
+    metrics: Metrics
     target_met: bool
     honest: np.ndarray                # cross-validated scores of the examples (good then bad)
     fits: MessageFits | None = None   # the message model's fits (None for the rule), for reuse
+    pooled: Metrics | None = None     # at the stored threshold on `honest` (chosen on them: optimistic)
 
 
 def calibrate_reject_model(good: list[RejectEvidence], bad: list[RejectEvidence], target: str = 'f1',
                            min_examples: int = MIN_EXAMPLES, fits: MessageFits | None = None,
-                           on_fold: Callable[[int, int], None] | None = None) -> Calibrated:
+                           on_fold: Callable[[int, int], None] | None = None,
+                           extra: ExtraExamples | None = None) -> Calibrated:
     """Fit on all examples; choose the threshold on scores the examples got from models that never saw
-    them, so the operating point holds for new messages rather than for the memorised ones.
+    them, so the operating point holds for new messages rather than for the memorised ones, and measure it
+    as new messages would meet it (each fold's own threshold chosen on the other folds alone).
     `on_fold(done, total)` hears after the fit on all and after each cross-validation fold.
 
     `fits` (from an earlier calibration on the same examples, calibration_cache.py) skips every message-model
-    fit: only the decision layer, which weighs the knowledge base's evidence, is fitted again."""
+    fit: only the decision layer, which weighs the knowledge base's evidence, is fitted again. `extra` (the
+    documents' own questions) trains every message model beside the examples, never scored."""
     evidence = good + bad
     # One BLAS thread: these problems are small (hundreds of rows), and OpenBLAS's threads cost more than
     # they save (the sample store's fits: 4.2 s of CPU with two threads, 1.5 s with one).
     with threadpool_limits(1, user_api='blas'):
         if min(len(good), len(bad)) >= max(min_examples, 2) and fits is None:
-            fits = MessageFits.fit([e.query for e in evidence], _vectors(evidence), _labels(good, bad), on_fold)
+            fits = MessageFits.fit([e.query for e in evidence], _vectors(evidence), _labels(good, bad), on_fold,
+                                   extra=extra)
         model = RejectModel.fit(good, bad, min_examples=min_examples, fits=fits)
-        honest = cross_validated_scores(good, bad, min_examples=min_examples, fits=fits)
+        honest, accepted = _nested(good, bad, target, min_examples=min_examples, fits=fits)
     g, b = honest[:len(good)], honest[len(good):]
     if model.kind == 'rule':
         metrics = metrics_at(g, b, model.rule_threshold)
         min_precision = parse_reject_target(target)
         met = min_precision is None or not len(g) or metrics.precision >= min_precision
-        return Calibrated(model, metrics, met, honest)
-    metrics, met = choose_threshold(g, b, target)
-    return Calibrated(model, metrics, met, honest, fits)
+        return Calibrated(model, metrics, met, honest, pooled=metrics)
+    pooled, met = choose_threshold(g, b, target)
+    metrics = _accepted_metrics(accepted[:len(good)], accepted[len(good):], pooled.threshold)
+    return Calibrated(model, metrics, met, honest, fits, pooled)
+
+
+def _accepted_metrics(good: np.ndarray, bad: np.ndarray, threshold: float) -> Metrics:
+    """Precision / recall / F1 of accept decisions (True = accepted), reported at `threshold`."""
+    return replace(metrics_at(good.astype(np.float64), bad.astype(np.float64), 0.5), threshold=float(threshold))
 
 
 def cross_validated_scores(good: list[RejectEvidence], bad: list[RejectEvidence],
                            min_examples: int = MIN_EXAMPLES, fits: MessageFits | None = None) -> np.ndarray:
     """Each example's score from a whole model (message model + decision) fitted without its fold:
     the honest scores the threshold is chosen on. Order: good then bad."""
+    return _nested(good, bad, 'f1', min_examples, fits)[0]
+
+
+def _nested(good: list[RejectEvidence], bad: list[RejectEvidence], target: str, min_examples: int,
+            fits: MessageFits | None) -> tuple[np.ndarray, np.ndarray]:
+    """(cross-validated scores, accepted?) per example: each fold scored by a model fitted without it and
+    judged against a threshold chosen on the other folds' own inner cross-validation, so neither the
+    message model, its vocabulary, the standardisation, the decision nor the threshold saw the fold."""
     evidence = good + bad
     labels = _labels(good, bad)
     if min(len(good), len(bad)) < max(min_examples, 2):
-        return RejectModel.fit(good, bad, min_examples).score(evidence)  # the rule learns nothing
+        rule = RejectModel.fit(good, bad, min_examples)  # the rule learns nothing
+        scores = rule.score(evidence)
+        return scores, scores >= rule.rule_threshold
     if fits is None:
         fits = MessageFits.fit([e.query for e in evidence], _vectors(evidence), labels)
     kb = _kb(evidence)
     out = np.zeros(len(evidence))
+    accepted = np.zeros(len(evidence), dtype=bool)
     for fold in fits.folds:
         train = np.setdiff1d(np.arange(len(evidence)), fold.test)
         if fold.train_logits is None:  # a fold with fewer than two of a class: the rule, as RejectModel.fit
             g = [evidence[i] for i in train if labels[i] == 1]
             b = [evidence[i] for i in train if labels[i] == 0]
-            out[fold.test] = RejectModel.fit(g, b, min_examples=0).score([evidence[i] for i in fold.test])
+            rule = RejectModel.fit(g, b, min_examples=0)
+            out[fold.test] = rule.score([evidence[i] for i in fold.test])
+            accepted[fold.test] = out[fold.test] >= rule.rule_threshold
             continue
         # The same kind of model as the one fitted on everything, even if a fold dips below the minimum.
-        decision = Decision.fit(np.column_stack([fold.train_logits, kb[train]]), labels[train])
+        x_train = np.column_stack([fold.train_logits, kb[train]])
+        decision = Decision.fit(x_train, labels[train])
         out[fold.test] = decision.probability(np.column_stack([fold.test_logits, kb[fold.test]]))
-    return out
+        accepted[fold.test] = out[fold.test] >= _inner_threshold(x_train, labels[train], fold.train_fold, target)
+    return out, accepted
+
+
+def _inner_threshold(x: np.ndarray, labels: np.ndarray, fold_of: np.ndarray | None, target: str) -> float:
+    """The threshold a build on these rows alone would store: chosen on their own cross-validated scores."""
+    inner = np.unique(fold_of) if fold_of is not None else np.zeros(0)
+    if not len(inner) or any(np.bincount(labels[fold_of != j], minlength=2).min() < 2 for j in inner):
+        scores = Decision.fit(x, labels).probability(x)  # too few rows to nest: their own fit's scores
+    else:
+        scores = np.zeros(len(labels))
+        for j in inner:
+            held = fold_of == j
+            scores[held] = Decision.fit(x[~held], labels[~held]).probability(x[held])
+    return choose_threshold(scores[labels == 1], scores[labels == 0], target)[0].threshold

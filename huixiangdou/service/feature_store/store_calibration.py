@@ -115,7 +115,10 @@ class StoreCalibrator:
         store.manifest.reject_dense_weight = weight
         store.manifest.calibration = {
             'good_questions': len(good_q), 'bad_questions': len(bad_q), 'model': model.kind,
-            'target': self.target, 'target_met': met, 'cross_validated': chosen.to_json(),
+            'target': self.target, 'target_met': met,
+            # What a new message meets at the stored threshold (nested: no layer nor the threshold saw the
+            # fold scored); 'cross_validated_pooled' is the same scores at the threshold chosen on them.
+            'cross_validated': chosen.to_json(), 'cross_validated_pooled': result.pooled.to_json(),
             'in_sample': calibration.metrics_at(fitted[:len(g)], fitted[len(g):], chosen.threshold).to_json(),
             'dense_only': _best(arr(g, 'cosine'), arr(b, 'cosine')),
             'sparse_only': _best(arr(g, 'bm25'), arr(b, 'bm25')),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from huixiangdou.service.feature_store.message_model import MessageFits, MessageModel, NgramCounts
+from huixiangdou.service.feature_store.message_model import (ExtraExamples, MessageFits, MessageModel, NgramCounts,
+                                                             near_duplicate_groups)
 
 TEXTS = ['怎么重建索引？', 'How do I rebuild the FAISS index?', 'pizza tonight?', 'gn everyone', '',
          'config.ini 里 chunk_size 改多少', 'ModuleNotFoundError: tomllib', '周末爬山吗', 'MMPose 量化 怎么做',
@@ -45,3 +46,48 @@ def test_fits_cover_every_fold_and_hold_no_example_in_its_own_model():
     alone = MessageModel.fit([texts[i] for i in train], vectors[train], labels[train])
     assert np.allclose(fold.test_logits, alone.logits([texts[i] for i in fold.test], vectors[fold.test]))
     assert fold.train_logits.shape == (len(train),) and fits.cross_fitted.shape == (len(texts),)
+
+
+def test_near_duplicate_messages_are_grouped():
+    groups = near_duplicate_groups(['怎么部署到 TensorRT？', '请问怎么部署到TensorRT', '周末爬山吗', 'ok', 'OK '])
+    assert groups[0] == groups[1] and len({groups[0], groups[2], groups[3]}) == 3
+    assert groups[3] == groups[4]          # case and spaces do not make a different message
+
+
+def test_a_question_asked_twice_never_straddles_a_fold():
+    # The same questions reworded ("请问…", "…？") would otherwise sit in training and in the held-out fold,
+    # and the cross-validated scores would promise what new messages never get.
+    rng = np.random.default_rng(2)
+    base = ['怎么重建 FAISS 索引', '午饭吃啥呀大家', 'MMPose 量化怎么做', '周末去爬山吗各位', 'reranker 不生效怎么办',
+            '下雨了记得带伞', 'OCR 读不出截图的文字', '生日快乐呀朋友们', 'chunk_size 改多少合适', '今晚看球吗']
+    texts = [t for t in base for _ in range(3)]
+    texts = [t if i % 3 == 0 else ('请问' + t if i % 3 == 1 else t + '？') for i, t in enumerate(texts)]
+    labels = np.array([1, 0] * 5).repeat(3)
+    fits = MessageFits.fit(texts, rng.normal(size=(len(texts), 8)).astype(np.float32), labels)
+    groups = near_duplicate_groups(texts)
+    assert len(set(groups)) == len(base)
+    for fold in fits.folds:
+        held = set(groups[fold.test])
+        train = np.setdiff1d(np.arange(len(texts)), fold.test)
+        assert held.isdisjoint(groups[train])
+        # the inner folds the fold's own threshold is chosen on keep duplicates together too
+        for j in np.unique(fold.train_fold):
+            assert set(groups[train][fold.train_fold == j]).isdisjoint(groups[train][fold.train_fold != j])
+
+
+def test_extra_questions_train_every_fit_but_are_never_scored():
+    rng = np.random.default_rng(3)
+    texts = [f'{t} {i}' for i, t in enumerate(TEXTS * 2)]
+    labels = np.array([1, 0] * 15)
+    vectors = rng.normal(size=(len(texts), 8)).astype(np.float32)
+    extra = ExtraExamples(['如何重建 FAISS 索引？', '量化后精度下降怎么办'], rng.normal(size=(2, 8)).astype(np.float32), 0.5)
+    plain = MessageFits.fit(texts, vectors, labels)
+    fits = MessageFits.fit(texts, vectors, labels, extra=extra)
+    assert fits.cross_fitted.shape == (len(texts),)                        # scored: the examples alone
+    assert sorted(np.concatenate([f.test for f in fits.folds])) == list(range(len(texts)))
+    assert '精度' in fits.full.ngrams and '精度' not in plain.full.ngrams  # learnt from the extra texts
+    # an on-topic extra text pulls a message like it towards on-topic
+    probe = ['量化后精度下降怎么办'], extra.vectors[1:]
+    assert fits.full.logits(*probe)[0] > plain.full.logits(*probe)[0]
+    none = MessageFits.fit(texts, vectors, labels, extra=ExtraExamples([], np.zeros((0, 8)), 0.5))
+    assert np.allclose(none.cross_fitted, plain.cross_fitted)          # no extra texts: the plain fits
