@@ -61,3 +61,23 @@ def print_language_report(rows: list[dict]) -> None:
                 print(f'{model:28} {mode:9} {lang:5} {f["n"]:>3} {f["fact"]:>6.0%} {f["cite"]:>6.0%} '
                       f'{f["ignored"]:>8.0%} {f["silent"]:>7.0%} {f["hit@5"]:>6.0%} {f["hit@1"]:>6.0%} '
                       f'{f["fact@5"]:>7.0%} {f["p50"]:>6.2f}')
+
+
+# The first line of an extractive answer to a question about something no document uses (generate.py).
+NOT_MENTIONED = ('文档里没有提到', 'The documents do not mention')
+
+
+def print_unanswerable_report(rows: list[dict]) -> None:
+    """On-topic questions the documents do not answer: the answer should say so (or stay silent), not quote
+    something unrelated as if it answered."""
+    if not rows:
+        return
+    print('\nquestions the knowledge base does not answer (should say "not mentioned" or stay silent)')
+    print(f'{"model":28} {"mode":9} {"n":>3} {"says not mentioned":>19} {"silent":>7} {"quotes as if answered":>22}')
+    for model in dict.fromkeys(r['model'] for r in rows):
+        for mode in dict.fromkeys(r['mode'] for r in rows):
+            part = [r for r in rows if r['model'] == model and r['mode'] == mode]
+            said = sum(r['code'] == 'SUCCESS' and r['reply'].startswith(NOT_MENTIONED) for r in part)
+            silent = sum(r['code'] != 'SUCCESS' for r in part)
+            n = len(part)
+            print(f'{model:28} {mode:9} {n:>3} {said / n:>19.0%} {silent / n:>7.0%} {(n - said - silent) / n:>22.0%}')

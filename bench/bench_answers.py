@@ -43,7 +43,8 @@ from loguru import logger  # noqa: E402
 from huixiangdou.config import Config, LLMConfig, LLMServerConfig, load_config, reject_throttle_override  # noqa: E402
 from huixiangdou.service.worker.session import ErrorCode, Session  # noqa: E402
 
-from bench.answers_report import check_facts, print_language_report, retrieval_figures  # noqa: E402
+from bench.answers_report import (check_facts, print_language_report, print_unanswerable_report,  # noqa: E402
+                                  retrieval_figures)
 
 QA_PATH = ROOT / 'resource' / 'qa_sample.json'
 _CITATION = re.compile(r'\[\d{1,2}\]')
@@ -212,6 +213,7 @@ async def run_model(config: Config, store, label: str, model_path: str,
                 quoted = debug.get('mode') == 'extract' or debug.get('fallback') == 'extract'
                 context = '' if quoted else '\n'.join(p.text for p in session.passages)
                 row = {'model': label, 'mode': mode, 'question': item['question'],
+                       'unanswerable': bool(item.get('unanswerable')),
                        'language': item['language'], 'source': item['source'], 'facts': item['facts'],
                        'code': session.code.name, 'reply': session.reply, 'references': session.references,
                        'seconds': round(seconds, 3),
@@ -320,6 +322,9 @@ def main() -> None:
                         'here): for --qa on a real knowledge base')
     parser.add_argument('--kb-root', help='the documents the store was built from: check that every fact of '
                         '--qa occurs in its source file before running')
+    parser.add_argument('--unanswerable', help='on-topic questions the knowledge base does not answer (JSON list of '
+                        'question, language; e.g. bench/data/qa_realkb_unanswerable.json): how often the answer '
+                        'says the documents do not mention what they ask about, stays silent, or just quotes')
     parser.add_argument('--config', default=str(ROOT / 'config.ini'), help='default: the shipped config.ini')
     parser.add_argument('--out', help='write the per-question results here (JSON)')
     args = parser.parse_args()
@@ -336,6 +341,9 @@ def main() -> None:
         if problems:
             raise SystemExit('the dev set does not match the knowledge base:\n  ' + '\n  '.join(problems))
     modes = [m.strip() for m in args.modes.split(',') if m.strip()]
+    if args.unanswerable:
+        questions += [dict(item, unanswerable=True, source='', facts=[])
+                      for item in json.loads(Path(args.unanswerable).read_text(encoding='utf-8'))]
     if args.work_root and not (Path(args.work_root) / 'CURRENT').exists():
         raise SystemExit(f'--work-root {args.work_root} holds no store: build it first with '
                          '`python -m huixiangdou.service.feature_store --repo-dir KB --work-dir STORE`')
@@ -355,8 +363,10 @@ def main() -> None:
             print(f'[{label}] could not run: {type(exc).__name__}: {str(exc)[:300]}', flush=True)
     if rows:
         print_report(rows, modes)
-        print_language_report(rows)
-        print_samples(rows)
+        answerable = [r for r in rows if not r.get('unanswerable')]
+        print_language_report(answerable)
+        print_unanswerable_report([r for r in rows if r.get('unanswerable')])
+        print_samples(answerable)
 
 
 if __name__ == '__main__':
