@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 import numpy as np
 from loguru import logger
@@ -123,7 +124,7 @@ class E5TorchEmbedder:
     dimension = 384
 
     def __init__(self, batch_size: int = 64, threads: int | None = None, precision: str = 'auto',
-                 max_batch_tokens: int = 4096):
+                 max_batch_tokens: int = 2048):
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
         if max_batch_tokens < WINDOW + 2:
@@ -132,16 +133,20 @@ class E5TorchEmbedder:
         self.threads = threads
         if precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')
-        self.precision = precision
+        self.precision = precision   # "auto" becomes the one chosen at warm_up
         self.max_batch_tokens = max_batch_tokens
         self._word_q4: np.ndarray | None = None
         self._pad = 1
         self._tokenizer: E5Tokenizer | None = None
         self._model = None
+        self._loading = threading.Lock()   # the worker may embed from several executor threads at once
 
     def warm_up(self) -> None:
-        if self._model is not None:
-            return
+        with self._loading:
+            if self._model is None:
+                self._load()
+
+    def _load(self) -> None:
         if 'torch' not in sys.modules:
             # libgomp reads this once, when torch loads. Its default (spin-wait) made 2 threads 2-20x
             # slower than 1 on 2 cores shared with other processes (the build's normal case); passive
