@@ -56,7 +56,10 @@ def build_encoder(weights: E5Weights, precision: str = 'fp32'):
     """
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaModel
-    from transformers.initialization import no_init_weights
+    try:
+        from transformers.initialization import no_init_weights   # transformers 5
+    except ImportError:
+        from transformers.modeling_utils import no_init_weights   # transformers 4.x (pyproject allows >= 4.46)
 
     d = weights.dims
     # vocab_size=2: the word table stays 4-bit in E5Weights (fp32 would be 384 MB) and is looked up
