@@ -34,6 +34,7 @@ def path_words(source: str) -> set[str]:
 
 
 _LATIN_NAME = re.compile(r'[a-z]{3,}')
+_ERROR_NAMES = ('error', 'exception', 'warning', 'fault', 'failure')
 _CJK_NAME = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff]{2,}')
 
 
@@ -46,6 +47,8 @@ def unmentioned(tokens: list[str], knows, query: str, language: str) -> list[str
     found = []
     for word in tokens:
         latin = _LATIN_NAME.fullmatch(word)
+        if latin and word.endswith(_ERROR_NAMES):
+            continue   # "ConnectionError" in a pasted error names the problem, not a thing to document
         if knows(word) or not (latin or (_CJK_NAME.fullmatch(word) and general_frequency(word) == 0.0)):
             continue
         if not latin:

@@ -108,6 +108,7 @@ def test_names_no_document_uses_are_found_and_colloquial_words_are_not(sample_fe
                                       ('Can it answer in a Slack channel?', 'en', ['Slack']),
                                       # colloquial words, numbers and identifiers the documents happen not to use
                                       ('装完 咋办，报 E4711 per-class 错误', 'zh', []),
+                                      ('报错：ConnectionError: https://open.feishu.cn/x:443 连不上', 'zh', []),
                                       ('怎么配置飞书 webhook', 'zh', []),
                                       # lowercase English words and a sentence's first word are not names
                                       ('Which class answers the slack questions? Chatty bots annoy.', 'en', [])):
