@@ -95,6 +95,19 @@ def test_batch_and_single_give_the_same_vectors(torch_embedder):
     assert np.array_equal(torch_embedder.encode(texts), batch)   # deterministic
 
 
+def test_a_small_forward_runs_on_one_thread_and_gives_the_others_back():
+    import torch
+
+    embedder = E5TorchEmbedder(threads=2)
+    embedder.warm_up()
+    text = '茴香豆没有 gpu 能跑吗'
+    small = embedder.encode_queries([text])     # one short message: one thread
+    assert torch.get_num_threads() == 2          # a build that follows gets both threads again
+    big = embedder.encode_queries([text] * 64)   # over SMALL_FORWARD_TOKENS: both threads
+    assert torch.get_num_threads() == 2
+    assert float(small[0] @ big[0]) > 0.99999    # the thread count never changes the vector
+
+
 def test_empty_list_and_empty_text(torch_embedder):
     assert torch_embedder.encode([]).shape == (0, 384)
     assert torch_embedder.encode_queries([]).shape == (0, 384)
