@@ -11,6 +11,7 @@ import threading
 import numpy as np
 from loguru import logger
 
+from huixiangdou.primitive.e5_forward import EncoderForward
 from huixiangdou.primitive.e5_embedder import MODEL_ID
 from huixiangdou.primitive.e5_tokenizer import E5Tokenizer
 from huixiangdou.primitive.embedder import EmbedderError
@@ -144,6 +145,7 @@ class E5TorchEmbedder:
         self._pad = 1
         self._tokenizer: E5Tokenizer | None = None
         self._model = None
+        self._written_out = None
         self._loading = threading.Lock()   # the worker may embed from several executor threads at once
 
     def warm_up(self) -> None:
@@ -173,6 +175,7 @@ class E5TorchEmbedder:
         if self.precision == 'auto':
             self.precision = 'bf16' if native_bf16() else 'fp32'
         self._model = build_encoder(weights, self.precision)
+        self._written_out = EncoderForward(self._model) if self.precision in ('fp32', 'bf16') else None
         logger.info('embedding model {} loaded on torch ({}, {} threads)', self.model_id, self.precision,
                     torch.get_num_threads())
 
@@ -251,8 +254,11 @@ class E5TorchEmbedder:
             embeds = torch.from_numpy(dequantize_q4(self._word_q4[ids]))
             mask_t = torch.from_numpy(mask)
             positions = torch.arange(length).expand(len(ids), length)
-            hidden = self._model(inputs_embeds=embeds, attention_mask=mask_t,
-                                 position_ids=positions).last_hidden_state
+            if self._written_out is not None:
+                hidden = self._written_out(embeds, positions, None if mask.all() else mask_t)
+            else:
+                hidden = self._model(inputs_embeds=embeds, attention_mask=mask_t,
+                                     position_ids=positions).last_hidden_state
             weights = mask_t.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1)
         return pooled.numpy()

@@ -108,6 +108,34 @@ def test_a_small_forward_runs_on_one_thread_and_gives_the_others_back():
     assert float(small[0] @ big[0]) > 0.99999    # the thread count never changes the vector
 
 
+def test_the_written_out_forward_equals_the_models_own():
+    import torch
+
+    from huixiangdou.primitive.e5_forward import EncoderForward
+    from huixiangdou.primitive.e5_weights import dequantize_q4
+
+    torch_embedder = E5TorchEmbedder(precision='fp32')   # fp32: no bfloat16 rounding to hide a difference
+    torch_embedder.warm_up()
+    tok = torch_embedder._tokenizer
+    rows = [[tok.bos, *tok.encode(text, False), tok.eos] for text in ('短句', '怎么重建索引？改了文档以后要全量重建吗',
+                                                                    'pip install opencv-python-headless fixes libGL.so.1')]
+    length = max(map(len, rows))
+    ids = np.full((len(rows), length), 1, dtype=np.int64)
+    mask = np.zeros((len(rows), length), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)], mask[i, :len(row)] = row, 1
+    with torch.inference_mode():
+        embeds = torch.from_numpy(dequantize_q4(torch_embedder._word_q4[ids]))
+        positions = torch.arange(length).expand(len(rows), length)
+        mask_t = torch.from_numpy(mask)
+        own = torch_embedder._model(inputs_embeds=embeds, attention_mask=mask_t, position_ids=positions).last_hidden_state
+        mine = EncoderForward(torch_embedder._model)(embeds, positions, mask_t)
+        alone = EncoderForward(torch_embedder._model)(embeds[2:], positions[2:], None)   # the longest: no padding
+    real = mask_t.bool()
+    assert torch.allclose(own[real], mine[real], atol=1e-4)      # padded positions are never pooled
+    assert torch.allclose(own[2], alone[0], atol=1e-4)
+
+
 def test_empty_list_and_empty_text(torch_embedder):
     assert torch_embedder.encode([]).shape == (0, 384)
     assert torch_embedder.encode_queries([]).shape == (0, 384)
