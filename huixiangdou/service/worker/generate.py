@@ -110,6 +110,8 @@ class Generate:
             # What the user replies to tells the model what "this" in the question means.
             quote = session.quote[:300]
             intro += f'用户引用的消息：{quote}\n' if zh else f'The user replies to: {quote}\n'
+        if session.unmentioned:
+            intro += prompt(session.language, 'unmentioned', words=('、' if zh else ', ').join(session.unmentioned))
         question = session.query
         if session.image_text:
             intro += prompt(session.language, 'screenshot', text=session.image_text[:SCREENSHOT_CHARS])

@@ -14,6 +14,8 @@ PROMPTS: dict[str, dict[str, str]] = {
         'screenshot': '截图中的文字：\n{text}\n',
         # The question of a message that is only a picture.
         'screenshot_question': '截图中的报错或问题怎么解决？',
+        # Names in the question that no document uses (retrieve.unmentioned): the material cannot answer them.
+        'unmentioned': '注意：资料里没有提到 {words}；如果问题问的是它，请直说资料没有提到，不要编造。\n',
         'intention': (
             '判断下面这句群聊消息是不是一个需要回答的问题，并给出它的主题。\n'
             '只输出一行 JSON，例如 {{"is_question": true, "topic": "安装", "kind": "question"}}，'
@@ -31,6 +33,8 @@ PROMPTS: dict[str, dict[str, str]] = {
         'generate': '{intro}Question: {query}\n\nMaterial:\n{context}\n\nAnswer in one or two sentences: {query}',
         'screenshot': 'Text in the screenshot:\n{text}\n',
         'screenshot_question': 'How is the error or problem in the screenshot solved?',
+        'unmentioned': 'Note: the material does not mention {words}; if the question is about it, say the '
+                       'material does not mention it instead of making something up.\n',
         'intention': (
             'Decide whether this group-chat message is a question that needs an answer, and its topic.\n'
             'Output one line of JSON only, e.g. {{"is_question": true, "topic": "install", '

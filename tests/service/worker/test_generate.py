@@ -155,6 +155,18 @@ def test_the_quoted_message_and_group_introduction_reach_the_prompt():
     assert request.system == prompt('zh', 'system') and request.passages[0].reference == 'install.md'
 
 
+def test_a_name_no_document_uses_is_named_in_the_prompt():
+    session = Session(query='茴香豆能接入钉钉群吗', language='zh', unmentioned=['钉钉'],
+                      passages=[Passage('支持飞书和微信。', 'frontends.md')])
+    request = Generate(None).build_prompt(session)
+    assert request.user.startswith('注意：资料里没有提到 钉钉；') and '[1] 支持飞书和微信。' in request.user
+    english = Session(query='Can it answer in a Slack channel?', language='en', unmentioned=['Slack'],
+                      passages=[Passage('Lark and WeChat are supported.', 'frontends.md')])
+    assert Generate(None).build_prompt(english).user.startswith('Note: the material does not mention Slack;')
+    plain = Session(query='支持飞书吗', language='zh', passages=[Passage('支持飞书和微信。', 'frontends.md')])
+    assert '没有提到' not in Generate(None).build_prompt(plain).user
+
+
 def test_settings_are_validated():
     with pytest.raises(ValueError, match='answer_mode'):
         Generate(None, answer_mode='guess')
