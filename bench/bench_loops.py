@@ -10,8 +10,10 @@ figure the issue measured before beside it:
   same-run baseline of recomputing everything, as a ratio.
 - `main --standalone` first run: a fresh workdir, timed to the first answer line and to exit; says whether
   the LLM server was started.
-- the worker's reject stage per message (session.debug['ms']['reject']), p50 / p95, on the sample store.
-The reject-dev rows (16,047 chunks) are measured by bench_reject.py. The sample store is built once in
+- the worker's reject stage per message (session.debug['ms']['reject']), p50 / p95, on the sample store;
+  with `--reject-store DIR --reject-questions FILE` also on an already built store (reject-dev's 16,047
+  chunks: `--reject-questions bench/data/qa_realkb.json`, the questions' `question` fields).
+The other reject-dev rows (build time, F1) are measured by bench_reject.py. The sample store is built once in
 --work-root and reused.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -215,21 +218,25 @@ def first_run(root: Path) -> tuple[float, str]:
                                    f'{report.get("calibrate_seconds", 0):.1f} s)')
 
 
-def reject_row(base: Path, n: int) -> tuple[float, str]:
-    """The worker's reject stage per message on the sample store, as debug['ms'] times it."""
+def reject_row(base: Path, n: int, questions: Path | None = None) -> tuple[float, str]:
+    """The worker's reject stage per message, as debug['ms'] times it: on the sample store with its held-out
+    messages, or on `base` (a built workdir) with the questions of `questions` (a QA file)."""
     from loguru import logger
 
     from huixiangdou.config import load_config
     from huixiangdou.service.worker.pipeline import Worker
     from huixiangdou.service.worker.session import Session
 
-    config = load_config(write_config(base.parent / 'reject.ini', base, HERE / 'repodir',
+    config = load_config(write_config(Path(tempfile.mkdtemp()) / 'reject.ini', base, HERE / 'repodir',
                                       HERE / 'resource/good_questions.json', HERE / 'resource/bad_questions.json'))
     config.worker.save_path = ''
     logger.remove()  # one log line per message would be timed too
     logger.add(sys.stderr, level='WARNING')
-    messages = (json.loads((HERE / 'resource/heldout_good.json').read_text(encoding='utf-8'))
-                + json.loads((HERE / 'resource/heldout_bad.json').read_text(encoding='utf-8')))[:n]
+    if questions:
+        messages = [q['question'] for q in json.loads(questions.read_text(encoding='utf-8'))][:n]
+    else:
+        messages = (json.loads((HERE / 'resource/heldout_good.json').read_text(encoding='utf-8'))
+                    + json.loads((HERE / 'resource/heldout_bad.json').read_text(encoding='utf-8')))[:n]
 
     async def run() -> list[float]:
         worker = Worker.from_config(config)
@@ -254,6 +261,10 @@ def main() -> int:
     parser.add_argument('--rows', default='upload,example,first_run,reject')
     parser.add_argument('--no-cold', action='store_true', help='skip the same-run baseline with nothing reused')
     parser.add_argument('--messages', type=int, default=100, help='messages timed through the reject stage')
+    parser.add_argument('--reject-store', type=Path, help='a built workdir (e.g. reject-dev\'s) to time the reject '
+                        'stage on too')
+    parser.add_argument('--reject-questions', type=Path, default=HERE / 'bench/data/qa_realkb.json',
+                        help='QA file whose questions are timed on --reject-store')
     args = parser.parse_args()
     rows = set(args.rows.split(','))
     args.work_root.mkdir(parents=True, exist_ok=True)
@@ -267,12 +278,16 @@ def main() -> int:
     if 'reject' in rows:
         p50, note = reject_row(base, args.messages)
         results['reject'] = (p50 / 1000, note)
+        if args.reject_store:
+            p50, note = reject_row(args.reject_store, args.messages, args.reject_questions)
+            results['reject store'] = (p50 / 1000, f'{args.reject_store}: {note}')
     names = {'upload': 'upload one file in the console -> answerable', 'example': 'add one example -> recalibrated',
              'first_run': 'main --standalone first run -> first answer', 'reject': 'worker reject stage p50 (sample)'}
     print(f'\n{"row":48s} {"now":>10s}  {"before (issue)":>18s}  {"target":>9s}  notes')
     for key, (seconds, note) in results.items():
         name = key.split(' ')[0]
         label = names[name] + (' [nothing reused]' if key.endswith('cold') else '')
+        label = label.replace('(sample)', '(--reject-store)') if key == 'reject store' else label
         now = f'{seconds * 1000:.1f} ms' if name == 'reject' else f'{seconds:.1f} s'
         before, target = BEFORE[name]
         print(f'{label:48s} {now:>10s}  {before:>18s}  {target:>9s}  {note}')

@@ -193,3 +193,32 @@ def test_without_torch_the_error_names_the_c_engine():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120,
                          cwd=REPO_ROOT, check=True).stdout
     assert 'embedding_engine = "c"' in out
+
+
+def test_prepacked_bf16_weights_give_the_plain_products_numbers():
+    import torch
+
+    from huixiangdou.primitive.e5_forward import EncoderForward
+    from huixiangdou.primitive.e5_weights import dequantize_q4
+
+    embedder = E5TorchEmbedder(precision='bf16')
+    embedder.warm_up()
+    tok = embedder._tokenizer
+    rows = [[tok.bos, *tok.encode(text, True), tok.eos] for text in ('mmdet 训练时报 CUDA out of memory 怎么办', '同问')]
+    length = max(map(len, rows))
+    ids = np.full((len(rows), length), 1, dtype=np.int64)
+    mask = np.zeros((len(rows), length), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)], mask[i, :len(row)] = row, 1
+    with torch.inference_mode():
+        embeds = torch.from_numpy(dequantize_q4(embedder._word_q4[ids]))
+        positions = torch.arange(length).expand(len(rows), length)
+        packed = EncoderForward(embedder._model)
+        plain = EncoderForward(embedder._model, prepack=False)
+        a = packed(embeds, positions, torch.from_numpy(mask))
+        b = plain(embeds, positions, torch.from_numpy(mask))
+    assert not plain.prepacked
+    if torch.backends.mkldnn.is_available():
+        assert packed.prepacked
+    real = torch.from_numpy(mask).bool()
+    assert torch.allclose(a[real], b[real], atol=2e-3)
