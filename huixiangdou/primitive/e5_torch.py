@@ -142,22 +142,23 @@ class E5TorchEmbedder:
         self._word_q4: np.ndarray | None = None
         self._pad = 1
         self._tokenizer: E5Tokenizer | None = None
-        self._model = None
-        self._written_out = None
+        self._model = None          # transformers' XLMRobertaModel, for int8 only
+        self._written_out = None    # EncoderForward (fp32, bf16)
         self._loading = threading.Lock()   # the worker may embed from several executor threads at once
 
     def warm_up(self) -> None:
         with self._loading:
-            if self._model is None:
+            if self._model is None and self._written_out is None:
                 self._load()
 
     def _load(self) -> None:
         try:
             import torch
-            import transformers  # noqa: F401
+            if self.precision == 'int8':   # the only precision run by transformers' own model
+                import transformers  # noqa: F401
         except ImportError as exc:
-            raise EmbedderError(f'[feature_store] embedding_engine = "torch" needs torch and transformers ({exc}): '
-                                'pip install torch transformers, or set embedding_engine = "c"') from exc
+            raise EmbedderError(f'[feature_store] embedding_engine = "torch" needs torch ({exc}): '
+                                'pip install torch, or set embedding_engine = "c"') from exc
 
         if self.threads:
             torch.set_num_threads(self.threads)
@@ -167,8 +168,10 @@ class E5TorchEmbedder:
         self._word_q4, self._pad = weights.word_q4, weights.vocab.pad
         if self.precision == 'auto':
             self.precision = 'bf16' if native_bf16() else 'fp32'
-        self._model = build_encoder(weights, self.precision)
-        self._written_out = EncoderForward(self._model) if self.precision in ('fp32', 'bf16') else None
+        if self.precision == 'int8':
+            self._model = build_encoder(weights, self.precision)
+        else:   # the written-out forward over the weights themselves: no transformers import (2.4 s)
+            self._written_out = EncoderForward(weights.tensors, weights.dims.heads, weights.dims.eps, self.precision)
         logger.info('embedding model {} loaded on torch ({}, {} threads)', self.model_id, self.precision,
                     torch.get_num_threads())
 

