@@ -281,6 +281,9 @@ class WorkerConfig:
     # factor for chunks whose path names a word of the question ("mmcv" in "装完 mmcv 报错"): docs/worker.md.
     retrieve_dense_weight: float = 0.3
     retrieve_path_factor: float = 1.5
+    # Weight of the entity graph in retrieval: passages naming the message's code identifiers, flags and
+    # error names join the candidates and gain this much (0 = off; measured in docs/worker.md).
+    retrieve_graph_weight: float = 0.0
     context_max_length: int = 2000
     min_query_length: int = 4
     language: str = 'auto'
@@ -300,6 +303,8 @@ class WorkerConfig:
                               f'got {self.retrieve_dense_weight}')
         if self.retrieve_path_factor < 1.0:
             raise ConfigError(f'[worker] retrieve_path_factor must be >= 1, got {self.retrieve_path_factor}')
+        if not 0.0 <= self.retrieve_graph_weight <= 1.0:
+            raise ConfigError(f'[worker] retrieve_graph_weight must be in [0, 1], got {self.retrieve_graph_weight}')
         if self.min_query_length < 1:
             raise ConfigError(f'[worker] min_query_length must be >= 1, got {self.min_query_length}')
         if self.context_max_length < 200:

@@ -131,6 +131,9 @@ def _print_explanation(query: str, why: dict) -> None:
         print(f'  {why["rule"]}')
     words = ', '.join(f'{w["word"]} ({w["specificity"]:.1f})' for w in why['specific_words'])
     print(f'  words specific to the documents (log-ratio to everyday text): {words or "-"}')
+    for item in why.get('entities', []):
+        where = f', e.g. {item["found_in"]}' if item.get('found_in') else ' (too common to point at one passage)'
+        print(f'  entity {item["entity"]}: named in {item["chunks"]} chunk(s) of {item["files"]} file(s){where}')
     for key, label in (('nearest_on_topic', 'nearest on-topic examples'), ('nearest_chatter', 'nearest chatter')):
         for item in why.get(key, []):
             print(f'  {label}: {item["cosine"]:.3f}  {item["text"]}')

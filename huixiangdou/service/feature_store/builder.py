@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from huixiangdou.primitive.documents.walker import walk_repo
 from huixiangdou.primitive.embedding_cache import EmbeddingCache
 from huixiangdou.primitive.image_reader import ImageReader
 from huixiangdou.primitive.ocr import make_ocr
+from huixiangdou.primitive.entity_graph import EntityGraph
 from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.primitive.splitter import TextSplitter, embedding_text
 from huixiangdou.primitive.tokenizer import tokenize
@@ -79,6 +81,8 @@ class BuildReport:
     # {"index": "flat" or "IVF<n>,Flat nprobe=<p>", "recall_at_10": against exact search, None when exact}
     dense_index: dict = field(default_factory=dict)
     embedding_cache: dict = field(default_factory=dict)   # {"path", "hits", "embedded"}; {} when off or unused
+    # The entity graph: {"entities", "mentions", "rows_reused", "seconds"} (primitive/entity_graph.py)
+    graph: dict = field(default_factory=dict)
     calibrate_seconds: float = 0.0
     # What the calibration reused from its last run: {"evidence_reused", "evidence_computed",
     # "message_fits": "reused" | "fitted" | None (the rule fits none)}; {} without examples.
@@ -110,6 +114,7 @@ class _Previous:
     vectors: np.ndarray     # memory-mapped
     sparse: SparseIndex     # memory-mapped; `tokens(first, stop)` gives a file's BM25 words back
     reject_model: RejectModel | None = None
+    graph: EntityGraph | None = None   # its rows' entities are reused for unchanged files
 
 
 def _load_previous(work_dir: Path, manifest: Manifest) -> _Previous | None:
@@ -129,7 +134,12 @@ def _load_previous(work_dir: Path, manifest: Manifest) -> _Previous | None:
             reject_model = RejectModel.load(folder)
         except RejectModelError as exc:
             logger.warning('previous reject model unusable ({})', exc)
-    return _Previous(manifest, chunks, vectors, sparse, reject_model)
+    graph = None
+    try:
+        graph = EntityGraph.open(folder)
+    except sqlite3.Error as exc:
+        logger.warning('previous entity graph unreadable ({}); extracting entities afresh', exc)
+    return _Previous(manifest, chunks, vectors, sparse, reject_model, graph if graph and graph.current else None)
 
 
 class FeatureStoreBuilder:
@@ -267,6 +277,7 @@ class FeatureStoreBuilder:
         digests: dict[str, str] = {}
         to_parse: list[tuple[Path, str]] = []
         reused: dict[str, tuple] = {}
+        reused_first: dict[str, int] = {}   # the previous store's first row of each reused file
         for entry in walk.files:
             self._check_cancel()
             try:
@@ -280,6 +291,7 @@ class FeatureStoreBuilder:
             if (old is not None and old.sha256 == digest
                     and not (ocr_changed and entry.path.suffix.lower() in _READ_WITH_OCR)):
                 rows = slice(old.first, old.first + old.count)
+                reused_first[entry.source] = old.first
                 reused[entry.source] = (previous.chunks[rows], previous.vectors[rows],
                                         previous.sparse.tokens(rows.start, rows.stop))
                 step()
@@ -343,6 +355,7 @@ class FeatureStoreBuilder:
         vectors: list[np.ndarray] = []
         tokens: list[list[str]] = []
         files_meta: dict[str, FileRecord] = {}
+        old_rows = np.full(sum(len(p[3]) for p in plan), -1, dtype=np.int64)   # new row -> previous row
         cursor = 0
         for source, digest, size, file_chunks, file_vectors, file_tokens in plan:
             if file_vectors is None:
@@ -350,6 +363,9 @@ class FeatureStoreBuilder:
                 file_vectors = new_vectors[cursor:cursor + n]
                 file_tokens = new_tokens[cursor:cursor + n]
                 cursor += n
+            if source in reused_first:
+                old_rows[len(chunks):len(chunks) + len(file_chunks)] = range(
+                    reused_first[source], reused_first[source] + len(file_chunks))
             files_meta[source] = FileRecord(digest, size, len(chunks), len(file_chunks))
             chunks.extend(file_chunks)
             vectors.append(file_vectors)
@@ -363,6 +379,7 @@ class FeatureStoreBuilder:
                  else make_dense_index(matrix, self.config.exact_search_max_chunks))
         report.dense_index = {'index': dense.describe(), 'recall_at_10': dense.recall_at_10}
         store = FeatureStore(manifest, chunks, matrix, SparseIndex(tokens), self.embedder, dense=dense)
+        store.graph = self._graph(chunks, old_rows, previous, report)
         report.chunks = len(chunks)
         if self.fixed_dense_weight is not None:
             manifest.reject_dense_weight = self.fixed_dense_weight
@@ -393,6 +410,26 @@ class FeatureStoreBuilder:
             reader.prune()  # every file was read: texts of images no longer in repodir can go
         self.on_progress('save', 1, 1)
         return report
+
+    def _graph(self, chunks: list[Chunk], old_rows: np.ndarray, previous: _Previous | None,
+               report: BuildReport) -> EntityGraph:
+        """The entity graph of the new rows; an unchanged file's rows take their entities from the last graph."""
+        self._check_cancel()
+        start = time.perf_counter()
+        last = previous.graph if previous is not None else None
+        reused = 0
+
+        def reuse(row: int) -> dict[str, bool] | None:
+            nonlocal reused
+            if last is None or old_rows[row] < 0:
+                return None
+            reused += 1
+            return last.row_entities(int(old_rows[row]), int(old_rows[row]) + 1)[0]
+
+        graph = EntityGraph.build(chunks, reuse=reuse)
+        report.graph = {'entities': len(graph), 'rows_reused': reused,
+                        'seconds': round(time.perf_counter() - start, 3)}
+        return graph
 
     def _embed(self, texts: list[str], work_dir: Path, report: BuildReport) -> np.ndarray:
         if not texts:

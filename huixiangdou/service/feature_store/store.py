@@ -14,6 +14,7 @@ import numpy as np
 from huixiangdou.primitive.chunk import Chunk
 from huixiangdou.primitive.chunk_table import ChunkTable, chunks_at
 from huixiangdou.primitive.dense_index import DenseIndex, FaissIndex
+from huixiangdou.primitive.entity_graph import EntityGraph
 from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.service.feature_store.query_features import QueryFeatures, featurize
 from huixiangdou.service.feature_store.reject_evidence import RejectEvidence
@@ -55,8 +56,10 @@ class FeatureStore:
 
     def __init__(self, manifest: Manifest, chunks: ChunkTable | list[Chunk], vectors: np.ndarray,
                  sparse: SparseIndex, embedder, folder: Path | None = None,
-                 dense: DenseIndex | None = None, reject_model: RejectModel | None = None):
+                 dense: DenseIndex | None = None, reject_model: RejectModel | None = None,
+                 graph: EntityGraph | None = None):
         self.manifest = manifest
+        self.graph = graph   # the documents' entity graph; None for stores built before it
         self.reject_model = reject_model
         self.chunks = chunks
         self.vectors = vectors
@@ -114,10 +117,24 @@ class FeatureStore:
         score, out = self.reject_model.decide(features.evidence)
         out['threshold'] = threshold
         out['answer'] = score >= threshold
+        out['entities'] = self.entities_found(features.evidence.entities)
+        return out
+
+    def entities_found(self, matches: list, top: int = 6) -> list[dict]:
+        """The graph's entities a message names, rarest first, each with a passage that names it."""
+        if self.graph is None or not matches:
+            return []
+        out = []
+        for m in matches[:top]:
+            rows = self.graph.chunks_sharing([m], limit=1) if m in self.graph.specific([m]) else []
+            item = m.to_json()
+            if rows:
+                item['found_in'] = chunks_at(self.chunks, [rows[0][0]])[0].reference
+            out.append(item)
         return out
 
     def search(self, query: str | QueryFeatures, k: int = 5, candidates: int = 20,
-               dense_weight: float | None = None) -> list[ScoredChunk]:
+               dense_weight: float | None = None, graph_weight: float = 0.0) -> list[ScoredChunk]:
         """Dense + BM25 retrieval, best first; `query` is a message, or its features when the caller
         computed them already (the worker's reject stage does).
 
@@ -125,6 +142,10 @@ class FeatureStore:
         candidates (cosine min-max, BM25 divided by the best), and `fused = w * cosine' + (1 - w) * bm25'`
         with w `dense_weight`, or the one calibrated for this store's reject decision. Unlike rank fusion, this lets a clear BM25
         winner beat an English-only model's near-random ranking of a Chinese query.
+
+        With `graph_weight` > 0 and an entity graph, the chunks that name the message's specific entities
+        (code identifiers, flags, error names...) join the candidates, and each candidate gains
+        `graph_weight * its entities' summed idf / the best such sum`.
         """
         n = min(candidates, len(self.chunks))
         if n == 0:
@@ -135,7 +156,12 @@ class FeatureStore:
             raise ValueError(f'features of {len(bm25)} chunks do not belong to this store of {len(self.chunks)}')
         _, d_ids = self.dense.search(vector[None, :], n)
         s_ids = np.argpartition(-bm25, n - 1)[:n] if len(bm25) > n else np.arange(len(bm25))
-        rows = sorted({int(r) for r in d_ids[0] if r >= 0} | {int(r) for r in s_ids if bm25[r] > 0})
+        rows = {int(r) for r in d_ids[0] if r >= 0} | {int(r) for r in s_ids if bm25[r] > 0}
+        shared: dict[int, float] = {}
+        if graph_weight > 0 and self.graph is not None and getattr(features.evidence, 'entities', None):
+            shared = dict(self.graph.chunks_sharing(features.evidence.entities, limit=n))
+            rows |= set(shared)
+        rows = sorted(rows)
         cosine = self.vectors[rows] @ vector
         sparse = bm25[rows].astype(np.float64)
         span = cosine.max() - cosine.min()
@@ -143,6 +169,9 @@ class FeatureStore:
         bm_scaled = sparse / sparse.max() if sparse.max() > 0 else np.zeros_like(sparse)
         w = self.manifest.reject_dense_weight if dense_weight is None else dense_weight
         fused = w * cos_scaled + (1 - w) * bm_scaled
+        if shared:
+            top = max(shared.values())
+            fused = fused + graph_weight * np.array([shared.get(r, 0.0) / top for r in rows])
         # Rank first, then read from the chunk table only the k rows returned (the order is the same as
         # sorting all candidates: a stable sort on the fused score, candidates in row order).
         best = sorted(range(len(rows)), key=lambda i: fused[i], reverse=True)[:k]
@@ -165,4 +194,4 @@ class FeatureStore:
         one raises StoreDamagedError (a StoreError) and nothing of it is loaded."""
         files = read_store(work_dir, embedder if check_model else None, verify=verify)
         return cls(files.manifest, files.chunks, files.vectors, files.sparse, embedder, files.folder,
-                   files.dense, files.reject_model)
+                   files.dense, files.reject_model, files.graph)

@@ -25,6 +25,7 @@ from loguru import logger
 from huixiangdou.primitive.chunk import Chunk
 from huixiangdou.primitive.chunk_table import ChunkTable
 from huixiangdou.primitive.dense_index import FaissIndex
+from huixiangdou.primitive.entity_graph import FILE as GRAPH_FILE, EntityGraph
 from huixiangdou.primitive.mapped_array import load_mapped
 from huixiangdou.primitive.sparse_index import SparseIndex
 from huixiangdou.service.feature_store.checksums import ALGORITHM, CHECKSUMS_FILE, find_damage, record_checksums
@@ -85,6 +86,7 @@ class StoreFiles:
     sparse: SparseIndex
     dense: FaissIndex
     reject_model: RejectModel | None
+    graph: EntityGraph | None = None
 
 
 def _write_json(path: Path, data) -> None:
@@ -134,6 +136,8 @@ def _save_locked(store, work_dir: Path, report: dict | None, started: float) -> 
     store.sparse.save(tmp)
     if store.reject_model is not None:
         store.reject_model.save(tmp)
+    if getattr(store, 'graph', None) is not None:
+        store.graph.save(tmp)
     if report is not None:
         _write_json(tmp / 'report.json', report)
     store.manifest.checksums = ALGORITHM
@@ -268,6 +272,9 @@ def read_store(work_dir: Path, embedder=None, verify: bool = True) -> StoreFiles
         sparse = SparseIndex.load(folder)
         dense = open_dense_index(folder, manifest)
         reject_model = RejectModel.load(folder) if (folder / MODEL_FILE).is_file() else None
+        graph = EntityGraph.open(folder)
+    except sqlite3.Error as exc:
+        raise StoreDamagedError(folder, f'{GRAPH_FILE} is unreadable ({exc})') from exc
     except RejectModelError as exc:
         raise StoreError(str(exc)) from exc
     except StoreError:  # already says what to do (e.g. the Milvus server is down)
@@ -286,7 +293,7 @@ def read_store(work_dir: Path, embedder=None, verify: bool = True) -> StoreFiles
         logger.warning('feature store {} has format {}: retrieval works, but rejection needs a '
                        'recalibration: run `python -m huixiangdou.service.feature_store`', folder,
                        manifest.format_version)
-    return StoreFiles(folder, manifest, chunks, vectors, sparse, dense, reject_model)
+    return StoreFiles(folder, manifest, chunks, vectors, sparse, dense, reject_model, graph)
 
 
 def check_compatible(manifest: Manifest, embedder) -> None:

@@ -127,7 +127,8 @@ class Worker:
         # With a reranker, retrieve a wider net so it can promote what retrieval ranked lower.
         candidates = config.retrieve_top_k * 4 if config.enable_rerank else config.retrieve_top_k
         weight = None if config.retrieve_dense_weight == -1 else config.retrieve_dense_weight
-        stages.append(Retrieve(kb.store, candidates, path_factor=config.retrieve_path_factor, dense_weight=weight))
+        stages.append(Retrieve(kb.store, candidates, path_factor=config.retrieve_path_factor, dense_weight=weight,
+                               graph_weight=config.retrieve_graph_weight))
         if config.enable_rerank:
             stages.append(Rerank(kb.reranker, config.retrieve_top_k))
         if config.enable_web_search:

@@ -86,13 +86,14 @@ class Retrieve:
     name = 'retrieve'
 
     def __init__(self, store: FeatureStore, top_k: int = 5, candidates: int = 20, language_factor: float = 1.3,
-                 path_factor: float = 1.5, dense_weight: float | None = 0.3):
+                 path_factor: float = 1.5, dense_weight: float | None = 0.3, graph_weight: float = 0.0):
         if top_k < 1:
             raise ValueError(f'top_k must be >= 1, got {top_k}')
         if language_factor < 1.0 or path_factor < 1.0:
             raise ValueError(f'language_factor and path_factor must be >= 1, got {language_factor}, {path_factor}')
         self.path_factor = path_factor
         self.dense_weight = dense_weight
+        self.graph_weight = graph_weight   # passages sharing the message's entities (FeatureStore.search)
         self.store = store
         self.top_k = top_k
         self.candidates = max(candidates, top_k)
@@ -107,7 +108,8 @@ class Retrieve:
 
     async def run(self, session: Session) -> None:
         features = await query_features(self.store, session)
-        pool = await run_cpu(self.store.search, features, self.candidates, self.candidates, self.dense_weight)
+        pool = await run_cpu(self.store.search, features, self.candidates, self.candidates, self.dense_weight,
+                             self.graph_weight)
         words = {w.lower() for w in features.tokens}
         found = preferred(pool, session.language, self.language_factor, words, self.path_factor)
         found = found[:self.top_k]

@@ -62,6 +62,13 @@ export function explainReject(reject, outcome, query = '') {
       ? h('div', { class: 'chips' }, reject.specific_words.map((w) => h('span', { class: 'chip', title: t('reject.specificity', { n: num(w.specificity, 2) }) },
         datum('span', {}, w.word), h('small', {}, ` ${num(w.specificity, 2)}`))))
       : h('p', { class: 'muted small' }, t('reject.noSpecificWords')))];
+  if (reject.entities?.length) {
+    words.push(h('div', { id: 'matched-entities' }, h('h4', {}, t('reject.entities')),
+      h('div', { class: 'chips' }, reject.entities.map((e) => h('span', {
+        class: 'chip',
+        title: t('reject.entityWhere', { chunks: e.chunks, files: e.files }) + (e.found_in ? ` · ${e.found_in}` : ''),
+      }, datum('span', {}, e.entity), h('small', {}, ` ${e.chunks}`))))));
+  }
   const pushedFor = (reject.ngrams_for || []).filter((g) => readableFragment(g, query));
   const pushedAgainst = (reject.ngrams_against || []).filter((g) => readableFragment(g, query));
   if (pushedFor.length || pushedAgainst.length) {

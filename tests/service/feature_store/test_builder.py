@@ -226,3 +226,53 @@ def test_manifest_of_another_format_says_rebuild(tmp_path, builder, embedder):
     manifest.write_text(json.dumps(data))
     with pytest.raises(StoreError, match='--rebuild'):
         FeatureStore.load(work, embedder)
+
+
+def test_the_entity_graph_is_stored_with_each_version_and_unchanged_files_reuse_their_entities(tmp_path, builder,
+                                                                                               embedder):
+    import sqlite3
+
+    from huixiangdou.primitive.entity_graph import FILE, EntityGraph
+
+    repo, work = make_repo(tmp_path / 'repo'), tmp_path / 'work'
+    first = builder.build(repo, work)
+    store = FeatureStore.load(work, embedder)
+    assert (store.folder / FILE).is_file() and first.graph['rows_reused'] == 0
+    assert first.graph['entities'] == len(store.graph) > 0
+    assert [m.name for m in store.graph.match('url_verification 收不到怎么办')] == ['url_verification']
+
+    (repo / 'notes.txt').write_text('Rebuild with --rebuild; pip install faiss-cpu if faiss_index fails.\n')
+    second = builder.build(repo, work)
+    store = FeatureStore.load(work, embedder)
+    unchanged = sum(r.count for name, r in store.manifest.files.items() if name != 'notes.txt')
+    assert second.graph['rows_reused'] == unchanged > 0
+    assert store.graph.match('faiss-cpu 装不上')[0].name == 'faiss-cpu'
+    assert store.graph.match('url_verification')[0].chunks == 1   # reused rows keep their entities
+
+    # The same graph as extracting every chunk afresh.
+    fresh = EntityGraph.build(list(store.chunks))
+    dump = lambda g: sorted(g._db.execute(  # noqa: E731
+        'SELECT e.name, m.chunk, m.naming FROM mention m JOIN entity e ON e.id = m.entity').fetchall())
+    assert dump(fresh) == dump(store.graph)
+
+    # The graph is covered by the version's checksums: a damaged one is refused, never queried.
+    store.graph.close()
+    with sqlite3.connect(store.folder / FILE) as db:
+        db.execute("UPDATE entity SET chunks = 99 WHERE name = 'url_verification'")
+    with pytest.raises(StoreError, match='damaged|checksum'):
+        FeatureStore.load(work, embedder)
+
+
+def test_graph_weight_lifts_the_passages_naming_the_messages_entities(tmp_path, builder, embedder):
+    docs = dict(DOCS, **{'tuning.md': '# Tuning\n\nSet `zq_window_frames` to 12 for smooth playback.\n'})
+    work = tmp_path / 'work'
+    builder.build(make_repo(tmp_path / 'repo', docs), work)
+    store = FeatureStore.load(work, embedder)
+    features = store.featurize(['zq_window_frames 设多少合适'])[0]
+    assert [m.name for m in features.evidence.entities] == ['zq_window_frames']
+    plain = {s.chunk.source: s.fused for s in store.search(features, k=10)}
+    lifted = {s.chunk.source: s.fused for s in store.search(features, k=10, graph_weight=0.4)}
+    assert lifted['tuning.md'] == pytest.approx(plain['tuning.md'] + 0.4)
+    assert all(lifted[name] == pytest.approx(plain[name]) for name in plain if name != 'tuning.md')
+    why = store.explain(features)
+    assert why['entities'][0]['entity'] == 'zq_window_frames' and why['entities'][0]['found_in'].startswith('tuning.md')

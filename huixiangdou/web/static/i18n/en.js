@@ -281,6 +281,8 @@ export default {
   'reject.nearestOnTopic': 'Nearest on-topic examples',
   'reject.nearestChatter': 'Nearest chatter examples',
   'reject.specificWords': 'Words of this message that the documents use and chat rarely does',
+  'reject.entities': 'Entities of the documents it names',
+  'reject.entityWhere': 'named in {chunks} passages of {files} files',
   'reject.specificity': 'how specific: {n}',
   'reject.noSpecificWords': 'None: no word of this message is special to the documents.',
   'reject.weighed': 'Words and phrases that tipped the decision',

@@ -281,6 +281,8 @@ export default {
   'reject.nearestOnTopic': '最接近的相关问题示例',
   'reject.nearestChatter': '最接近的闲聊示例',
   'reject.specificWords': '这条消息中文档常用、闲聊少见的词',
+  'reject.entities': '提到的文档实体',
+  'reject.entityWhere': '出现在 {files} 个文件的 {chunks} 段中',
   'reject.specificity': '专有程度：{n}',
   'reject.noSpecificWords': '没有：这条消息中没有文档特有的词。',
   'reject.weighed': '左右判断的词语',
