@@ -251,6 +251,10 @@ def test_reject_explanation_names_words_not_single_characters(browser, web_serve
         expect(page.locator('#specific-words')).to_be_visible()
         for chip in page.locator('#weighed-words .chip').all_inner_texts():
             assert len(chip.lstrip('+− ').strip()) >= 2, f'a single character is shown as a reason: {chip!r}'
+        # A message naming a config key of the documents shows it among the entities it names.
+        page.fill('#ask-input', 'local_llm_bind_port 被占用了 要怎么改')
+        page.click('#ask-button')
+        expect(page.locator('#matched-entities')).to_contain_text('local_llm_bind_port', timeout=60_000)
     finally:
         page.context.close()
 

@@ -149,6 +149,8 @@ class RejectModel:
                 out[key] = [{'text': self.example_texts[i], 'cosine': round(float(sims[i]), 3)} for i in best]
         out['specific_words'] = [{'word': w, 'specificity': round(s, 2)}
                                  for w, s in evidence.word_specificity[:top * 2] if s > 0]
+        # The entity graph's entities the message names (store.explain adds a passage naming each).
+        out['entities'] = [m.to_json() for m in getattr(evidence, 'entities', [])[:top * 2]]
         out['best_chunk'] = _chunk_json(evidence.dense_best, 'cosine', evidence.cosine)
         out['best_bm25_chunk'] = _chunk_json(evidence.sparse_best, 'bm25', evidence.bm25)
         return score, out

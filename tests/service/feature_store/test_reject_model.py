@@ -140,9 +140,12 @@ def test_explain_names_a_chunk_an_example_and_the_words(sample_store, tmp_path, 
     examples = set(calibration.load_questions(REPO_ROOT / 'resource/good_questions.json'))
     assert any(line.split('  ')[-1] in examples for line in out.splitlines() if 'nearest on-topic' in line)
     assert '加密' in out or 'encrypt_key' in out
+    entity = next(line for line in out.splitlines() if line.strip().startswith('entity encrypt_key'))
+    assert 'chunk(s)' in entity and '.md' in entity     # how often the documents name it, and where
     assert feature_store_main(['--config', str(config), '--work-dir', str(work_dir), '--explain',
                                '今天中午吃什么', '--json']) == 0
     why = json.loads(capsys.readouterr().out)
+    assert why['entities'] == []
     assert why['score'] < why['threshold']
     assert why['nearest_chatter'] and why['evidence']['examples']['contribution'] < 0
 
