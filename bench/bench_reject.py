@@ -252,6 +252,8 @@ def main() -> int:
         t0 = time.perf_counter()
         evidence = store.evidence(good_q + bad_q)
         print(f'   evidence for {len(evidence)} messages in {time.perf_counter() - t0:.1f} s')
+        for e in evidence:
+            e.entities_together = store.graph.together(e.entities)
         good, bad = evidence[:len(good_q)], evidence[len(good_q):]
         t0 = time.perf_counter()
         extra = doc_questions(store)

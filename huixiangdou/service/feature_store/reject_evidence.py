@@ -38,7 +38,7 @@ class RejectEvidence:
     dense_best: Chunk | None = None
     sparse_best: Chunk | None = None
     entities: list = field(default_factory=list)   # EntityMatch: the graph's entities the message names
-    entities_together: int = 0          # the most of its specific entities one chunk names
+    entities_together: int = 0          # the most of its specific entities one chunk names (graph.together)
 
     @property
     def specific_words(self) -> list[str]:
@@ -87,8 +87,7 @@ def gather_evidence(store, queries: list[str], vectors: np.ndarray,
         ev.word_specificity = sorted(scored, key=lambda x: -x[1])
         ev.known_words = sum(1 for w in words if store.sparse.knows(w)) / len(words) if words else 0.0
         graph = getattr(store, 'graph', None)
-        if graph is not None:
+        if graph is not None:   # one indexed lookup; `entities_together` costs more and is filled on demand
             ev.entities = graph.match(query)
-            ev.entities_together = graph.together(ev.entities)
         out.append(ev)
     return out
