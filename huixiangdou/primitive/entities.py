@@ -16,8 +16,10 @@ _KINDS = (
     # `inline code` up to 48 characters: whatever the author marked as code
     ('code', re.compile(r'`([^`\n]{2,48})`')),
     # what is installed or imported: pip install mmcv-full, import mmdet, from lmdeploy import pipeline
-    ('package', re.compile(r'(?:\b(?:pip3?|conda|mim|apt(?:-get)?) install(?: -[a-zA-Z-]+)*|^[ \t]*import|^[ \t]*from)'
-                           r'[ \t]+[\'"]?([a-z][\w.-]{1,40})', re.I | re.M)),
+    ('package', re.compile(r'\b(?:[Pp]ip3?|[Cc]onda|mim|apt(?:-get)?) install(?: -[a-zA-Z-]+)*[ \t]+[\'"]?'
+                           r'([a-z][\w.-]{1,40})')),
+    ('package', re.compile(r'^[ \t]*(?:import[ \t]+([a-z_][\w.]{1,40})(?=[ \t]*(?:$|,|#|as\b))|'
+                           r'from[ \t]+([a-z_][\w.]{1,40})[ \t]+import\b)', re.M)),
     # a command line's command: the first word after a shell prompt
     ('command', re.compile(r'^[ \t]*\$[ \t]+([a-z][\w-]{2,30})\b', re.M)),
     # --flags and -f style options of a CLI
@@ -50,10 +52,11 @@ _URL = re.compile(r'(?:https?|ftp)://\S+|www\.\S+', re.I)
 
 
 # Bumped whenever a pattern changes: a graph built by other patterns is extracted afresh, not reused.
-VERSION = 1
+VERSION = 2
 
-# Kinds that name a program or package, so that the same word in plain prose names it too ("lmdeploy 怎么装").
-NAMING_KINDS = frozenset({'package', 'command'})
+# Kinds that name a package, so that the same word in plain prose names it too ("lmdeploy 怎么装"). Not
+# commands: `$ make`, `$ file` would make "make" and "file" entities of every English message.
+NAMING_KINDS = frozenset({'package'})
 
 
 def entities(text: str) -> list[str]:
@@ -68,10 +71,11 @@ def entity_kinds(text: str) -> dict[str, str]:
     text = _URL.sub(lambda m: ' ' * len(m.group()), text)   # a URL's parts name nothing; offsets kept
     for kind, pattern in _KINDS:
         for match in pattern.finditer(text):
-            start, end = match.span(1)
+            group = next(i for i in range(1, (pattern.groups or 0) + 1) if match.group(i) is not None)
+            start, end = match.span(group)
             if any(a <= start < b or start <= a < end for a, b in taken):
                 continue
-            name = _normalise(match.group(1), kind)
+            name = _normalise(match.group(group), kind)
             if name:
                 taken.append((start, end))
                 if name not in found or start < found[name][0]:
