@@ -6,15 +6,19 @@ which gives what a vectorizer fitted on the fold's texts gives. It knows nothing
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import scipy.sparse as sps
-from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from scipy.sparse.csgraph import connected_components
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+# scikit-learn fits the model (a build, a calibration); scoring a message needs none of it, and importing it
+# is 1.1 s of every serving process's start, so it is imported where a fit needs it.
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
 
 FOLDS = 5
 # Settings chosen by 5-fold cross-validation on a real group's 680 labelled messages (docs/feature_store.md):
@@ -25,11 +29,34 @@ _C = 1.0
 _NGRAMS = dict(analyzer='char_wb', ngram_range=(1, 3), lowercase=True)
 
 
-def _vectorizer(**kwargs) -> TfidfVectorizer:
+def _vectorizer(**kwargs) -> 'TfidfVectorizer':
+    from sklearn.feature_extraction.text import TfidfVectorizer
     return TfidfVectorizer(sublinear_tf=True, dtype=np.float64, **_NGRAMS, **kwargs)
 
 
-def logistic() -> LogisticRegression:
+_WHITE_SPACES = re.compile(r'\s\s+')
+
+
+def char_wb_ngrams(text: str, low: int = _NGRAMS['ngram_range'][0], high: int = _NGRAMS['ngram_range'][1]) -> list[str]:
+    """The character n-grams scikit-learn's `analyzer='char_wb'` gives for `text` (lowercased; each word padded
+    with one space; a word shorter than n counted once), in its order: the same list, without importing it
+    (tests/service/feature_store/test_message_model.py compares them on real text)."""
+    grams: list[str] = []
+    for word in _WHITE_SPACES.sub(' ', text.lower()).split():
+        word = f' {word} '
+        for n in range(low, high + 1):
+            offset = 0
+            grams.append(word[:n])
+            while offset + n < len(word):
+                offset += 1
+                grams.append(word[offset:offset + n])
+            if offset == 0:
+                break
+    return grams
+
+
+def logistic() -> 'LogisticRegression':
+    from sklearn.linear_model import LogisticRegression
     # Balanced: chatter usually outnumbers questions, and the threshold is chosen afterwards anyway.
     return LogisticRegression(C=_C, class_weight='balanced', max_iter=5000)
 
@@ -46,6 +73,7 @@ def near_duplicate_groups(texts: list[str], min_jaccard: float = NEAR_DUPLICATE)
         return np.zeros(0, dtype=np.int64)
     # Lowercased, whitespace-free; a text shorter than three characters is its own single "gram".
     norm = [''.join(t.lower().split()) or t for t in texts]
+    from sklearn.feature_extraction.text import CountVectorizer
     grams = CountVectorizer(analyzer=lambda t: {t[i:i + 3] for i in range(max(len(t) - 2, 1))}, binary=True)
     x = grams.fit_transform(norm).astype(np.float32).tocsr()
     sizes = np.asarray(x.sum(axis=1)).ravel()
@@ -59,6 +87,7 @@ def near_duplicate_groups(texts: list[str], min_jaccard: float = NEAR_DUPLICATE)
 def folds(labels: np.ndarray, seed: int = 0, groups: np.ndarray | None = None, k: int = FOLDS):
     """Stratified k-fold (train, test) row pairs, k = `k` or the smaller class's size; with `groups`, the rows
     of one group always fall in the same fold (near_duplicate_groups)."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
     labels = np.asarray(labels)
     k = min(k, int(np.bincount(labels, minlength=2).min()))
     if groups is None or len(np.unique(groups)) == len(groups):
@@ -71,17 +100,19 @@ class NgramCounts:
     (or of texts held out from it) as a vectorizer fitted on that subset would compute it."""
 
     def __init__(self, texts: list[str]):
+        from sklearn.feature_extraction.text import CountVectorizer
         counter = CountVectorizer(**_NGRAMS, dtype=np.int64)
         self.counts = counter.fit_transform(texts).tocsr()
         self.names = counter.get_feature_names_out()
 
-    def fit(self, rows: np.ndarray) -> tuple[np.ndarray, TfidfTransformer]:
+    def fit(self, rows: np.ndarray) -> tuple[np.ndarray, 'TfidfTransformer']:
         """(the vocabulary of `rows` as columns of the counts, its fitted TF-IDF weighting)."""
+        from sklearn.feature_extraction.text import TfidfTransformer
         sub = self.counts[rows]
         cols = np.flatnonzero(np.bincount(sub.indices, minlength=self.counts.shape[1]))
         return cols, TfidfTransformer(sublinear_tf=True).fit(sub[:, cols])
 
-    def tfidf(self, rows: np.ndarray, cols: np.ndarray, weighting: TfidfTransformer) -> sps.csr_matrix:
+    def tfidf(self, rows: np.ndarray, cols: np.ndarray, weighting: 'TfidfTransformer') -> sps.csr_matrix:
         return weighting.transform(self.counts[rows][:, cols].astype(np.float64)).tocsr()
 
 
@@ -94,16 +125,16 @@ class MessageModel:
     idf: np.ndarray
     ngram_coef: np.ndarray
     intercept: float
-    _vectorizer: TfidfVectorizer | None = field(default=None, repr=False)
-    _analyze: Callable[[str], list[str]] | None = field(default=None, repr=False)
-    _index: dict[str, int] = field(default_factory=dict, repr=False)
+    _vectorizer: 'TfidfVectorizer | None' = field(default=None, repr=False)
+    _index: dict[str, int] | None = field(default=None, repr=False)
 
     @classmethod
     def fit(cls, texts: list[str], vectors: np.ndarray, labels: np.ndarray) -> 'MessageModel':
         return _fit_rows(NgramCounts(texts), np.arange(len(texts)), vectors, labels)[0]
 
     @property
-    def vectorizer(self) -> TfidfVectorizer:
+    def vectorizer(self) -> 'TfidfVectorizer':
+        """The fitted scikit-learn vectorizer these n-grams and IDFs make (for comparison; scoring uses tfidf)."""
         if self._vectorizer is None:
             vec = _vectorizer(vocabulary={g: i for i, g in enumerate(self.ngrams)})
             vec.idf_ = self.idf
@@ -113,13 +144,12 @@ class MessageModel:
     def tfidf(self, texts: list[str]) -> sps.csr_matrix:
         """The texts' n-gram TF-IDF rows, as the fitted vectorizer's `transform` computes them, without its
         per-call overhead (milliseconds, most of a one-message reject decision)."""
-        if self._analyze is None:
-            self._analyze = self.vectorizer.build_analyzer()
+        if self._index is None:
             self._index = {g: i for i, g in enumerate(self.ngrams)}
         indptr, indices, data = [0], [], []
         for text in texts:
             counts: dict[int, int] = {}
-            for gram in self._analyze(text):
+            for gram in char_wb_ngrams(text):
                 j = self._index.get(gram)
                 if j is not None:
                     counts[j] = counts.get(j, 0) + 1
@@ -150,7 +180,7 @@ class MessageModel:
 
 
 def _fit_rows(counts: NgramCounts, rows: np.ndarray, vectors: np.ndarray, labels: np.ndarray,
-              extra: '_ExtraRows | None' = None) -> tuple[MessageModel, np.ndarray, TfidfTransformer]:
+              extra: '_ExtraRows | None' = None) -> tuple[MessageModel, np.ndarray, 'TfidfTransformer']:
     """The message model fitted on `rows` of the examples (and the extra on-topic texts, with their weight);
     with its vocabulary columns and weighting."""
     lr = logistic()

@@ -2,6 +2,8 @@
 every fold, a message's TF-IDF without the vectorizer, and the fits a calibration reuses."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -91,3 +93,47 @@ def test_extra_questions_train_every_fit_but_are_never_scored():
     assert fits.full.logits(*probe)[0] > plain.full.logits(*probe)[0]
     none = MessageFits.fit(texts, vectors, labels, extra=ExtraExamples([], np.zeros((0, 8)), 0.5))
     assert np.allclose(none.cross_fitted, plain.cross_fitted)          # no extra texts: the plain fits
+
+
+def test_char_wb_ngrams_are_scikit_learns_on_real_text():
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from huixiangdou.service.feature_store.message_model import char_wb_ngrams
+    from tests.conftest import REPO_ROOT
+
+    analyze = CountVectorizer(analyzer='char_wb', ngram_range=(1, 3), lowercase=True).build_analyzer()
+    real = (REPO_ROOT / 'README.md').read_text(encoding='utf-8').splitlines()
+    odd = ['', ' ', 'a', 'ab', '  多  空格\t\tand\ttabs\n\nnew lines  ', 'ＦＡＩＳＳ 全角 İstanbul ß',
+           '😀 emoji 𠀀', 'x' * 5, 'mmdet.apis.init_detector(--cfg)']
+    for text in real + odd:
+        assert char_wb_ngrams(text) == analyze(text), text
+
+
+def test_scoring_a_message_imports_no_scikit_learn(tmp_path):
+    """Fitting needs scikit-learn; loading a store and scoring a message does not (its import is 1.1 s)."""
+    import subprocess
+    import sys
+
+    from huixiangdou.config import FeatureStoreConfig
+    from huixiangdou.primitive.e5_torch import E5TorchEmbedder
+    from huixiangdou.service.feature_store.builder import FeatureStoreBuilder
+    from tests.conftest import REPO_ROOT
+
+    repo = tmp_path / 'repo'
+    repo.mkdir()
+    (repo / '飞书.md').write_text('# 飞书群应用\n\n在开放平台填写 app_id、app_secret 和加密密钥 encrypt_key。\n', encoding='utf-8')
+    good = ['飞书群应用的 encrypt_key 在哪里填', 'app_secret 填错了会怎样', '飞书机器人怎么配置', '加密密钥是什么']
+    bad = ['今天中午吃什么', '哈哈哈', '周末去爬山吗', '晚安']
+    for name, items in (('good.json', good), ('bad.json', bad)):
+        (tmp_path / name).write_text(json.dumps(items, ensure_ascii=False), encoding='utf-8')
+    FeatureStoreBuilder(FeatureStoreConfig(), E5TorchEmbedder(), progress=False).build(
+        repo, tmp_path / 'work', good=tmp_path / 'good.json', bad=tmp_path / 'bad.json')
+    script = ('import sys; from pathlib import Path; '
+              'from huixiangdou.primitive.e5_torch import E5TorchEmbedder; '
+              'from huixiangdou.service.feature_store.store import FeatureStore; '
+              f'store = FeatureStore.load(Path({str(tmp_path / "work")!r}), E5TorchEmbedder()); '
+              'store.explain("飞书群应用的加密密钥 encrypt_key 在哪里配置？"); '
+              'print(sorted(m for m in ("sklearn", "transformers") if m in sys.modules))')
+    out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == '[]'
