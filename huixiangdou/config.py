@@ -279,6 +279,9 @@ class WorkerConfig:
     retrieve_top_k: int = 5
     # Retrieval's mix of scaled cosine and BM25 (weight of the cosine; -1 = the reject calibration's) and the
     # factor for chunks whose path names a word of the question ("mmcv" in "装完 mmcv 报错"): docs/worker.md.
+    # P(on-topic) distance from the reject threshold within which a capable LLM (a remote API or a local
+    # model of your choosing, never the bundled 135M) decides instead of the reject model; 0 = off.
+    reject_llm_band: float = 0.0
     retrieve_dense_weight: float = 0.3
     retrieve_path_factor: float = 1.5
     # Weight of the entity graph in retrieval: passages naming the message's code identifiers, flags and
@@ -303,6 +306,8 @@ class WorkerConfig:
                               f'got {self.retrieve_dense_weight}')
         if self.retrieve_path_factor < 1.0:
             raise ConfigError(f'[worker] retrieve_path_factor must be >= 1, got {self.retrieve_path_factor}')
+        if not 0.0 <= self.reject_llm_band <= 1.0:
+            raise ConfigError(f'[worker] reject_llm_band must be in [0, 1], got {self.reject_llm_band}')
         if not 0.0 <= self.retrieve_graph_weight <= 1.0:
             raise ConfigError(f'[worker] retrieve_graph_weight must be in [0, 1], got {self.retrieve_graph_weight}')
         if self.min_query_length < 1:

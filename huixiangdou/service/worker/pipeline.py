@@ -121,7 +121,7 @@ class Worker:
         if config.enable_rerank and kb.reranker is None:
             raise ValueError(f'[worker] enable_rerank = 1 needs a reranker_model_path for knowledge base "{name}"')
         stages: list = [WorkTime(config.time), Preprocess(config.min_query_length, config.language),
-                        Reject(kb.store, kb.reject_throttle)]
+                        Reject(kb.store, kb.reject_throttle, llm if self.capable_llm else None, config.reject_llm_band)]
         if config.enable_intention:
             stages.append(Intention(llm))
         # With a reranker, retrieve a wider net so it can promote what retrieval ranked lower.

@@ -20,6 +20,11 @@ PROMPTS: dict[str, dict[str, str]] = {
             '判断下面这句群聊消息是不是一个需要回答的问题，并给出它的主题。\n'
             '只输出一行 JSON，例如 {{"is_question": true, "topic": "安装", "kind": "question"}}，'
             'kind 取值 question、greeting（打招呼、感谢、闲聊）或 identity（问你是谁）。\n消息：{query}'),
+        'reject_judge': (
+            '一个技术交流群里来了一条消息。它是不是一个需要回答、并且群里的文档能回答的问题'
+            '（安装、使用、配置、报错）？闲聊、玩笑、感谢、和文档无关的话都不算。\n'
+            '和它最接近的文档片段：{passage}\n消息：{query}\n'
+            '只输出一行 JSON：{{"on_topic": true}} 或 {{"on_topic": false}}。'),
         'relevance': (
             '问题：{query}\n回答：{reply}\n'
             '这个回答和问题相关、有帮助吗？请只输出 0 到 10 之间的一个整数，10 表示非常相关。'),
@@ -40,6 +45,11 @@ PROMPTS: dict[str, dict[str, str]] = {
             'Output one line of JSON only, e.g. {{"is_question": true, "topic": "install", '
             '"kind": "question"}}; kind is question, greeting (hello, thanks, small talk) or identity '
             '(asking who you are).\nMessage: {query}'),
+        'reject_judge': (
+            'A message arrived in a technical group chat. Is it a question that needs an answer and that the '
+            "group's documents could answer (installing, using, configuring, an error)? Chatter, jokes, thanks "
+            'and anything unrelated to the documents are not.\nThe closest passage of the documents: {passage}\n'
+            'Message: {query}\nOutput one line of JSON only: {{"on_topic": true}} or {{"on_topic": false}}.'),
         'relevance': (
             'Question: {query}\nAnswer: {reply}\n'
             'Is the answer relevant and helpful for the question? Output one integer from 0 to 10 only, '

@@ -11,22 +11,70 @@ context of a reply that asks about it; "谢谢，学到了" under the bot's answ
 """
 from __future__ import annotations
 
+import re
+
+from loguru import logger
+
 from huixiangdou.service.feature_store import FeatureStore
+from huixiangdou.service.llm_client import LLMClientError
+from huixiangdou.service.worker.prompts import prompt
 from huixiangdou.service.worker.session import ErrorCode, Session
 from huixiangdou.service.worker.stage import query_features, run_cpu
 
 
+_VERDICT = re.compile(r'"on_topic"\s*:\s*(true|false)', re.I)
+
+
+def parse_verdict(text: str) -> bool | None:
+    """The LLM's judgement: {"on_topic": true|false} anywhere in its answer, else a leading 是/否/yes/no;
+    None when it says neither."""
+    match = _VERDICT.search(text)
+    if match:
+        return match.group(1).lower() == 'true'
+    head = text.strip().lstrip('"\'*`#> ').lower()
+    if head.startswith(('是', 'yes', 'true')):
+        return True
+    if head.startswith(('否', '不是', 'no', 'false')):
+        return False
+    return None
+
+
 class Reject:
+    """Stay silent on chatter: the store's reject model against the threshold. With `llm` and `band` > 0, a
+    message whose score lies within `band` of the threshold is decided by the LLM instead (is it a question
+    these documents are about?), as upstream asks its LLM; the rest never wait for it."""
     name = 'reject'
 
-    def __init__(self, store: FeatureStore, reject_throttle: float | None = None):
+    def __init__(self, store: FeatureStore, reject_throttle: float | None = None, llm=None, band: float = 0.0):
         self.store = store
         self.threshold = store.decision_threshold(reject_throttle)  # StoreError if uncalibrated
+        self.llm = llm if band > 0 else None
+        self.band = band
 
     async def run(self, session: Session) -> None:
         features = await query_features(self.store, session)
         score, why = await run_cpu(self.store.reject_model.decide, features.evidence)
-        session.debug[self.name] = {'reject_score': round(score, 4), 'threshold': round(self.threshold, 4),
-                                    'answer': score >= self.threshold, **why}
-        if score < self.threshold:
+        answer = score >= self.threshold
+        record = {'reject_score': round(score, 4), 'threshold': round(self.threshold, 4), 'answer': answer, **why}
+        session.debug[self.name] = record
+        if self.llm is not None and abs(score - self.threshold) <= self.band:
+            verdict = await self._ask(session, features.evidence)
+            if verdict is not None:
+                record['answer'] = answer = verdict
+        if not answer:
             session.finish(ErrorCode.UNRELATED)
+
+    async def _ask(self, session: Session, evidence) -> bool | None:
+        best = evidence.dense_best
+        passage = f'{best.reference}: {best.text[:400]}' if best is not None else '-'
+        try:
+            reply = await self.llm.generate(prompt(session.language, 'reject_judge', query=session.text,
+                                                   passage=passage))
+        except LLMClientError as exc:
+            # An optional second opinion: without it the reject model's decision stands.
+            logger.warning('reject: LLM judgement skipped, the model decides: {}', exc)
+            session.debug[self.name]['llm'] = {'error': str(exc)}
+            return None
+        verdict = parse_verdict(reply.text)
+        session.debug[self.name]['llm'] = {'raw': reply.text[:200], 'on_topic': verdict}
+        return verdict

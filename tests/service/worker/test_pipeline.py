@@ -250,3 +250,55 @@ async def test_a_failed_web_search_keeps_its_error_in_the_record(tmp_path):
         await OnlineSearch(search).run(session)
     assert session.code == ErrorCode.NO_SEARCH_RESULT
     assert session.debug['web_search']['urls'] == [] and '500' in session.debug['web_search']['error']
+
+
+# ---- the LLM judges the uncertain band of reject scores ([worker] reject_llm_band) --------------------
+
+def _judge(verdicts: dict[str, bool]):
+    """A responder that answers the reject judgement per message, and a plain answer otherwise."""
+    def respond(messages):
+        text = messages[-1]['content']
+        for query, verdict in verdicts.items():
+            if query in text and '"on_topic"' in text:
+                return '{"on_topic": %s}' % ('true' if verdict else 'false')
+        return '在 [frontend.lark_group] 段填写 encrypt_key [1]。'
+    return respond
+
+
+async def test_within_the_band_the_llm_decides_both_ways(store, llm, fake_openai):
+    fake_openai.responder = _judge({CHATTER: True, ON_TOPIC: False})
+    worker = Worker(WorkerConfig(reject_llm_band=1.0), store, llm)     # every score is within 1.0
+    rescued = await worker.run(Session(query=CHATTER))
+    assert rescued.code != ErrorCode.UNRELATED
+    assert rescued.debug['reject']['llm']['on_topic'] is True and rescued.debug['reject']['answer'] is True
+    assert rescued.debug['reject']['reject_score'] < rescued.debug['reject']['threshold']   # the model said no
+    silenced = await worker.run(Session(query=ON_TOPIC))
+    assert silenced.code == ErrorCode.UNRELATED and silenced.debug['reject']['llm']['on_topic'] is False
+    judged = [r for r in chat_requests(fake_openai) if '"on_topic"' in r.body['messages'][-1]['content']]
+    assert len(judged) == 2
+    assert any(ON_TOPIC in r.body['messages'][-1]['content'] and '.md' in r.body['messages'][-1]['content']
+               for r in judged), 'the closest passage and its file go into the prompt'
+
+
+async def test_outside_the_band_or_without_a_capable_model_the_llm_is_not_asked(store, llm, fake_openai):
+    fake_openai.responder = _judge({CHATTER: True})
+    narrow = await Worker(WorkerConfig(reject_llm_band=0.01), store, llm).run(Session(query=CHATTER))
+    assert narrow.code == ErrorCode.UNRELATED and 'llm' not in narrow.debug['reject']
+    tiny = await Worker(WorkerConfig(reject_llm_band=1.0), store, llm, capable_llm=False).run(Session(query=CHATTER))
+    assert tiny.code == ErrorCode.UNRELATED and 'llm' not in tiny.debug['reject']
+    assert chat_requests(fake_openai) == []
+
+
+async def test_a_failing_llm_leaves_the_reject_models_decision(store, llm, fake_openai):
+    fake_openai.fail('400', paths=['/v1/chat/completions'])
+    session = await Worker(WorkerConfig(reject_llm_band=1.0), store, llm).run(Session(query=CHATTER))
+    assert session.code == ErrorCode.UNRELATED
+    assert 'error' in session.debug['reject']['llm']
+
+
+@pytest.mark.parametrize('text, verdict', [
+    ('{"on_topic": true}', True), ('好的：{"on_topic":false}', False), ('是的，这是文档能回答的问题', True),
+    ('否。这是闲聊', False), ('No, this is small talk.', False), ('Yes.', True), ('I cannot tell', None), ('', None)])
+def test_the_judgement_is_read_from_json_or_a_leading_yes_or_no(text, verdict):
+    from huixiangdou.service.worker.reject import parse_verdict
+    assert parse_verdict(text) is verdict
