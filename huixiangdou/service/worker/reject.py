@@ -65,16 +65,21 @@ class Reject:
             session.finish(ErrorCode.UNRELATED)
 
     async def _ask(self, session: Session, evidence) -> bool | None:
-        best = evidence.dense_best
-        passage = f'{best.reference}: {best.text[:400]}' if best is not None else '-'
         try:
-            reply = await self.llm.generate(prompt(session.language, 'reject_judge', query=session.text,
-                                                   passage=passage))
+            verdict, raw = await llm_judgement(self.llm, session.text, session.language, evidence)
         except LLMClientError as exc:
             # An optional second opinion: without it the reject model's decision stands.
             logger.warning('reject: LLM judgement skipped, the model decides: {}', exc)
             session.debug[self.name]['llm'] = {'error': str(exc)}
             return None
-        verdict = parse_verdict(reply.text)
-        session.debug[self.name]['llm'] = {'raw': reply.text[:200], 'on_topic': verdict}
+        session.debug[self.name]['llm'] = {'raw': raw[:200], 'on_topic': verdict}
         return verdict
+
+
+async def llm_judgement(llm, text: str, language: str, evidence) -> tuple[bool | None, str]:
+    """(the LLM's verdict on whether `text` is a question the documents answer, its raw answer); the
+    closest passage (evidence.dense_best) goes into the prompt. LLMClientError when the LLM fails."""
+    best = evidence.dense_best
+    passage = f'{best.reference}: {best.text[:400]}' if best is not None else '-'
+    reply = await llm.generate(prompt(language, 'reject_judge', query=text, passage=passage))
+    return parse_verdict(reply.text), reply.text
