@@ -79,3 +79,10 @@ def test_a_folder_without_a_graph_opens_as_none_and_a_damaged_one_raises(tmp_pat
     (tmp_path / FILE).write_bytes(b'not a database at all' * 50)
     with pytest.raises(sqlite3.Error):
         EntityGraph.open(tmp_path)
+
+
+@pytest.mark.parametrize('text', ['a-' * 2500, 'a.' * 2500, '`' * 5000, 'A' * 5000 + 'a', 'x1-' * 1700,
+                                  ('ab' * 20 + '-') * 120, 'pip install ' * 400, '--a' * 1700, '\x00\ufffd' * 2000])
+def test_crafted_text_gives_few_bounded_entities(text):
+    found = entities(text)
+    assert len(found) <= 2 and all(3 <= len(name) <= 48 for name in found)
